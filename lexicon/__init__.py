@@ -1,0 +1,1 @@
+"""lexicon: a deep-learning course as exact, reproducible JAX experiments."""

@@ -1,0 +1,38 @@
+"""The training keys every experiment shares, with their rules."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from lexicon.rules import Choice, Range
+
+PARALLEL = ("none", "data", "seeds")
+MAPPERS = ("shard_map", "pmap")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Shared training keys; an experiment's get_config() starts from these."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # seed of the first replica; replica i uses seed + i
+    config.seeds = 1  # independent replicas trained together as one vmapped program
+    config.data_seed = 0  # seed of the train/validation/test split, shared by all replicas
+    config.epochs = 10  # passes over the training split
+    config.batch_size = 32  # examples per step; 0 = full batch, 1 = stochastic
+    config.parallel = "none"  # none | data (split each batch over devices) | seeds
+    config.mapper = "shard_map"  # shard_map | pmap: how parallel=data maps the device step
+    config.checkpoint_every = 0  # epochs between orbax checkpoints; 0 = only at the end
+    config.resume = False  # continue from the latest checkpoint in --workdir
+    config.eval_every = 1  # epochs between evaluations of the validation and test splits
+    config.progress = True  # progress bar with ETA on the terminal
+    return config
+
+
+RULES = {
+    "seeds": Range(1),
+    "epochs": Range(1),
+    "batch_size": Range(0),
+    "parallel": Choice(*PARALLEL),
+    "mapper": Choice(*MAPPERS),
+    "checkpoint_every": Range(0),
+    "eval_every": Range(1),
+}
