@@ -99,7 +99,7 @@ def parse(get_config: Callable, argv: list[str]):
         if arg.startswith("--config") and "=" not in arg and not arg.startswith("--config."):
             fail(f"flag {arg!r} is not supported; set single keys with --config.key=value")
     registry = flags.FlagValues()
-    config_flags.DEFINE_config_dict("config", config, flag_values=registry)
+    config_flags.DEFINE_config_dict("config", config, flag_values=registry, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "where the run writes its outputs", flag_values=registry)
     try:
         rest = registry(argv)

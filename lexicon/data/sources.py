@@ -98,9 +98,10 @@ def tfds_images(name: str, split: str, *, data_dir: str | None = None) -> tuple[
             f"[{type(err).__name__}]"
         ) from None
     n = len(source)
-    records = source.__getitems__(range(n)) if hasattr(source, "__getitems__") else [
-        source[i] for i in range(n)
-    ]
+    try:  # one batched read where the source supports it
+        records = source.__getitems__(list(range(n)))
+    except (AttributeError, TypeError):
+        records = [source[i] for i in range(n)]
     x = np.stack([np.asarray(r["image"]) for r in records]).astype(np.float32) / 255.0
     y = np.asarray([int(r["label"]) for r in records], dtype=np.int32)
     return x, y

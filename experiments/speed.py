@@ -1,0 +1,262 @@
+"""Speed: side-by-side ratios of the training loop's variants, measured in one run.
+
+Rows (each a median over repeats, after compiling):
+- a jitted train step on a resident batch; the per-step dispatch loop (Python calls the
+  jitted step once per minibatch); the epoch as one compiled lax.scan;
+- 1 seed vs 8 vmapped seeds in one program;
+- 1 vs N host devices, data-parallel (shard_map and pmap), in a child process that sees N
+  CPU devices;
+- the MLP 784-256-256-10 with Adam at batch 128 in JAX and, when torch is installed,
+  in PyTorch on the CPU.
+Timings are figures for a report, never assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lexicon import cli, data, train
+from lexicon.report import Report
+from lexicon.rules import Choice, Range
+
+PARTS = ("all", "devices")
+
+
+def get_config():
+    config = train.defaults()
+    config.epochs = 1
+    config.batch_size = 128
+    config.repeats = 5  # timed repetitions of each row; the median is reported
+    config.hidden = (256, 256)  # hidden layers of the timed MLP
+    config.devices = 8  # host CPU devices of the data-parallel child process
+    config.torch = True  # time PyTorch too when it is installed
+    config.part = "all"  # all | devices (the child process measuring device parallelism)
+    return config
+
+
+RULES = {"repeats": Range(1, 1000), "devices": Range(1, 64), "part": Choice(*PARTS)}
+
+
+class MLP(nn.Module):
+    hidden: tuple[int, ...]
+    classes: int = 10
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.classes)(x)
+
+
+def classifier_task(hidden, num_inputs, tx=None):
+    model = MLP(tuple(hidden))
+    tx = tx or optax.adam(1e-3)
+
+    def init(key):
+        params = model.init(key, jnp.zeros((1, num_inputs)))["params"]
+        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    def loss(params, model_state, batch, key):
+        logits = model.apply({"params": params}, batch["x"])
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        return value, ({}, model_state)
+
+    return train.Task(init=init, step=train.gradient_step(loss))
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` (which must block until its result is ready)."""
+    fn()  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
+    """A function timing one epoch of ``task`` through lexicon.train's compiled program."""
+    from lexicon.train.loop import _Program
+
+    config = config.copy_and_resolve_references()
+    config.parallel, config.mapper = parallel, mapper
+    program = _Program(task, config, batch_size)
+    seeds = program.put(np.arange(config.seeds, dtype=np.int32), program.seed_sharding)
+    state = program.init(seeds)
+    return program, state, seeds
+
+
+def loop_rows(config, splits):
+    """Jitted step vs per-step dispatch vs epoch-as-scan, and 1 vs 8 vmapped seeds."""
+    x, y = splits.train["x"], splits.train["y"]
+    bs = config.batch_size
+    steps = len(x) // bs
+    task = classifier_task(config.hidden, x.shape[1])
+    step = jax.jit(task.step(None))
+    state = task.init(jax.random.key(0))
+    key = jax.random.key(1)
+    batches = [{"x": jnp.asarray(x[i * bs : (i + 1) * bs]), "y": jnp.asarray(y[i * bs : (i + 1) * bs])}
+               for i in range(steps)]
+    order = np.random.default_rng(0).permutation(len(x))
+    arrays = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+
+    def single_step():
+        jax.block_until_ready(step(state, batches[0], key))
+
+    def dispatch_loop():
+        s = state
+        for i in range(steps):
+            idx = order[i * bs : (i + 1) * bs]
+            batch = {"x": arrays["x"][idx], "y": arrays["y"][idx]}
+            s, _ = step(s, batch, jax.random.fold_in(key, i))
+        jax.block_until_ready(s)
+
+    rows = {}
+    rows["jitted step (resident batch)"] = median_time(single_step, config.repeats * 20)
+    rows["per-step dispatch loop"] = median_time(dispatch_loop, config.repeats) / steps
+    for seeds in (1, 8):
+        c = config.copy_and_resolve_references()
+        c.seeds = seeds
+        program, st, sd = epoch_runner(task, c, bs)
+        data_arrays = program.put(splits.train)
+
+        def scan_epoch(program=program, st=st, sd=sd, data_arrays=data_arrays):
+            jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
+
+        rows[f"epoch as lax.scan, {seeds} seed{'s' if seeds > 1 else ''}"] = (
+            median_time(scan_epoch, config.repeats) / steps
+        )
+    return rows
+
+
+def device_rows(config, splits):
+    """Per-step time of one data-parallel epoch on 1 device vs all host devices."""
+    bs = config.batch_size
+    steps = len(splits.train["x"]) // bs
+    task = classifier_task(config.hidden, splits.train["x"].shape[1])
+    rows = {}
+    for label, parallel, mapper in [("1 device", "none", "shard_map"),
+                                    (f"{jax.device_count()} devices, shard_map", "data", "shard_map"),
+                                    (f"{jax.device_count()} devices, pmap", "data", "pmap")]:
+        program, st, sd = epoch_runner(task, config, bs, parallel, mapper)
+        data_arrays = program.put(splits.train)
+
+        def run(program=program, st=st, sd=sd, data_arrays=data_arrays):
+            jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
+
+        rows[label] = median_time(run, config.repeats) / steps
+    return rows
+
+
+def torch_rows(config, num_steps=50):
+    """MLP 784-256-256-10, Adam, batch 128: JAX step vs PyTorch CPU step, same random data."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(num_steps * 128, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=num_steps * 128).astype(np.int32)
+    task = classifier_task((256, 256), 784)
+    c = config.copy_and_resolve_references()
+    c.batch_size, c.seeds = 128, 1
+    program, st, sd = epoch_runner(task, c, 128)
+    arrays = program.put({"x": x, "y": y})
+    rows = {"JAX, epoch as lax.scan": median_time(
+        lambda: jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1))), config.repeats
+    ) / num_steps}
+    step = jax.jit(task.step(None))
+    state = task.init(jax.random.key(0))
+    xb, yb = jnp.asarray(x[:128]), jnp.asarray(y[:128])
+
+    def jax_loop():
+        s = state
+        for i in range(num_steps):
+            s, _ = step(s, {"x": xb, "y": yb}, jax.random.key(i))
+        jax.block_until_ready(s)
+
+    rows["JAX, jitted step per call"] = median_time(jax_loop, config.repeats) / num_steps
+    try:
+        import torch
+    except ImportError:
+        return rows, None
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tx_, ty_ = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    def torch_loop():
+        for i in range(num_steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(tx_[i * 128 : (i + 1) * 128]),
+                                                     ty_[i * 128 : (i + 1) * 128])
+            loss.backward()
+            opt.step()
+
+    rows["PyTorch CPU, default Adam"] = median_time(torch_loop, config.repeats) / num_steps
+    return rows, torch.__version__
+
+
+def measure_devices_in_child(config) -> dict:
+    """Runs this module with ``part=devices`` in a process that sees ``config.devices`` CPUs."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={config.devices}"}
+    env.pop("LEXICON_NUM_PROCESSES", None)
+    args = [sys.executable, "-m", "experiments.speed", "--config.part=devices",
+            f"--config.repeats={config.repeats}", f"--config.batch_size={config.batch_size}",
+            "--config.progress=false", "--workdir=" + os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                                 f"lexicon-speed-{os.getpid()}")]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def train_and_evaluate(config, workdir):
+    splits = data.load("digits", seed=config.data_seed)
+    if config.part == "devices":
+        print(json.dumps(device_rows(config, splits)))
+        return {}
+    loop = loop_rows(config, splits)
+    devices = measure_devices_in_child(config)
+    frameworks, torch_version = torch_rows(config) if config.torch else ({}, None)
+
+    dispatch, scan1 = loop["per-step dispatch loop"], loop["epoch as lax.scan, 1 seed"]
+    scan8 = loop["epoch as lax.scan, 8 seeds"]
+    one_device = devices["1 device"]
+    ratios = [
+        ("per-step dispatch / epoch scan (per step)", dispatch / scan1, ">= 1.2"),
+        ("8 vmapped seeds / 1 seed (wall time)", scan8 / scan1, "<= 3"),
+    ]
+    ratios += [(f"{k} / 1 device (per step)", v / one_device, "") for k, v in devices.items()
+               if k != "1 device"]
+    if torch_version:
+        torch_step = frameworks["PyTorch CPU, default Adam"]
+        ratios += [(f"{k} / PyTorch (per step)", v / torch_step, "< 0.8")
+                   for k, v in frameworks.items() if k.startswith("JAX")]
+
+    report = Report(workdir, "Speed of the training loop")
+    report.text(f"Machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, "
+                f"{jax.devices()[0].platform}; torch {torch_version or 'not installed'}. "
+                f"MLP {tuple(config.hidden)} with Adam, batch {config.batch_size}, "
+                f"median of {config.repeats} repeats.")
+    report.table(["measurement", "ms per step"],
+                 [(k, f"{v * 1e3:.3f}") for k, v in {**loop, **devices, **frameworks}.items()],
+                 caption="Timings (digits MLP; the framework rows use 784-256-256-10)")
+    report.table(["ratio", "value", "target"], [(k, f"{v:.2f}", t) for k, v, t in ratios],
+                 caption="Ratios measured side by side")
+    report.write()
+    for k, v, t in ratios:
+        print(f"{k:<55} {v:6.2f}  {t}")
+    results = {k: v for k, v, _ in ratios}
+    (workdir / "speed.json").write_text(json.dumps({"timings_s": {**loop, **devices, **frameworks},
+                                                    "ratios": results}, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    cli.run(get_config, train_and_evaluate, RULES)

@@ -1,0 +1,56 @@
+"""The hand-written delta rules against jax.grad, and the experiment end to end."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from support import run_python
+
+from experiments import backprop
+
+
+@pytest.mark.parametrize("sizes", [(5, 3), (64, 32, 10), (7, 11, 6, 4), (3, 8, 8, 8, 2)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_delta_rules_equal_jax_grad(sizes, seed):
+    kp, kx, kt = jax.random.split(jax.random.key(seed), 3)
+    params = backprop.init_params(kp, sizes)
+    x = jax.random.normal(kx, (17, sizes[0]))
+    t = jax.random.uniform(kt, (17, sizes[-1]))
+    hand = backprop.backprop_gradient(params, x, t)
+    auto = jax.grad(backprop.squared_error)(params, x, t)
+    for h, a in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
+        np.testing.assert_allclose(h, a, atol=1e-6, rtol=1e-5)
+
+
+def test_output_delta_is_the_documents_formula():
+    """delta_k = o_k (1 - o_k)(t_k - o_k) and delta_h = o_h (1 - o_h) sum_k w_hk delta_k."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(4, 3)), rng.normal(size=(3, 2))
+    x, t = rng.normal(size=(1, 4)), rng.uniform(size=(1, 2))
+    params = [{"w": w1, "b": np.zeros(3)}, {"w": w2, "b": np.zeros(2)}]
+    o_h = 1 / (1 + np.exp(-(x @ w1)))
+    o_k = 1 / (1 + np.exp(-(o_h @ w2)))
+    delta_k = o_k * (1 - o_k) * (t - o_k)
+    delta_h = np.array([[o_h[0, h] * (1 - o_h[0, h]) * sum(w2[h, k] * delta_k[0, k]
+                        for k in range(2)) for h in range(3)]])
+    outputs = backprop.forward(jax.tree.map(np.float32, params), x.astype(np.float32))
+    deltas = backprop.backprop_deltas(jax.tree.map(np.float32, params), outputs, t)
+    np.testing.assert_allclose(deltas[1], delta_k, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(deltas[0], delta_h, rtol=1e-5, atol=1e-6)
+
+
+def test_experiment_end_to_end(tmp_path):
+    """The README's first command at a tiny scale: results printed, report and plots written."""
+    result = run_python(["-m", "experiments.backprop", "--config.epochs=3", "--config.seeds=2",
+                         "--config.progress=false", f"--workdir={tmp_path}"])
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
+    for name in ("report.md", "curves.png", "metrics.jsonl", "manifest.json"):
+        assert (tmp_path / name).exists(), name
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"]["seeds"] == 2 and manifest["versions"]["jax"]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert len(records[-1]["test/accuracy"]) == 2
+    assert np.mean(records[-1]["test/accuracy"]) > 0.5

@@ -1,0 +1,188 @@
+"""lexicon.train: reproducibility, resume, vmapped seeds, devices, processes, NaN stops."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from support import ROOT, run_python
+
+from experiments import backprop
+from lexicon import data, train
+from lexicon.rules import ConfigError
+
+
+def small_config(**overrides):
+    config = backprop.get_config()
+    config.update(dict(epochs=2, seeds=1, batch_size=32, progress=False, hidden=(16,)))
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits", seed=0)
+
+
+def fit(config, digits, workdir):
+    task = backprop.make_task(config, 64, 10)
+    return train.fit(config, task, digits.train, workdir, eval_splits={"val": digits.val})
+
+
+def test_same_seed_in_separate_processes_gives_identical_metrics(tmp_path):
+    files = []
+    for run in ("a", "b"):
+        workdir = tmp_path / run
+        result = run_python(["-m", "experiments.backprop", "--config.epochs=2",
+                             "--config.seeds=2", "--config.progress=false",
+                             f"--workdir={workdir}"])
+        assert result.returncode == 0, result.stderr
+        files.append((workdir / "metrics.jsonl").read_bytes())
+    assert files[0] == files[1]
+
+
+def test_resumed_run_ends_identical_to_uninterrupted(digits, tmp_path):
+    straight = fit(small_config(epochs=4), digits, tmp_path / "straight")
+    fit(small_config(epochs=2), digits, tmp_path / "resumed")
+    resumed = fit(small_config(epochs=4, resume=True), digits, tmp_path / "resumed")
+    for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (tmp_path / "straight/metrics.jsonl").read_bytes() == (
+        tmp_path / "resumed/metrics.jsonl"
+    ).read_bytes()
+
+
+def test_vmapped_seeds_equal_separate_runs(digits, tmp_path):
+    together = fit(small_config(seeds=4, seed=10), digits, tmp_path / "together")
+    for i in range(4):
+        alone = fit(small_config(seeds=1, seed=10 + i), digits, tmp_path / f"alone{i}")
+        for a, b in zip(jax.tree.leaves(together.state.params), jax.tree.leaves(alone.state.params)):
+            np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [0, 1, 100])
+def test_batch_size_sets_the_regime(digits, tmp_path, batch_size):
+    """0 = full batch (one step per epoch), 1 = stochastic, else minibatches (remainder left)."""
+    n = len(digits.train["y"])
+    steps = {0: 1, 1: n, 100: n // 100}[batch_size]
+    result = fit(small_config(epochs=1, batch_size=batch_size), digits, tmp_path)
+    assert result.history[0]["step"] == steps
+
+
+def nan_task(bad_step):
+    """Least squares whose loss turns NaN from step ``bad_step`` on."""
+    tx = optax.sgd(0.1)
+
+    def init(key):
+        return train.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)}, tx=tx)
+
+    def loss(params, model_state, batch, key):
+        err = jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2)
+        return err, ({}, model_state)
+
+    def make_step(axis_name):
+        base = train.gradient_step(loss)(axis_name)
+
+        def step(state, batch, key):
+            state, metrics = base(state, batch, key)
+            poison = jnp.where(state.step >= bad_step, jnp.nan, 0.0)
+            return state, {**metrics, "loss": metrics["loss"] + poison}
+
+        return step
+
+    return train.Task(init=init, step=make_step)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    split = {"x": rng.normal(size=(40, 3)).astype(np.float32),
+             "y": rng.normal(size=40).astype(np.float32)}
+    config = train.defaults()
+    config.update(dict(epochs=10, batch_size=10, checkpoint_every=2, progress=False))
+    # 4 steps per epoch; step 15 is the third batch of epoch 4.
+    with pytest.raises(train.TrainingDiverged, match=r"loss is not finite at step 15 \(epoch 4"):
+        train.fit(config, nan_task(15), split, tmp_path)
+    checkpointer = train.Checkpointer(tmp_path / "checkpoints")
+    assert checkpointer.latest() == 3
+    template = jax.vmap(nan_task(15).init)(jax.random.split(jax.random.key(0), 1))
+    restored = checkpointer.restore(3, template)
+    assert int(restored.step[0]) == 12
+    assert np.all(np.isfinite(np.asarray(restored.params["w"])))
+    assert len(train.read_metrics(tmp_path)) == 3
+
+
+def test_batch_larger_than_the_data_is_refused_before_compiling(digits, tmp_path):
+    with pytest.raises(ConfigError, match="exceeds the 1258 training examples"):
+        fit(small_config(batch_size=5000), digits, tmp_path)
+
+
+def test_resume_without_checkpoint_is_refused(digits, tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        fit(small_config(resume=True), digits, tmp_path)
+
+
+PARALLEL_SCRIPT = """
+import sys, jax, numpy as np
+from experiments import backprop
+from lexicon import data, train
+assert jax.device_count() == 8
+digits = data.load("digits", seed=0)
+def run(**kw):
+    config = backprop.get_config()
+    config.update(dict(epochs=2, seeds=2, batch_size=64, progress=False, hidden=(16,), **kw))
+    task = backprop.make_task(config, 64, 10)
+    workdir = sys.argv[1] + "/" + "-".join(map(str, kw.values()))
+    return train.fit(config, task, digits.train, workdir, eval_splits={"val": digits.val})
+single = run(parallel="none")
+for mapper in ("shard_map", "pmap"):
+    parallel = run(parallel="data", mapper=mapper)
+    for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(parallel.state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(single.final("val/accuracy"), parallel.final("val/accuracy"))
+config = backprop.get_config()
+config.update(dict(epochs=2, seeds=8, batch_size=64, progress=False, hidden=(16,)))
+task = backprop.make_task(config, 64, 10)
+a = train.fit(config, task, digits.train, sys.argv[1] + "/s-none")
+config.parallel = "seeds"
+b = train.fit(config, task, digits.train, sys.argv[1] + "/s-seeds")
+for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+print("PARALLEL OK")
+"""
+
+
+def test_data_and_seed_parallel_on_8_devices_equal_single_device(tmp_path):
+    result = run_python(["-c", PARALLEL_SCRIPT, str(tmp_path)], devices=8)
+    assert "PARALLEL OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    common = ["--config.epochs=2", "--config.seeds=2", "--config.batch_size=64",
+              "--config.parallel=data", "--config.progress=false"]
+    single = run_python(["-m", "experiments.backprop", *common, f"--workdir={tmp_path / 'one'}"],
+                        devices=8)
+    assert single.returncode == 0, single.stderr
+    import subprocess
+
+    multi = subprocess.run(
+        ["./launch.sh", "--processes", "2", "--devices", "4", "backprop", *common,
+         f"--workdir={tmp_path / 'two'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    one, two = (train.read_metrics(tmp_path / d) for d in ("one", "two"))
+    assert [r["epoch"] for r in one] == [r["epoch"] for r in two] == [1, 2]
+    for r1, r2 in zip(one, two):
+        for key in r1:
+            np.testing.assert_allclose(r1[key], r2[key], rtol=1e-5, atol=1e-6)
+    manifest = (tmp_path / "two" / "manifest.json").read_text()
+    assert '"process_count": 2' in manifest
+
+
+def test_checkpoint_files_are_orbax(tmp_path, digits):
+    fit(small_config(epochs=2, checkpoint_every=1), digits, tmp_path)
+    steps = sorted(int(p.name) for p in pathlib.Path(tmp_path, "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps == [1, 2]
