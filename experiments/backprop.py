@@ -44,9 +44,11 @@ RULES = {"lr": positive(), "gradient": Choice(*GRADIENTS), "dataset": Choice(*da
 def init_params(key, sizes):
     """Weights W (inputs x units) ~ U(-r, r) with r = sqrt(6 / (m + n)); biases 0."""
     params = []
-    for key, (m, n) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+    for k, (m, n) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
         r = np.sqrt(6.0 / (m + n))
-        params.append({"w": jax.random.uniform(key, (m, n), minval=-r, maxval=r), "b": jnp.zeros(n)})
+        params.append(
+            {"w": jax.random.uniform(k, (m, n), minval=-r, maxval=r), "b": jnp.zeros(n)}
+        )
     return params
 
 
@@ -145,8 +147,12 @@ def reference_accuracy(config, splits) -> float:
     """scikit-learn's MLPClassifier with the same hidden sigmoid layers, on the same split."""
     from sklearn.neural_network import MLPClassifier
 
-    model = MLPClassifier(hidden_layer_sizes=tuple(config.hidden), activation="logistic",
-                          max_iter=2000, random_state=0)
+    model = MLPClassifier(
+        hidden_layer_sizes=tuple(config.hidden),
+        activation="logistic",
+        max_iter=2000,
+        random_state=0,
+    )
     model.fit(splits.train["x"], splits.train["y"])
     return float(model.score(splits.test["x"], splits.test["y"]))
 
@@ -156,8 +162,9 @@ def train_and_evaluate(config, workdir):
     num_classes = splits.num_classes
     worst = gradient_check(config, splits, num_classes)
     task = make_task(config, splits.train["x"].shape[1], num_classes)
-    result = train.fit(config, task, splits.train, workdir,
-                       eval_splits={"val": splits.val, "test": splits.test})
+    result = train.fit(
+        config, task, splits.train, workdir, eval_splits={"val": splits.val, "test": splits.test}
+    )
     test_acc = result.final("test/accuracy")
     reference = reference_accuracy(config, splits)
 
@@ -182,12 +189,16 @@ def train_and_evaluate(config, workdir):
         ],
         caption="Final accuracy",
     )
-    report.learning_curves(result.history, ["train/loss", "val/loss", "train/accuracy",
-                                            "val/accuracy", "test/accuracy"])
+    report.learning_curves(
+        result.history,
+        ["train/loss", "val/loss", "train/accuracy", "val/accuracy", "test/accuracy"],
+    )
     report.write()
     print(f"gradient check: max |delta rule - jax.grad| = {worst.max():.2e}")
-    print(f"test accuracy {mean_std(test_acc)} over {config.seeds} seeds "
-          f"(reference sklearn MLPClassifier: {reference:.4f})")
+    print(
+        f"test accuracy {mean_std(test_acc)} over {config.seeds} seeds "
+        f"(reference sklearn MLPClassifier: {reference:.4f})"
+    )
     return {"test_accuracy": test_acc, "reference": reference, "max_grad_diff": float(worst.max())}
 
 

@@ -106,8 +106,10 @@ def loop_rows(config, splits):
     step = jax.jit(task.step(None))
     state = task.init(jax.random.key(0))
     key = jax.random.key(1)
-    batches = [{"x": jnp.asarray(x[i * bs : (i + 1) * bs]), "y": jnp.asarray(y[i * bs : (i + 1) * bs])}
-               for i in range(steps)]
+    batches = [
+        {"x": jnp.asarray(x[i * bs : (i + 1) * bs]), "y": jnp.asarray(y[i * bs : (i + 1) * bs])}
+        for i in range(steps)
+    ]
     order = np.random.default_rng(0).permutation(len(x))
     arrays = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
 
@@ -146,9 +148,11 @@ def device_rows(config, splits):
     steps = len(splits.train["x"]) // bs
     task = classifier_task(config.hidden, splits.train["x"].shape[1])
     rows = {}
-    for label, parallel, mapper in [("1 device", "none", "shard_map"),
-                                    (f"{jax.device_count()} devices, shard_map", "data", "shard_map"),
-                                    (f"{jax.device_count()} devices, pmap", "data", "pmap")]:
+    for label, parallel, mapper in [
+        ("1 device", "none", "shard_map"),
+        (f"{jax.device_count()} devices, shard_map", "data", "shard_map"),
+        (f"{jax.device_count()} devices, pmap", "data", "pmap"),
+    ]:
         program, st, sd = epoch_runner(task, config, bs, parallel, mapper)
         data_arrays = program.put(splits.train)
 
@@ -169,9 +173,13 @@ def torch_rows(config, num_steps=50):
     c.batch_size, c.seeds = 128, 1
     program, st, sd = epoch_runner(task, c, 128)
     arrays = program.put({"x": x, "y": y})
-    rows = {"JAX, epoch as lax.scan": median_time(
-        lambda: jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1))), config.repeats
-    ) / num_steps}
+    rows = {
+        "JAX, epoch as lax.scan": median_time(
+            lambda: jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1))),
+            config.repeats,
+        )
+        / num_steps
+    }
     step = jax.jit(task.step(None))
     state = task.init(jax.random.key(0))
     xb, yb = jnp.asarray(x[:128]), jnp.asarray(y[:128])
@@ -187,16 +195,22 @@ def torch_rows(config, num_steps=50):
         import torch
     except ImportError:
         return rows, None
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                                torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 10),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     tx_, ty_ = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
     def torch_loop():
         for i in range(num_steps):
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(tx_[i * 128 : (i + 1) * 128]),
-                                                     ty_[i * 128 : (i + 1) * 128])
+            loss = torch.nn.functional.cross_entropy(
+                model(tx_[i * 128 : (i + 1) * 128]), ty_[i * 128 : (i + 1) * 128]
+            )
             loss.backward()
             opt.step()
 
@@ -208,10 +222,17 @@ def measure_devices_in_child(config) -> dict:
     """Runs this module with ``part=devices`` in a process that sees ``config.devices`` CPUs."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={config.devices}"}
     env.pop("LEXICON_NUM_PROCESSES", None)
-    args = [sys.executable, "-m", "experiments.speed", "--config.part=devices",
-            f"--config.repeats={config.repeats}", f"--config.batch_size={config.batch_size}",
-            "--config.progress=false", "--workdir=" + os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                                                 f"lexicon-speed-{os.getpid()}")]
+    args = [
+        sys.executable,
+        "-m",
+        "experiments.speed",
+        "--config.part=devices",
+        f"--config.repeats={config.repeats}",
+        f"--config.batch_size={config.batch_size}",
+        "--config.progress=false",
+        "--workdir="
+        + os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lexicon-speed-{os.getpid()}"),
+    ]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
 
@@ -232,29 +253,43 @@ def train_and_evaluate(config, workdir):
         ("per-step dispatch / epoch scan (per step)", dispatch / scan1, ">= 1.2"),
         ("8 vmapped seeds / 1 seed (wall time)", scan8 / scan1, "<= 3"),
     ]
-    ratios += [(f"{k} / 1 device (per step)", v / one_device, "") for k, v in devices.items()
-               if k != "1 device"]
+    ratios += [
+        (f"{k} / 1 device (per step)", v / one_device, "")
+        for k, v in devices.items()
+        if k != "1 device"
+    ]
     if torch_version:
         torch_step = frameworks["PyTorch CPU, default Adam"]
-        ratios += [(f"{k} / PyTorch (per step)", v / torch_step, "< 0.8")
-                   for k, v in frameworks.items() if k.startswith("JAX")]
+        ratios += [
+            (f"{k} / PyTorch (per step)", v / torch_step, "< 0.8")
+            for k, v in frameworks.items()
+            if k.startswith("JAX")
+        ]
 
     report = Report(workdir, "Speed of the training loop")
-    report.text(f"Machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, "
-                f"{jax.devices()[0].platform}; torch {torch_version or 'not installed'}. "
-                f"MLP {tuple(config.hidden)} with Adam, batch {config.batch_size}, "
-                f"median of {config.repeats} repeats.")
-    report.table(["measurement", "ms per step"],
-                 [(k, f"{v * 1e3:.3f}") for k, v in {**loop, **devices, **frameworks}.items()],
-                 caption="Timings (digits MLP; the framework rows use 784-256-256-10)")
-    report.table(["ratio", "value", "target"], [(k, f"{v:.2f}", t) for k, v, t in ratios],
-                 caption="Ratios measured side by side")
+    report.text(
+        f"Machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, "
+        f"{jax.devices()[0].platform}; torch {torch_version or 'not installed'}. "
+        f"MLP {tuple(config.hidden)} with Adam, batch {config.batch_size}, "
+        f"median of {config.repeats} repeats."
+    )
+    report.table(
+        ["measurement", "ms per step"],
+        [(k, f"{v * 1e3:.3f}") for k, v in {**loop, **devices, **frameworks}.items()],
+        caption="Timings (digits MLP; the framework rows use 784-256-256-10)",
+    )
+    report.table(
+        ["ratio", "value", "target"],
+        [(k, f"{v:.2f}", t) for k, v, t in ratios],
+        caption="Ratios measured side by side",
+    )
     report.write()
     for k, v, t in ratios:
         print(f"{k:<55} {v:6.2f}  {t}")
     results = {k: v for k, v, _ in ratios}
-    (workdir / "speed.json").write_text(json.dumps({"timings_s": {**loop, **devices, **frameworks},
-                                                    "ratios": results}, indent=2))
+    (workdir / "speed.json").write_text(
+        json.dumps({"timings_s": {**loop, **devices, **frameworks}, "ratios": results}, indent=2)
+    )
     return results
 
 

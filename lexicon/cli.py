@@ -28,8 +28,18 @@ from ml_collections import config_flags
 from lexicon.data import DataError
 from lexicon.rules import ConfigError, check
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "ml-collections",
-            "tensorflow-datasets", "scikit-learn")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "chex",
+    "numpy",
+    "ml-collections",
+    "tensorflow-datasets",
+    "scikit-learn",
+)
 EXIT_BAD_INPUT = 2
 
 
@@ -129,10 +139,16 @@ def start_distributed() -> None:
 def git_commit() -> str | None:
     root = pathlib.Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None

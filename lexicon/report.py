@@ -1,7 +1,7 @@
 """Reports: results tables (mean ± std over seeds) and PNG learning curves.
 
-    python -m lexicon.report WORKDIR         # report.md from WORKDIR/metrics.jsonl
-    python -m lexicon.report --index DIR     # DIR/index.md gathering DIR/*/report.md
+python -m lexicon.report WORKDIR         # report.md from WORKDIR/metrics.jsonl
+python -m lexicon.report --index DIR     # DIR/index.md gathering DIR/*/report.md
 """
 
 from __future__ import annotations

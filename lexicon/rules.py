@@ -38,9 +38,9 @@ class Range:
     def check(self, key, value):
         if isinstance(value, float) and not math.isfinite(value):
             return f"config.{key}={value!r} must be a finite number"
-        bad = (self.lo is not None and (value < self.lo or (self.open_lo and value == self.lo))) or (
-            self.hi is not None and value > self.hi
-        )
+        bad = (
+            self.lo is not None and (value < self.lo or (self.open_lo and value == self.lo))
+        ) or (self.hi is not None and value > self.hi)
         if bad:
             lo = "-inf" if self.lo is None else self.lo
             hi = "inf" if self.hi is None else self.hi

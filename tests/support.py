@@ -17,6 +17,10 @@ def run_python(args, *, devices: int | None = None, env=None, timeout=300, cwd=R
     if devices:
         environment["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )

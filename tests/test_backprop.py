@@ -32,8 +32,14 @@ def test_output_delta_is_the_documents_formula():
     o_h = 1 / (1 + np.exp(-(x @ w1)))
     o_k = 1 / (1 + np.exp(-(o_h @ w2)))
     delta_k = o_k * (1 - o_k) * (t - o_k)
-    delta_h = np.array([[o_h[0, h] * (1 - o_h[0, h]) * sum(w2[h, k] * delta_k[0, k]
-                        for k in range(2)) for h in range(3)]])
+    delta_h = np.array(
+        [
+            [
+                o_h[0, h] * (1 - o_h[0, h]) * sum(w2[h, k] * delta_k[0, k] for k in range(2))
+                for h in range(3)
+            ]
+        ]
+    )
     outputs = backprop.forward(jax.tree.map(np.float32, params), x.astype(np.float32))
     deltas = backprop.backprop_deltas(jax.tree.map(np.float32, params), outputs, t)
     np.testing.assert_allclose(deltas[1], delta_k, rtol=1e-5, atol=1e-6)
@@ -42,8 +48,16 @@ def test_output_delta_is_the_documents_formula():
 
 def test_experiment_end_to_end(tmp_path):
     """The README's first command at a tiny scale: results printed, report and plots written."""
-    result = run_python(["-m", "experiments.backprop", "--config.epochs=3", "--config.seeds=2",
-                         "--config.progress=false", f"--workdir={tmp_path}"])
+    result = run_python(
+        [
+            "-m",
+            "experiments.backprop",
+            "--config.epochs=3",
+            "--config.seeds=2",
+            "--config.progress=false",
+            f"--workdir={tmp_path}",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
     for name in ("report.md", "curves.png", "metrics.jsonl", "manifest.json"):

@@ -39,12 +39,18 @@ def test_bad_input_gives_one_line_and_exit_2(name, tmp_path, capsys):
 
 
 def test_bad_input_through_launch_sh(tmp_path):
-    result = subprocess.run(["./launch.sh", "backprop", "--config.parallel=model"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["./launch.sh", "backprop", "--config.parallel=model"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: config.parallel='model'")
-    unknown = subprocess.run(["./launch.sh", "nosuchtopic"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=60)
+    unknown = subprocess.run(
+        ["./launch.sh", "nosuchtopic"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert unknown.returncode == 2 and "unknown experiment" in unknown.stderr
 
 

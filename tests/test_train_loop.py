@@ -35,9 +35,16 @@ def test_same_seed_in_separate_processes_gives_identical_metrics(tmp_path):
     files = []
     for run in ("a", "b"):
         workdir = tmp_path / run
-        result = run_python(["-m", "experiments.backprop", "--config.epochs=2",
-                             "--config.seeds=2", "--config.progress=false",
-                             f"--workdir={workdir}"])
+        result = run_python(
+            [
+                "-m",
+                "experiments.backprop",
+                "--config.epochs=2",
+                "--config.seeds=2",
+                "--config.progress=false",
+                f"--workdir={workdir}",
+            ]
+        )
         assert result.returncode == 0, result.stderr
         files.append((workdir / "metrics.jsonl").read_bytes())
     assert files[0] == files[1]
@@ -58,7 +65,9 @@ def test_vmapped_seeds_equal_separate_runs(digits, tmp_path):
     together = fit(small_config(seeds=4, seed=10), digits, tmp_path / "together")
     for i in range(4):
         alone = fit(small_config(seeds=1, seed=10 + i), digits, tmp_path / f"alone{i}")
-        for a, b in zip(jax.tree.leaves(together.state.params), jax.tree.leaves(alone.state.params)):
+        for a, b in zip(
+            jax.tree.leaves(together.state.params), jax.tree.leaves(alone.state.params)
+        ):
             np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
 
 
@@ -97,8 +106,10 @@ def nan_task(bad_step):
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     rng = np.random.default_rng(0)
-    split = {"x": rng.normal(size=(40, 3)).astype(np.float32),
-             "y": rng.normal(size=40).astype(np.float32)}
+    split = {
+        "x": rng.normal(size=(40, 3)).astype(np.float32),
+        "y": rng.normal(size=40).astype(np.float32),
+    }
     config = train.defaults()
     config.update(dict(epochs=10, batch_size=10, checkpoint_every=2, progress=False))
     # 4 steps per epoch; step 15 is the third batch of epoch 4.
@@ -159,17 +170,34 @@ def test_data_and_seed_parallel_on_8_devices_equal_single_device(tmp_path):
 
 
 def test_two_processes_equal_one_process(tmp_path):
-    common = ["--config.epochs=2", "--config.seeds=2", "--config.batch_size=64",
-              "--config.parallel=data", "--config.progress=false"]
-    single = run_python(["-m", "experiments.backprop", *common, f"--workdir={tmp_path / 'one'}"],
-                        devices=8)
+    common = [
+        "--config.epochs=2",
+        "--config.seeds=2",
+        "--config.batch_size=64",
+        "--config.parallel=data",
+        "--config.progress=false",
+    ]
+    single = run_python(
+        ["-m", "experiments.backprop", *common, f"--workdir={tmp_path / 'one'}"], devices=8
+    )
     assert single.returncode == 0, single.stderr
     import subprocess
 
     multi = subprocess.run(
-        ["./launch.sh", "--processes", "2", "--devices", "4", "backprop", *common,
-         f"--workdir={tmp_path / 'two'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            "./launch.sh",
+            "--processes",
+            "2",
+            "--devices",
+            "4",
+            "backprop",
+            *common,
+            f"--workdir={tmp_path / 'two'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert multi.returncode == 0, multi.stderr[-3000:]
     one, two = (train.read_metrics(tmp_path / d) for d in ("one", "two"))
@@ -183,6 +211,7 @@ def test_two_processes_equal_one_process(tmp_path):
 
 def test_checkpoint_files_are_orbax(tmp_path, digits):
     fit(small_config(epochs=2, checkpoint_every=1), digits, tmp_path)
-    steps = sorted(int(p.name) for p in pathlib.Path(tmp_path, "checkpoints").iterdir()
-                   if p.name.isdigit())
+    steps = sorted(
+        int(p.name) for p in pathlib.Path(tmp_path, "checkpoints").iterdir() if p.name.isdigit()
+    )
     assert steps == [1, 2]

@@ -17,8 +17,20 @@ from lexicon.data.splits import Splits, holdout, split, standardize
 DATASETS = EMBEDDED + TFDS_IMAGES
 
 __all__ = [
-    "DATASETS", "EMBEDDED", "TFDS_IMAGES", "DataError", "Splits", "cache_dir", "digits",
-    "holdout", "load", "mnist1d", "sample_images", "split", "standardize", "tfds_images",
+    "DATASETS",
+    "EMBEDDED",
+    "TFDS_IMAGES",
+    "DataError",
+    "Splits",
+    "cache_dir",
+    "digits",
+    "holdout",
+    "load",
+    "mnist1d",
+    "sample_images",
+    "split",
+    "standardize",
+    "tfds_images",
 ]
 
 

@@ -91,7 +91,8 @@ def tfds_images(name: str, split: str, *, data_dir: str | None = None) -> tuple[
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as err:  # tfds raises several types for a missing copy
         raise DataError(
-            f"TFDS dataset {name!r} has no prepared copy (data_dir={data_dir or '~/tensorflow_datasets'}) "
+            f"TFDS dataset {name!r} has no prepared copy "
+            f"(data_dir={data_dir or '~/tensorflow_datasets'}) "
             f"and it is not downloaded automatically; use an embedded dataset "
             f"({', '.join(EMBEDDED)}), or prepare it once on a networked machine "
             f"(pip install -e '.[prepare]'; the TFDS build step needs TensorFlow) "

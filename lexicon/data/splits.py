@@ -45,15 +45,21 @@ def split(
 
 
 def holdout(
-    x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    seed: int,
     val_fraction: float = 0.1,
 ) -> Splits:
     """Keeps a dataset's published test split and carves a seeded validation split from train."""
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(val_fraction * len(x)))
     val, train = order[:n_val], order[n_val:]
-    return Splits({"x": x[train], "y": y[train]}, {"x": x[val], "y": y[val]},
-                  {"x": x_test, "y": y_test})
+    return Splits(
+        {"x": x[train], "y": y[train]}, {"x": x[val], "y": y[val]}, {"x": x_test, "y": y_test}
+    )
 
 
 def standardize(splits: Splits, *, per_feature: bool = True, eps: float = 1e-6) -> Splits:

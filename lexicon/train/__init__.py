@@ -9,6 +9,21 @@ from lexicon.train.steps import gradient_step, mean_over
 from lexicon.train.tasks import accuracy, apply_model, classifier, cross_entropy
 
 __all__ = [
-    "RULES", "Checkpointer", "accuracy", "apply_model", "classifier", "cross_entropy", "Result", "Task", "TrainState", "TrainingDiverged", "defaults",
-    "fit", "gradient_step", "mean_over", "read_metrics", "stream", "to_host",
+    "RULES",
+    "Checkpointer",
+    "accuracy",
+    "apply_model",
+    "classifier",
+    "cross_entropy",
+    "Result",
+    "Task",
+    "TrainState",
+    "TrainingDiverged",
+    "defaults",
+    "fit",
+    "gradient_step",
+    "mean_over",
+    "read_metrics",
+    "stream",
+    "to_host",
 ]

@@ -166,7 +166,9 @@ class _Program:
             return jax.tree.map(jnp.asarray, tree)
         sharding = sharding or self.replicated
         return jax.tree.map(
-            lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]),
+            lambda x: jax.make_array_from_callback(
+                np.shape(x), sharding, lambda i: np.asarray(x)[i]
+            ),
             tree,
         )
 
@@ -298,9 +300,7 @@ def fit(
                 checkpointer.save(epoch, state)
                 saved_epoch = epoch
             bar.update(1)
-            bar.set_postfix(
-                {k: f"{np.mean(v):.4g}" for k, v in record.items() if "/" in k}
-            )
+            bar.set_postfix({k: f"{np.mean(v):.4g}" for k, v in record.items() if "/" in k})
         if saved_epoch != config.epochs:
             checkpointer.save(config.epochs, state)
             saved_epoch = config.epochs

@@ -48,8 +48,9 @@ def evaluate_in_chunks(fn, split: dict, chunk: int):
     if n <= chunk:
         return jax.tree.map(jnp.mean, fn(split))
     pad = (-n) % chunk
-    padded = jax.tree.map(lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]),
-                          split)
+    padded = jax.tree.map(
+        lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]), split
+    )
     chunks = jax.tree.map(lambda a: a.reshape(-1, chunk, *a.shape[1:]), padded)
     values = jax.lax.map(fn, chunks)
     mask = jnp.arange(n + pad) < n
@@ -74,24 +75,28 @@ def classifier(
 
     def init(key):
         params_key, dropout_key = jax.random.split(key)
-        variables = model.init({"params": params_key, "dropout": dropout_key}, example_input,
-                               train=False)
+        variables = model.init(
+            {"params": params_key, "dropout": dropout_key}, example_input, train=False
+        )
         params = variables.pop("params")
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                                 model_state=dict(variables))
+        return TrainState.create(
+            apply_fn=model.apply, params=params, tx=tx, model_state=dict(variables)
+        )
 
     def objective(params, model_state, batch, key):
-        logits, model_state = apply_model(model, params, model_state, batch["x"], train=True,
-                                          key=key)
+        logits, model_state = apply_model(
+            model, params, model_state, batch["x"], train=True, key=key
+        )
         data_loss = loss(logits, batch["y"])
         total = data_loss if penalty is None else data_loss + penalty(params)
-        return total, ({"data_loss": data_loss, "accuracy": accuracy(logits, batch["y"])},
-                       model_state)
+        return total, (
+            {"data_loss": data_loss, "accuracy": accuracy(logits, batch["y"])},
+            model_state,
+        )
 
     def evaluate(state, split):
         def per_example(batch):
-            logits, _ = apply_model(model, state.params, state.model_state, batch["x"],
-                                    train=False)
+            logits, _ = apply_model(model, state.params, state.model_state, batch["x"], train=False)
             return {
                 "loss": jax.vmap(loss)(logits[:, None], batch["y"][:, None]),
                 "accuracy": (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32),
