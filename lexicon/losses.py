@@ -1,0 +1,144 @@
+"""Loss functions and information quantities (SPEC.md section 3).
+
+Argument order follows optax: model output first (``predictions``, ``logits`` or ``probs``),
+data second (``targets`` or ``labels``). Information quantities take distributions in the
+order of the formula (``kl_divergence(p, q)`` is D_KL(P || Q)).
+
+Reductions, stated once for the whole module:
+
+* :func:`half_sum_squared_error` and :func:`mean_squared_error` always return a scalar; their
+  reduction is part of the formula (a sum over everything, or a mean over examples of a sum
+  over output units).
+* The classification losses (``*_cross_entropy*``) take ``reduction``:
+  ``'mean'`` (default) averages the loss of each prediction, ``'sum'`` adds them, ``'none'``
+  returns them. "One prediction" is one distribution over the last (class) axis for the
+  categorical losses and one element for the binary ones.
+* :func:`entropy`, :func:`cross_entropy` and :func:`kl_divergence` reduce only the ``axis``
+  holding the distribution and return one value per distribution.
+
+Logs are natural (nats). The ``*_with_logits``/``softmax_*`` forms are the numerically stable
+ones (log-softmax, log-sigmoid); the probability forms follow the formula literally, use the
+convention 0 log 0 = 0 and need q > 0 wherever p > 0.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import xlogy
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(values: jax.Array, reduction: str) -> jax.Array:
+    if reduction == "mean":
+        return jnp.mean(values)
+    if reduction == "sum":
+        return jnp.sum(values)
+    if reduction == "none":
+        return values
+    raise ValueError(f"unknown reduction {reduction!r}; valid reductions: {', '.join(REDUCTIONS)}")
+
+
+def half_sum_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """E = 1/2 sum_d (t_d - o_d)^2, summed over every example and output unit.
+
+    The error of the delta rule and of backprop with sigmoid units (document 001); its
+    gradient with respect to o is (o - t), with no 1/N factor.
+    """
+    return 0.5 * jnp.sum(jnp.square(targets - predictions))
+
+
+def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """mse(y, y^) = (1/N) sum_n ||y_n - y^_n||_2^2 (document 002).
+
+    Axis 0 indexes the N examples; the squared norm sums every other axis. This is the
+    per-example squared norm averaged over examples, which is D times the mean over all
+    elements when each y_n has D components (for 1-D inputs the two coincide).
+    """
+    squared = jnp.square(targets - predictions)
+    return jnp.sum(squared) / squared.shape[0]
+
+
+def softmax_cross_entropy(
+    logits: jax.Array, targets: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Cross-entropy of softmax(logits) against one-hot or soft targets over the last axis.
+
+    loss = -sum_c t_c log softmax(z)_c, with log softmax(z)_c = z_c - logsumexp(z).
+    """
+    values = -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    return _reduce(values, reduction)
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: jax.Array, labels: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Cross-entropy of softmax(logits) against integer class labels.
+
+    loss = -log softmax(z)_y = logsumexp(z) - z_y, with y in [0, num_classes).
+    """
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    values = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    return _reduce(values, reduction)
+
+
+def categorical_cross_entropy(
+    probs: jax.Array, targets: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Cross-entropy from probabilities: loss = -sum_c t_c log p_c over the last axis.
+
+    Prefer :func:`softmax_cross_entropy` when the model produces logits.
+    """
+    values = -jnp.sum(xlogy(targets, probs), axis=-1)
+    return _reduce(values, reduction)
+
+
+def categorical_cross_entropy_with_integer_labels(
+    probs: jax.Array, labels: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Cross-entropy from probabilities and integer labels: loss = -log p_y."""
+    values = -jnp.log(jnp.take_along_axis(probs, labels[..., None], axis=-1)[..., 0])
+    return _reduce(values, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    logits: jax.Array, targets: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Binary cross-entropy of sigmoid(z) against targets t in [0, 1], elementwise.
+
+    loss = -[t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))]
+         = -[t log sigmoid(z) + (1 - t) log sigmoid(-z)],
+    evaluated with log-sigmoid so that large |z| neither overflows nor gives log(0).
+    """
+    values = -(targets * jax.nn.log_sigmoid(logits) + (1 - targets) * jax.nn.log_sigmoid(-logits))
+    return _reduce(values, reduction)
+
+
+def binary_cross_entropy(
+    probs: jax.Array, targets: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Binary cross-entropy from probabilities, elementwise:
+    loss = -[t log p + (1 - t) log(1 - p)].
+
+    Prefer :func:`binary_cross_entropy_with_logits` when the model produces logits.
+    """
+    values = -(xlogy(targets, probs) + xlogy(1 - targets, 1 - probs))
+    return _reduce(values, reduction)
+
+
+def entropy(p: jax.Array, axis: int = -1) -> jax.Array:
+    """Shannon entropy H(P) = -sum_x P(x) log P(x) of the distributions along ``axis``."""
+    return -jnp.sum(xlogy(p, p), axis=axis)
+
+
+def cross_entropy(p: jax.Array, q: jax.Array, axis: int = -1) -> jax.Array:
+    """Cross-entropy H(P, Q) = -sum_x P(x) log Q(x) = H(P) + D_KL(P || Q) along ``axis``."""
+    return -jnp.sum(xlogy(p, q), axis=axis)
+
+
+def kl_divergence(p: jax.Array, q: jax.Array, axis: int = -1) -> jax.Array:
+    """Kullback-Leibler divergence D_KL(P || Q) = sum_x P(x) (log P(x) - log Q(x)).
+
+    Equals -H(P) + H(P, Q) (document 002), so minimizing the cross-entropy in Q minimizes
+    D_KL(P || Q).
+    """
+    return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)

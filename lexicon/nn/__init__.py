@@ -1,0 +1,1 @@
+"""Flax Linen modules and the pure functions that models need."""

@@ -1,0 +1,119 @@
+"""Activation functions of a single unit, a_i = g(in_i) (SPEC.md section 3).
+
+Every function here is pure and elementwise, so it works under ``jax.jit``, ``jax.vmap`` and
+``jax.grad``. Learned activations (PReLU, maxout) carry parameters and therefore live as Linen
+modules in :mod:`lexicon.nn.layers`.
+
+Derivatives are the ones reverse-mode autodiff produces:
+
+===================  ==============================  =========================================
+function             g(x)                            g'(x) as ``jax.grad`` returns it
+===================  ==============================  =========================================
+``step``             1 if x >= t else 0              0 everywhere (also at x = t; never NaN)
+``sign``             +1 if x >= 0 else -1            0 everywhere (also at x = 0; never NaN)
+``sigmoid``          1 / (1 + e^-x)                  g(x) (1 - g(x))
+``tanh``             tanh x                          1 - tanh^2 x
+``relu``             max(0, x)                       1 if x > 0 else 0 (0 at x = 0)
+``leaky_relu``       x if x >= 0 else a x            1 if x >= 0 else a (1 at x = 0)
+``abs``              |x|                             sign(x), with +1 at x = 0
+``identity``         x                               1
+===================  ==============================  =========================================
+
+Use :func:`get` to turn a config string into one of these functions.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Activation = Callable[[jax.Array], jax.Array]
+
+DEFAULT_LEAKY_SLOPE = 0.01
+
+
+def step(x: jax.Array, threshold: float = 0.0) -> jax.Array:
+    """Threshold (Heaviside) unit: step_t(x) = 1 if x >= t, else 0.
+
+    The output keeps the dtype of ``x``. Its derivative is 0 almost everywhere and autodiff
+    returns 0 at every point, which is why the perceptron rule, not backprop, trains it.
+    """
+    return jnp.where(x >= threshold, jnp.ones_like(x), jnp.zeros_like(x))
+
+
+def sign(x: jax.Array) -> jax.Array:
+    """Sign unit: sign(x) = +1 if x >= 0, else -1 (note: +1 at x = 0, unlike ``jnp.sign``).
+
+    Derivative 0 everywhere as autodiff gives it.
+    """
+    return jnp.where(x >= 0, jnp.ones_like(x), -jnp.ones_like(x))
+
+
+def sigmoid(x: jax.Array) -> jax.Array:
+    """Logistic sigmoid: sigmoid(x) = 1 / (1 + e^-x); derivative sigmoid(x) (1 - sigmoid(x)).
+
+    Computed with ``jax.nn.sigmoid`` because the literal quotient gives a NaN gradient for
+    large negative x (inf / inf); the values are the same.
+    """
+    return jax.nn.sigmoid(x)
+
+
+def tanh(x: jax.Array) -> jax.Array:
+    """Hyperbolic tangent: tanh(x) = (e^x - e^-x) / (e^x + e^-x); derivative 1 - tanh^2(x)."""
+    return jnp.tanh(x)
+
+
+def relu(x: jax.Array) -> jax.Array:
+    """Rectified linear unit: relu(x) = max(0, x); derivative 1 for x > 0, 0 for x <= 0."""
+    return jax.nn.relu(x)
+
+
+def leaky_relu(x: jax.Array, negative_slope: float = DEFAULT_LEAKY_SLOPE) -> jax.Array:
+    """Leaky ReLU: g(x) = x if x >= 0 else a x, with a fixed small slope a (default 0.01).
+
+    One of the document's remedies for units that stop learning when ReLU outputs 0: the
+    gradient for x < 0 is a instead of 0.
+    """
+    return jnp.where(x >= 0, x, negative_slope * x)
+
+
+def absolute_value_rectification(x: jax.Array) -> jax.Array:
+    """Absolute-value rectification: g(x) = |x| (the ReLU family with slope -1 for x < 0).
+
+    Derivative sign(x); autodiff (``jnp.abs``) picks the subgradient +1 at x = 0.
+    """
+    return jnp.abs(x)
+
+
+def identity(x: jax.Array) -> jax.Array:
+    """Linear (identity) output: g(x) = x; derivative 1."""
+    return x
+
+
+_REGISTRY: dict[str, Activation] = {
+    "step": step,
+    "sign": sign,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "abs": absolute_value_rectification,
+    "identity": identity,
+}
+
+NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get(name: str) -> Activation:
+    """Returns the activation function registered as ``name`` (one of :data:`NAMES`).
+
+    ``step`` uses threshold 0 and ``leaky_relu`` slope 0.01; wrap the functions with
+    ``functools.partial`` for other values.
+
+    Raises:
+      ValueError: if ``name`` is not registered; the message lists the valid names.
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {name!r}; valid names: {', '.join(NAMES)}") from None

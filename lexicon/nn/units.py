@@ -1,0 +1,173 @@
+"""Single-unit learning rules: the delta rule (LMS, Widrow-Hoff) and the perceptron rule.
+
+SPEC.md section 1 (document 001, "Backpropagation"). One unit with weights w sees inputs
+x_d (one row of ``x`` per example d) and targets t_d:
+
+* linear unit, o_d = w . x_d, error E(w) = 1/2 sum_d (t_d - o_d)^2; gradient descent gives
+  the batch rule dw_i = alpha sum_d (t_d - o_d) x_{i,d} (:func:`lms_batch`) and the
+  incremental rule dw_j = alpha (t - o) x_j applied example by example (:func:`lms_incremental`);
+* threshold unit, o = sign(w . x) (or step_0(w . x) for 0/1 targets), trained with the same
+  incremental form w_i <- w_i + alpha (t - o) x_i (:func:`perceptron`). Rosenblatt's theorem:
+  on linearly separable data it stops making mistakes after finitely many updates; on XOR it
+  never does and its weights cycle.
+
+A bias is an input fixed at 1: prepend it with :func:`add_bias_input`, and w_0 becomes the
+bias (minus the threshold). Each trainer is a pure jitted function; ``epochs`` (and
+``threshold_unit``) are static, everything else can be traced, so runs vmap over initial
+weights, learning rates or shuffling keys. An epoch is one ``lax.scan`` step.
+"""
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from lexicon.losses import half_sum_squared_error
+from lexicon.nn import activations
+
+THRESHOLD_UNITS = ("sign", "step")
+
+
+class LMSHistory(NamedTuple):
+    """Per-epoch record of a delta-rule run.
+
+    weights: (epochs, d) weights at the end of each epoch.
+    errors: (epochs,) E(w) = 1/2 sum_d (t_d - w . x_d)^2 at those weights.
+    """
+
+    weights: jax.Array
+    errors: jax.Array
+
+
+class PerceptronHistory(NamedTuple):
+    """Per-epoch record of a perceptron run.
+
+    weights: (epochs, d) weights at the end of each epoch.
+    mistakes: (epochs,) int32 number of examples misclassified while visited during the epoch
+      (each one triggered an update); 0 means the weights classify every example correctly.
+    """
+
+    weights: jax.Array
+    mistakes: jax.Array
+
+
+def add_bias_input(x: jax.Array) -> jax.Array:
+    """Prepends a constant input x_0 = 1 to every example (rows of ``x``)."""
+    return jnp.concatenate([jnp.ones((*x.shape[:-1], 1), x.dtype), x], axis=-1)
+
+
+def linear_unit_output(weights: jax.Array, x: jax.Array) -> jax.Array:
+    """o = w . x for every row of ``x``."""
+    return x @ weights
+
+
+def threshold_unit_output(
+    weights: jax.Array, x: jax.Array, threshold_unit: str = "sign"
+) -> jax.Array:
+    """o = sign(w . x) in {-1, +1}, or step_0(w . x) in {0, 1} with ``threshold_unit='step'``."""
+    if threshold_unit not in THRESHOLD_UNITS:
+        raise ValueError(
+            f"unknown threshold unit {threshold_unit!r}; valid units: {', '.join(THRESHOLD_UNITS)}"
+        )
+    return activations.get(threshold_unit)(x @ weights)
+
+
+def _epoch_orders(key: jax.Array | None, epochs: int, num_examples: int) -> jax.Array:
+    """(epochs, n) visiting order of the examples: fixed 0..n-1, or a fresh permutation of it
+    per epoch drawn from ``key``."""
+    if key is None:
+        return jnp.broadcast_to(jnp.arange(num_examples), (epochs, num_examples))
+    return jax.vmap(lambda k: jax.random.permutation(k, num_examples))(
+        jax.random.split(key, epochs)
+    )
+
+
+@partial(jax.jit, static_argnames=("epochs",))
+def lms_batch(
+    x: jax.Array, targets: jax.Array, initial_weights: jax.Array, alpha: float, epochs: int
+) -> LMSHistory:
+    """Batch delta rule: per epoch, w_i <- w_i + alpha sum_d (t_d - o_d) x_{i,d}, o_d = w . x_d.
+
+    This is gradient descent on E(w) = 1/2 sum_d (t_d - o_d)^2, so for
+    0 < alpha < 2 / lambda_max(X^T X) it converges to the least-squares solution.
+    """
+
+    def epoch(weights, _):
+        outputs = linear_unit_output(weights, x)
+        weights = weights + alpha * (x.T @ (targets - outputs))
+        error = half_sum_squared_error(linear_unit_output(weights, x), targets)
+        return weights, (weights, error)
+
+    _, (weights, errors) = lax.scan(epoch, initial_weights, None, length=epochs)
+    return LMSHistory(weights, errors)
+
+
+@partial(jax.jit, static_argnames=("epochs",))
+def lms_incremental(
+    x: jax.Array,
+    targets: jax.Array,
+    initial_weights: jax.Array,
+    alpha: float,
+    epochs: int,
+    key: jax.Array | None = None,
+) -> LMSHistory:
+    """Incremental delta rule (LMS, Widrow-Hoff, Adaline): for each example in turn,
+    w_j <- w_j + alpha (t - o) x_j with o = w . x.
+
+    Examples are visited in order 0..n-1, or in a new random order each epoch if ``key`` is
+    given. With a constant alpha it settles within O(alpha) of the least-squares solution
+    (exactly on it when the targets are an exact linear function of the inputs).
+    """
+
+    def example(weights, example_index):
+        x_d, t_d = x[example_index], targets[example_index]
+        output = x_d @ weights
+        return weights + alpha * (t_d - output) * x_d, None
+
+    def epoch(weights, order):
+        weights, _ = lax.scan(example, weights, order)
+        error = half_sum_squared_error(linear_unit_output(weights, x), targets)
+        return weights, (weights, error)
+
+    orders = _epoch_orders(key, epochs, x.shape[0])
+    _, (weights, errors) = lax.scan(epoch, initial_weights, orders)
+    return LMSHistory(weights, errors)
+
+
+@partial(jax.jit, static_argnames=("epochs", "threshold_unit"))
+def perceptron(
+    x: jax.Array,
+    targets: jax.Array,
+    initial_weights: jax.Array,
+    alpha: float,
+    epochs: int,
+    threshold_unit: str = "sign",
+    key: jax.Array | None = None,
+) -> PerceptronHistory:
+    """Perceptron rule: for each example in turn, w_i <- w_i + alpha (t - o) x_i, where
+    o = sign(w . x) and t in {-1, +1} (or o = step_0(w . x) and t in {0, 1}).
+
+    Correctly classified examples leave w unchanged (t - o = 0). Examples are visited in
+    order 0..n-1, or in a new random order each epoch if ``key`` is given.
+    """
+    if threshold_unit not in THRESHOLD_UNITS:
+        raise ValueError(
+            f"unknown threshold unit {threshold_unit!r}; valid units: {', '.join(THRESHOLD_UNITS)}"
+        )
+    unit = activations.get(threshold_unit)
+
+    def example(weights, example_index):
+        x_d, t_d = x[example_index], targets[example_index]
+        output = unit(x_d @ weights)
+        mistake = (output != t_d).astype(jnp.int32)
+        return weights + alpha * (t_d - output) * x_d, mistake
+
+    def epoch(weights, order):
+        weights, mistakes = lax.scan(example, weights, order)
+        return weights, (weights, jnp.sum(mistakes))
+
+    orders = _epoch_orders(key, epochs, x.shape[0])
+    _, (weights, mistakes) = lax.scan(epoch, initial_weights, orders)
+    return PerceptronHistory(weights, mistakes)
