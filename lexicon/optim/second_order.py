@@ -1,0 +1,426 @@
+"""Second-order methods of SPEC.md section 2: Newton (Algorithm 8.8), Newton-CG, BFGS, L-BFGS.
+
+The objective is the document's J(theta) = (1/m) sum_i L(f(x_i; theta), y_i): pass it as
+``fun(params, *args)`` returning a scalar, with the 1/m average inside ``fun`` (so its gradient
+is g and its Hessian is H = (1/m) hessian of sum_i L, as Alg 8.8 writes them). ``params`` is
+any pytree; it is ravelled into one flat vector with ``jax.flatten_util.ravel_pytree`` and the
+result is unravelled back. ``args`` (the data) are traced, not baked into the program.
+
+Every minimizer runs as one compiled ``lax.while_loop``: it iterates while
+``||g|| > tol`` and fewer than ``max_iter`` steps were taken, and records the iterate history in
+fixed-size buffers of ``max_iter + 1`` rows (row k holds iterate k; rows after
+``num_iterations`` are NaN). The compiled program is cached per (``fun``, ``max_iter``, options),
+so pass the same function object to reuse it. ``keep_params_history=False`` drops the
+(max_iter + 1) x n params buffer where n is large.
+
+Tight tolerances such as 1e-8 need float64 (``jax.enable_x64``); in float32 the gradient norm
+stalls near 1e-7 relative and the loop stops at ``max_iter``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+__all__ = ["OptimizeResult", "bfgs", "conjugate_gradient", "lbfgs", "newton", "newton_cg"]
+
+Objective = Callable[..., jax.Array]
+
+
+class OptimizeResult(NamedTuple):
+    """The final iterate and the per-iteration history of a second-order minimizer.
+
+    ``params`` has the structure of ``params0``. The histories have ``max_iter + 1`` rows;
+    row k holds iterate k (row 0 the starting point) for k <= ``num_iterations`` and NaN after.
+    """
+
+    params: Any
+    num_iterations: jax.Array  # int32 scalar, steps taken
+    converged: jax.Array  # bool scalar, final ||g|| <= tol
+    params_history: jax.Array  # (max_iter + 1, n) ravelled iterates
+    loss_history: jax.Array  # (max_iter + 1,) J(theta_k)
+    grad_norm_history: jax.Array  # (max_iter + 1,) ||g(theta_k)||_2
+
+
+# --------------------------------------------------------------------------------------------
+# Conjugate gradient
+# --------------------------------------------------------------------------------------------
+
+
+def conjugate_gradient(
+    matvec: Callable[[jax.Array], jax.Array],
+    b: jax.Array,
+    *,
+    tol: float = 1e-10,
+    max_iter: int | None = None,
+) -> jax.Array:
+    """Solves A x = b for symmetric positive definite A given only x -> A x (Hestenes-Stiefel).
+
+    Starting from x_0 = 0, r_0 = p_0 = b, each iteration does
+    a = (r.r) / (p.A p);  x <- x + a p;  r' = r - a A p;  p <- r' + ((r'.r') / (r.r)) p,
+    until ||r|| <= tol ||b|| or ``max_iter`` iterations. Exact arithmetic would converge in n
+    iterations (the dimension), but rounding erodes the conjugacy of the directions on
+    ill-conditioned systems, so the default is 10 n, as in ``scipy.sparse.linalg.cg``.
+
+    If a direction of non-positive curvature (p.A p <= 0) appears, the iteration stops and
+    returns the current x, or b itself if that happens at the first iteration (the truncated
+    Newton-CG safeguard of Nocedal and Wright, Alg. 7.1: with b = -g the result is then still a
+    descent direction).
+    """
+    max_iter = 10 * b.size if max_iter is None else max_iter
+    threshold = tol * jnp.linalg.norm(b)
+
+    def cond(carry):
+        k, _, _, _, rs, negative_curvature = carry
+        return (k < max_iter) & (jnp.sqrt(rs) > threshold) & ~negative_curvature
+
+    def body(carry):
+        k, x, r, p, rs, _ = carry
+        ap = matvec(p)
+        curvature = jnp.vdot(p, ap)
+        negative_curvature = curvature <= 0
+        a = jnp.where(negative_curvature, 0.0, rs / jnp.where(negative_curvature, 1.0, curvature))
+        x_new = x + a * p
+        r_new = r - a * ap
+        rs_new = jnp.vdot(r_new, r_new)
+        p_new = r_new + jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1.0), 0.0) * p
+        k_new = jnp.where(negative_curvature, k, k + 1)
+        return k_new, x_new, r_new, p_new, rs_new, negative_curvature
+
+    rs0 = jnp.vdot(b, b)
+    init = (jnp.asarray(0, jnp.int32), jnp.zeros_like(b), b, b, rs0, jnp.asarray(False))
+    steps, x, _, _, _, negative_curvature = jax.lax.while_loop(cond, body, init)
+    return jnp.where(negative_curvature & (steps == 0), b, x)
+
+
+# --------------------------------------------------------------------------------------------
+# The common driver
+# --------------------------------------------------------------------------------------------
+
+
+class _Carry(NamedTuple):
+    k: jax.Array
+    x: jax.Array
+    loss: jax.Array
+    grad: jax.Array
+    method_state: Any
+    params_history: jax.Array
+    loss_history: jax.Array
+    grad_norm_history: jax.Array
+
+
+def _iterate(step, x0, value_and_grad, method_state, tol, max_iter, keep_params) -> _Carry:
+    """Runs ``step`` in a while_loop until ||g|| <= tol or max_iter steps, recording history.
+
+    ``step(x, loss, grad, method_state) -> (x', loss', grad', method_state')``. Without
+    ``keep_params`` the params history has zero columns.
+    """
+    loss0, grad0 = value_and_grad(x0)
+    rows = max_iter + 1
+    columns = x0.size if keep_params else 0
+    carry = _Carry(
+        k=jnp.asarray(0, jnp.int32),
+        x=x0,
+        loss=loss0,
+        grad=grad0,
+        method_state=method_state,
+        params_history=jnp.full((rows, columns), jnp.nan, x0.dtype).at[0].set(x0[:columns]),
+        loss_history=jnp.full((rows,), jnp.nan, loss0.dtype).at[0].set(loss0),
+        grad_norm_history=jnp.full((rows,), jnp.nan, x0.dtype).at[0].set(jnp.linalg.norm(grad0)),
+    )
+
+    def cond(c: _Carry) -> jax.Array:
+        return (c.k < max_iter) & (jnp.linalg.norm(c.grad) > tol)
+
+    def body(c: _Carry) -> _Carry:
+        x, loss, grad, method_state = step(c.x, c.loss, c.grad, c.method_state)
+        k = c.k + 1
+        return _Carry(
+            k=k,
+            x=x,
+            loss=loss,
+            grad=grad,
+            method_state=method_state,
+            params_history=c.params_history.at[k].set(x[:columns]),
+            loss_history=c.loss_history.at[k].set(loss),
+            grad_norm_history=c.grad_norm_history.at[k].set(jnp.linalg.norm(grad)),
+        )
+
+    return jax.lax.while_loop(cond, body, carry)
+
+
+def _newton_step(f, value_and_grad, x0, options):
+    del x0, options
+
+    def step(x, loss, grad, method_state):
+        del loss
+        hessian = jax.hessian(f)(x)
+        dx = jnp.linalg.solve(hessian, -grad)
+        x_new = x + dx
+        return (x_new, *value_and_grad(x_new), method_state)
+
+    return step, ()
+
+
+def _newton_cg_step(f, value_and_grad, x0, options):
+    del x0
+    cg_tol, cg_max_iter = options
+    grad_f = jax.grad(f)
+
+    def step(x, loss, grad, method_state):
+        del loss
+
+        def hessian_vector_product(v):
+            return jax.jvp(grad_f, (x,), (v,))[1]
+
+        dx = conjugate_gradient(hessian_vector_product, -grad, tol=cg_tol, max_iter=cg_max_iter)
+        x_new = x + dx
+        return (x_new, *value_and_grad(x_new), method_state)
+
+    return step, ()
+
+
+def _bfgs_step(f, value_and_grad, x0, options):
+    c1, shrink, max_backtracks = options
+
+    def armijo_step_size(x, loss, grad, direction):
+        slope = jnp.vdot(grad, direction)
+
+        def insufficient_decrease(carry):
+            step_size, j = carry
+            return (f(x + step_size * direction) > loss + c1 * step_size * slope) & (
+                j < max_backtracks
+            )
+
+        def shrink_step(carry):
+            step_size, j = carry
+            return step_size * shrink, j + 1
+
+        one = jnp.asarray(1.0, x.dtype)
+        step_size, _ = jax.lax.while_loop(insufficient_decrease, shrink_step, (one, 0))
+        return step_size
+
+    def step(x, loss, grad, method_state):
+        inverse_hessian, first = method_state  # M ~ H^{-1}
+        direction = -inverse_hessian @ grad
+        x_new = x + armijo_step_size(x, loss, grad, direction) * direction
+        loss_new, grad_new = value_and_grad(x_new)
+        s = x_new - x
+        y = grad_new - grad
+        sy = jnp.vdot(s, y)
+        yy = jnp.vdot(y, y)
+        curvature_ok = sy > 0
+        safe_sy = jnp.where(curvature_ok, sy, 1.0)
+        # Before the first update, rescale M_0 = I to (s.y / y.y) I (Nocedal and Wright,
+        # eq. 6.20) so that the next line search's first trial step has about the right length.
+        scaled = jnp.where(first & curvature_ok, safe_sy / jnp.where(yy > 0, yy, 1.0), 1.0)
+        h = inverse_hessian * scaled
+        rho = 1.0 / safe_sy
+        hy = h @ y
+        # M' = (I - rho s y^T) M (I - rho y s^T) + rho s s^T, expanded into outer products so
+        # the update costs O(n^2) instead of two n x n matrix products.
+        updated = (
+            h
+            - rho * (jnp.outer(s, hy) + jnp.outer(hy, s))
+            + (rho * rho * jnp.vdot(y, hy) + rho) * jnp.outer(s, s)
+        )
+        new_inverse_hessian = jnp.where(curvature_ok, updated, inverse_hessian)
+        return x_new, loss_new, grad_new, (new_inverse_hessian, jnp.asarray(False))
+
+    # The state is (M, whether no update has been made yet).
+    return step, (jnp.eye(x0.size, dtype=x0.dtype), jnp.asarray(True))
+
+
+def _lbfgs_step(f, value_and_grad, x0, options):
+    del value_and_grad
+    (memory_size,) = options
+    solver = optax.lbfgs(memory_size=memory_size)
+    value_and_grad_from_state = optax.value_and_grad_from_state(f)
+
+    def step(x, loss, grad, solver_state):
+        updates, solver_state = solver.update(
+            grad, solver_state, x, value=loss, grad=grad, value_fn=f
+        )
+        x_new = optax.apply_updates(x, updates)
+        loss_new, grad_new = value_and_grad_from_state(x_new, state=solver_state)
+        return x_new, loss_new, grad_new, solver_state
+
+    return step, solver.init(x0)
+
+
+_STEP_BUILDERS = {
+    "newton": _newton_step,
+    "newton_cg": _newton_cg_step,
+    "bfgs": _bfgs_step,
+    "lbfgs": _lbfgs_step,
+}
+
+
+@functools.partial(
+    jax.jit, static_argnames=("method", "fun", "max_iter", "options", "keep_params_history")
+)
+def _minimize(
+    method, fun, params0, args, tol, *, max_iter, options, keep_params_history
+) -> OptimizeResult:
+    x0, unravel = ravel_pytree(params0)
+
+    def f(x):
+        return fun(unravel(x), *args)
+
+    value_and_grad = jax.value_and_grad(f)
+    step, method_state = _STEP_BUILDERS[method](f, value_and_grad, x0, options)
+    final = _iterate(step, x0, value_and_grad, method_state, tol, max_iter, keep_params_history)
+    return OptimizeResult(
+        params=unravel(final.x),
+        num_iterations=final.k,
+        converged=jnp.linalg.norm(final.grad) <= tol,
+        params_history=final.params_history,
+        loss_history=final.loss_history,
+        grad_norm_history=final.grad_norm_history,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public minimizers
+# --------------------------------------------------------------------------------------------
+
+
+def newton(
+    fun: Objective,
+    params0: Any,
+    *args: Any,
+    tol: float = 1e-8,
+    max_iter: int = 20,
+    keep_params_history: bool = True,
+) -> OptimizeResult:
+    """Newton's method, Algorithm 8.8, with the exact Hessian.
+
+    g = grad J(theta);  H = hessian J(theta) (``jax.hessian``, H = (1/m) hessian sum_i L);
+    dtheta = -H^{-1} g, obtained by solving H dtheta = -g with ``jnp.linalg.solve`` (an LU
+    solve; H^{-1} is never formed);  theta <- theta + dtheta.
+
+    Pure steps, no line search, as in the document: near a minimum with positive definite H the
+    gradient norm falls quadratically, ||g_{k+1}|| <= C ||g_k||^2. Cost per step: one n x n
+    Hessian and solve, so keep n in the thousands at most.
+
+    Args:
+      fun: the objective J, ``fun(params, *args) -> scalar``.
+      params0: the starting point theta_0, any pytree of float arrays.
+      *args: extra arguments of ``fun`` (e.g. the data).
+      tol: stop when ||g||_2 <= tol.
+      max_iter: at most this many steps.
+      keep_params_history: record every iterate in ``params_history``; with False that
+        array has no columns (for large n, where max_iter x n floats would not fit).
+    """
+    return _minimize(
+        "newton",
+        fun,
+        params0,
+        args,
+        jnp.asarray(tol),
+        max_iter=max_iter,
+        keep_params_history=keep_params_history,
+        options=(),
+    )
+
+
+def newton_cg(
+    fun: Objective,
+    params0: Any,
+    *args: Any,
+    tol: float = 1e-8,
+    max_iter: int = 20,
+    cg_tol: float = 1e-10,
+    cg_max_iter: int | None = None,
+    keep_params_history: bool = True,
+) -> OptimizeResult:
+    """Newton-CG: the Newton step of Alg 8.8 with H d = -g solved by conjugate gradient.
+
+    H is never formed: :func:`conjugate_gradient` only needs Hessian-vector products
+    H v = d/dt grad J(theta + t v) at t = 0, computed as ``jax.jvp`` of ``jax.grad`` (forward
+    over reverse), one gradient-sized pass per product. The inner solve stops at
+    ||H d + g|| <= cg_tol ||g|| (or ``cg_max_iter`` products, default 10 n); with the default
+    1e-10 the step is Newton's step to near machine precision. Arguments as :func:`newton`.
+    """
+    return _minimize(
+        "newton_cg",
+        fun,
+        params0,
+        args,
+        jnp.asarray(tol),
+        max_iter=max_iter,
+        keep_params_history=keep_params_history,
+        options=(cg_tol, cg_max_iter),
+    )
+
+
+def bfgs(
+    fun: Objective,
+    params0: Any,
+    *args: Any,
+    tol: float = 1e-6,
+    max_iter: int = 200,
+    c1: float = 1e-4,
+    shrink: float = 0.5,
+    max_backtracks: int = 40,
+    keep_params_history: bool = True,
+) -> OptimizeResult:
+    """BFGS with the inverse-Hessian update and a backtracking (Armijo) line search.
+
+    A quasi-Newton method: it keeps M ~ H^{-1} (n x n, M_0 = I) and steps along p = -M g.
+    The step size a starts at 1 and is multiplied by ``shrink`` until the Armijo condition
+    J(theta + a p) <= J(theta) + c1 a g.p holds (at most ``max_backtracks`` times). With
+    s = theta' - theta, y = g' - g and rho = 1 / (y.s), the update is
+
+        M' = (I - rho s y^T) M (I - rho y s^T) + rho s s^T,
+
+    skipped when y.s <= 0 (Armijo alone does not guarantee positive curvature). Before the
+    first update M_0 is rescaled to (y.s / y.y) I. Arguments as :func:`newton`, plus the line
+    search constants.
+    """
+    return _minimize(
+        "bfgs",
+        fun,
+        params0,
+        args,
+        jnp.asarray(tol),
+        max_iter=max_iter,
+        keep_params_history=keep_params_history,
+        options=(c1, shrink, max_backtracks),
+    )
+
+
+def lbfgs(
+    fun: Objective,
+    params0: Any,
+    *args: Any,
+    tol: float = 1e-6,
+    max_iter: int = 200,
+    memory_size: int = 10,
+    keep_params_history: bool = True,
+) -> OptimizeResult:
+    """Limited-memory BFGS, using optax's implementation (``optax.lbfgs``).
+
+    L-BFGS keeps only the last ``memory_size`` pairs (s, y) and applies the BFGS inverse-Hessian
+    approximation to g by the two-loop recursion, so memory is O(memory_size n) instead of
+    O(n^2). The optax solver is used as is, with its default zoom line search (strong Wolfe
+    conditions); this function drives it in a compiled while_loop, reusing the value and
+    gradient that the line search already computed (``optax.value_and_grad_from_state``).
+    Arguments as :func:`newton`.
+    """
+    return _minimize(
+        "lbfgs",
+        fun,
+        params0,
+        args,
+        jnp.asarray(tol),
+        max_iter=max_iter,
+        keep_params_history=keep_params_history,
+        options=(memory_size,),
+    )

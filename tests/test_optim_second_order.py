@@ -1,0 +1,278 @@
+"""Newton (Alg 8.8), Newton-CG, BFGS and L-BFGS.
+
+References: NumPy float64 transcriptions (Newton's iteration with the analytic Hessian of
+binary logistic regression, the BFGS inverse-Hessian update, Hestenes-Stiefel CG),
+``np.linalg.solve``, analytic minima (a quadratic, Rosenbrock), and the strong convexity
+bound ||theta - theta*|| <= ||g(theta)|| / lam of an L2-regularized objective.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from lexicon import optim
+
+L2 = 1e-2
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# Multiclass logistic regression on sklearn digits, J = mean cross-entropy + (L2/2) ||theta||^2
+# --------------------------------------------------------------------------------------------
+
+
+def digits_objective(params, x, y_onehot):
+    logits = x @ params["w"] + params["b"]
+    cross_entropy = -jnp.mean(jnp.sum(y_onehot * jax.nn.log_softmax(logits), axis=1))
+    squared_norm = jnp.sum(params["w"] ** 2) + jnp.sum(params["b"] ** 2)
+    return cross_entropy + 0.5 * L2 * squared_norm
+
+
+@pytest.fixture(scope="module")
+def digits_runs():
+    """All four methods on digits, run once in float64; results come back as NumPy."""
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0  # pixel values 0..16 scaled to [0, 1]
+    y_onehot = np.eye(10)[y]
+    with jax.enable_x64(True):
+        params0 = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
+        data = (jnp.asarray(x), jnp.asarray(y_onehot))
+        runs = {
+            "newton": optim.newton(digits_objective, params0, *data, tol=1e-8, max_iter=15),
+            "newton_cg": optim.newton_cg(digits_objective, params0, *data, tol=1e-6),
+            "bfgs": optim.bfgs(digits_objective, params0, *data, tol=1e-6, max_iter=200),
+            "lbfgs": optim.lbfgs(digits_objective, params0, *data, tol=1e-6, max_iter=300),
+        }
+        runs = jax.device_get(runs)
+        final_losses = {
+            name: float(digits_objective(run.params, *data)) for name, run in runs.items()
+        }
+    return runs, final_losses
+
+
+def test_newton_reaches_1e_minus_8_with_a_quadratic_rate(digits_runs):
+    runs, final_losses = digits_runs
+    run = runs["newton"]
+    k = int(run.num_iterations)
+    assert bool(run.converged) and k <= 15
+    norms = run.grad_norm_history[: k + 1]
+    assert norms[-1] <= 1e-8
+    assert final_losses["newton"] == pytest.approx(run.loss_history[k], rel=1e-14)
+    # The last three steps: e_{k+1} <= C e_k^2 with a bounded C, while e_{k+1}/e_k -> 0.
+    last = norms[-4:]
+    quadratic_constants = last[1:] / last[:-1] ** 2
+    linear_ratios = last[1:] / last[:-1]
+    assert np.all(quadratic_constants <= 20.0), quadratic_constants
+    assert np.all(np.diff(linear_ratios) < 0) and linear_ratios[-1] < 1e-4, linear_ratios
+    # Each step decreases J (the problem is strictly convex and Newton lands near the minimum).
+    assert np.all(np.diff(run.loss_history[: k + 1]) < 0)
+
+
+@pytest.mark.parametrize("name", ["newton_cg", "bfgs", "lbfgs"])
+def test_other_methods_agree_with_newtons_optimum(digits_runs, name):
+    runs, final_losses = digits_runs
+    run, reference = runs[name], runs["newton"]
+    k = int(run.num_iterations)
+    final_grad_norm = run.grad_norm_history[k]
+    assert bool(run.converged) and final_grad_norm <= 1e-6
+    # J is L2-strongly convex, so ||theta - theta*|| <= ||g(theta)|| / L2 and
+    # 0 <= J(theta) - J(theta*) <= ||g||^2 / (2 L2); Newton's theta* has ||g|| <= 1e-8.
+    distance = np.sqrt(sum(np.sum((run.params[p] - reference.params[p]) ** 2) for p in ("w", "b")))
+    assert distance <= (final_grad_norm + 1e-8) / L2
+    gap = final_losses[name] - final_losses["newton"]
+    assert -1e-13 <= gap <= final_grad_norm**2 / (2 * L2) + 1e-13
+
+
+def test_newton_cg_takes_newtons_steps(digits_runs):
+    runs, _ = digits_runs
+    k = int(runs["newton_cg"].num_iterations)
+    np.testing.assert_allclose(
+        runs["newton_cg"].params_history[: k + 1],
+        runs["newton"].params_history[: k + 1],
+        rtol=0,
+        atol=1e-8,
+    )
+
+
+def test_history_buffers(digits_runs):
+    runs, _ = digits_runs
+    for run in runs.values():
+        k = int(run.num_iterations)
+        rows = run.loss_history.shape[0]
+        assert run.params_history.shape == (rows, 650)
+        np.testing.assert_array_equal(run.params_history[0], 0.0)
+        assert np.all(np.isfinite(run.loss_history[: k + 1]))
+        assert np.all(np.isnan(run.loss_history[k + 1 :]))
+        assert np.all(np.isnan(run.grad_norm_history[k + 1 :]))
+        np.testing.assert_array_equal(
+            run.params_history[k], np.concatenate([run.params["b"], run.params["w"].ravel()])
+        )
+        assert run.params["w"].shape == (64, 10) and run.params["b"].shape == (10,)
+
+
+# --------------------------------------------------------------------------------------------
+# Newton against a NumPy transcription of Alg 8.8
+# --------------------------------------------------------------------------------------------
+
+
+def test_newton_matches_literal_transcription(x64):
+    rng = np.random.default_rng(3)
+    m, dim = 80, 4
+    x = rng.normal(size=(m, dim))
+    y = (rng.uniform(size=m) < 1 / (1 + np.exp(-x @ rng.normal(size=dim)))).astype(float)
+    lam = 0.1
+
+    def objective(theta, x, y):
+        z = x @ theta
+        return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * lam * theta @ theta
+
+    # Alg 8.8 with g = (1/m) X^T (p - y) + lam theta and H = (1/m) X^T diag(p (1 - p)) X + lam I.
+    theta = np.zeros(dim)
+    thetas = [theta]
+    for _ in range(6):
+        p = 1 / (1 + np.exp(-x @ theta))
+        g = x.T @ (p - y) / m + lam * theta
+        h = x.T @ np.diag(p * (1 - p)) @ x / m + lam * np.eye(dim)
+        h_inverse = np.linalg.inv(h)
+        delta_theta = -h_inverse @ g
+        theta = theta + delta_theta
+        thetas.append(theta)
+
+    run = optim.newton(
+        objective, jnp.zeros(dim), jnp.asarray(x), jnp.asarray(y), tol=0.0, max_iter=6
+    )
+    assert int(run.num_iterations) == 6
+    np.testing.assert_allclose(run.params_history, np.stack(thetas), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(run.params, thetas[-1], rtol=1e-12)
+
+
+def test_newton_solves_a_quadratic_in_one_step(x64):
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    a = q @ np.diag(np.logspace(0, 3, 5)) @ q.T
+    b = rng.normal(size=5)
+
+    def objective(theta):
+        return 0.5 * theta @ jnp.asarray(a) @ theta - jnp.asarray(b) @ theta
+
+    for run in (
+        optim.newton(objective, jnp.ones(5), tol=1e-9),
+        optim.newton_cg(objective, jnp.ones(5), tol=1e-9, cg_tol=1e-14),
+    ):
+        assert int(run.num_iterations) == 1
+        np.testing.assert_allclose(run.params, np.linalg.solve(a, b), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Conjugate gradient
+# --------------------------------------------------------------------------------------------
+
+
+def test_conjugate_gradient_solves_spd_systems(x64):
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
+    a = q @ np.diag(np.logspace(0, 3, 30)) @ q.T
+    b = rng.normal(size=30)
+    matvec = lambda v: jnp.asarray(a) @ v
+    solve = jax.jit(lambda b: optim.conjugate_gradient(matvec, b, tol=1e-12))
+    np.testing.assert_allclose(solve(jnp.asarray(b)), np.linalg.solve(a, b), rtol=1e-9)
+    np.testing.assert_array_equal(solve(jnp.zeros(30)), np.zeros(30))
+    # Iterate by iterate the same as a literal transcription of Hestenes-Stiefel CG.
+    x, r = np.zeros(30), b.copy()
+    p = r.copy()
+    for _ in range(10):
+        step = (r @ r) / (p @ a @ p)
+        x = x + step * p
+        r_new = r - step * (a @ p)
+        p = r_new + (r_new @ r_new) / (r @ r) * p
+        r = r_new
+    ours = optim.conjugate_gradient(matvec, jnp.asarray(b), tol=0.0, max_iter=10)
+    np.testing.assert_allclose(ours, x, rtol=1e-10)
+    # Limited iterations: after one step x is the exact line minimizer along b.
+    one_step = optim.conjugate_gradient(lambda v: jnp.asarray(a) @ v, jnp.asarray(b), max_iter=1)
+    np.testing.assert_allclose(one_step, (b @ b) / (b @ a @ b) * b, rtol=1e-12)
+
+
+def test_conjugate_gradient_stops_on_negative_curvature(x64):
+    a = jnp.diag(jnp.asarray([1.0, -2.0, 3.0]))
+    # b.A.b < 0 at the first step: b itself comes back (with b = -g, a descent direction).
+    b = jnp.asarray([0.1, 1.0, 0.1])
+    np.testing.assert_array_equal(optim.conjugate_gradient(lambda v: a @ v, b), b)
+    # Positive curvature first, negative later: the iterate before it comes back.
+    b = jnp.asarray([1.0, 0.3, 0.0])
+    first = (b @ b) / (b @ a @ b) * b
+    np.testing.assert_allclose(optim.conjugate_gradient(lambda v: a @ v, b), first, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# BFGS
+# --------------------------------------------------------------------------------------------
+
+
+def rosenbrock(theta):
+    return jnp.sum(100.0 * (theta[1:] - theta[:-1] ** 2) ** 2 + (1.0 - theta[:-1]) ** 2)
+
+
+def test_params_history_can_be_left_out(x64):
+    # The history buffers are shared by all four methods (one driver loop).
+    run = optim.newton_cg(
+        rosenbrock, jnp.asarray([0.5, 0.5]), max_iter=3, keep_params_history=False
+    )
+    assert run.params_history.shape == (4, 0)
+    assert run.loss_history.shape == (4,) and np.all(np.isfinite(run.loss_history))
+    assert int(run.num_iterations) == 3
+
+
+def test_bfgs_minimizes_rosenbrock(x64):
+    """A non-convex valley (curvature updates may be skipped); minimum (1, ..., 1), J = 0."""
+    run = optim.bfgs(rosenbrock, jnp.asarray([-1.2, 1.0, -0.5, 0.8]), tol=1e-8, max_iter=500)
+    assert bool(run.converged)
+    np.testing.assert_allclose(run.params, np.ones(4), atol=1e-7)
+    assert float(run.loss_history[int(run.num_iterations)]) <= 1e-14
+
+
+def test_bfgs_first_steps_match_literal_transcription(x64):
+    """Two BFGS iterations on a quadratic, the update written as the textbook product."""
+    rng = np.random.default_rng(6)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    a = q @ np.diag([1.0, 2.0, 5.0, 10.0]) @ q.T
+    theta0 = rng.normal(size=4)
+
+    def j(theta):
+        return 0.5 * theta @ a @ theta
+
+    def armijo(theta, g, p, c1=1e-4, shrink=0.5):
+        step = 1.0
+        while j(theta + step * p) > j(theta) + c1 * step * g @ p:
+            step *= shrink
+        return step
+
+    theta, m, first = theta0, np.eye(4), True
+    thetas = [theta]
+    for _ in range(3):
+        g = a @ theta
+        p = -m @ g
+        theta_new = theta + armijo(theta, g, p) * p
+        s, y = theta_new - theta, a @ theta_new - g
+        if first:
+            m = (s @ y) / (y @ y) * np.eye(4)
+            first = False
+        rho = 1 / (y @ s)
+        identity = np.eye(4)
+        m = (identity - rho * np.outer(s, y)) @ m @ (identity - rho * np.outer(y, s)) + rho * (
+            np.outer(s, s)
+        )
+        theta = theta_new
+        thetas.append(theta)
+
+    run = optim.bfgs(
+        lambda t: 0.5 * t @ jnp.asarray(a) @ t, jnp.asarray(theta0), tol=0.0, max_iter=3
+    )
+    np.testing.assert_allclose(run.params_history, np.stack(thetas), rtol=1e-10, atol=1e-13)
