@@ -1,0 +1,299 @@
+"""Discrete convolution and cross-correlation written from the window sums (SPEC.md section 5).
+
+The documents define, for an input I and a kernel K,
+
+    convolution        S(i, j) = (I * K)(i, j) = sum_m sum_n I(m, n) K(i - m, j - n)
+    cross-correlation  S(i, j) = sum_m sum_n I(i + m, j + n) K(m, n)
+
+and the 1-D case s(t) = sum_a x(a) w(t - a). Convolution is the cross-correlation of the input
+with the kernel flipped along every spatial axis, and it is commutative; cross-correlation is
+what CNN libraries (and ``flax.linen.Conv``) call "convolution".
+
+This module computes both without ``lax.conv``: it pads the input, gathers every window into a
+patch tensor, and contracts the patches with the kernel. That makes it an independent reference
+for the library convolution, and it is jittable, vmappable and differentiable.
+
+Layouts follow flax: inputs are batched and channels-last, ``(N, W, C)`` in 1-D and
+``(N, H, W, C)`` in 2-D; kernels are ``(K, C_in, C_out)`` (WIO) and ``(KH, KW, C_in, C_out)``
+(HWIO). Channels are summed, so one output map is
+
+    S[b, i, j, o] = sum_c sum_m sum_n I[b, i*s + m, j*s + n, c] K[m, n, c, o]   (correlation)
+
+over the zero-padded input.
+
+Padding (per spatial axis, n input samples, k kernel taps, stride s):
+
+=========  ==================================  =============================================
+mode       zeros added (before, after)         output length
+=========  ==================================  =============================================
+valid      (0, 0)                              floor((n - k) / s) + 1
+same       total = max((ceil(n/s) - 1) s       ceil(n / s)
+           + k - n, 0), before = total // 2
+full       (k - 1, k - 1)                      floor((n + k - 2) / s) + 1
+int p      (p, p)                              floor((n + 2p - k) / s) + 1
+(lo, hi)   (lo, hi)                            floor((n + lo + hi - k) / s) + 1
+=========  ==================================  =============================================
+
+"same" splits the zeros as ``lax``/flax do (the extra one after) for cross-correlation. For the
+flipped convolution it puts the extra zero before, so that with stride 1 the result is the
+centred slice of the full convolution, as ``numpy.convolve`` and ``scipy.signal.convolve2d``
+define "same"; the two splits only differ for even kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+PADDING_MODES = ("valid", "same", "full")
+
+Padding = str | int | tuple[int, int] | Sequence[tuple[int, int]]
+
+# Sobel derivative kernels (edge filters named in the documents), written for
+# cross-correlation: SOBEL_X responds to intensity increasing along the width axis (j),
+# SOBEL_Y along the height axis (i).
+SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+SOBEL_Y = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
+
+
+def spatial_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    """One int per spatial axis: an int is repeated ``ndim`` times, a sequence is checked."""
+    if isinstance(value, int):
+        return (value,) * ndim
+    value = tuple(int(v) for v in value)
+    if len(value) != ndim:
+        raise ValueError(f"{name} needs {ndim} entries, got {value}")
+    return value
+
+
+def padding_amounts(n: int, k: int, stride: int = 1, padding: Padding = "valid") -> tuple[int, int]:
+    """Zeros added (before, after) one spatial axis of length ``n`` for a ``k``-tap window.
+
+    ``padding`` is "valid", "same", "full" (any case), an int p (p zeros on both sides) or a
+    pair (lo, hi). See the module docstring for the rule of each mode.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return 0, 0
+        if mode == "full":
+            return k - 1, k - 1
+        if mode == "same":
+            out = -(-n // stride)
+            total = max((out - 1) * stride + k - n, 0)
+            return total // 2, total - total // 2
+        raise ValueError(f"unknown padding {padding!r}; valid choices: {', '.join(PADDING_MODES)}")
+    if isinstance(padding, int):
+        lo = hi = padding
+    else:
+        lo, hi = (int(p) for p in padding)
+    if lo < 0 or hi < 0:
+        raise ValueError(f"padding amounts must be >= 0, got {(lo, hi)}")
+    return lo, hi
+
+
+def output_size(n: int, k: int, stride: int = 1, padding: Padding = "valid") -> int:
+    """Output length along one axis: floor((n + lo + hi - k) / s) + 1 with (lo, hi) the padding.
+
+    valid: floor((n - k)/s) + 1 (the documents' example: a 16x16 kernel on a 256x256 image
+    gives 241x241 maps); same: ceil(n/s); full: floor((n + k - 2)/s) + 1.
+    """
+    lo, hi = padding_amounts(n, k, stride, padding)
+    if n + lo + hi < k:
+        raise ValueError(f"window of {k} does not fit an input of {n} padded by {(lo, hi)}")
+    return (n + lo + hi - k) // stride + 1
+
+
+def resolve_padding(
+    spatial: Sequence[int], window: Sequence[int], strides: Sequence[int], padding: Padding
+) -> tuple[tuple[int, int], ...]:
+    """One (lo, hi) pair per spatial axis from a mode string, an int or explicit pairs.
+
+    A string or int applies to every axis; otherwise give one entry (an int or a pair) per axis
+    (a single pair is accepted for one spatial axis).
+    """
+    ndim = len(spatial)
+    if isinstance(padding, (str, int)):
+        per_axis = [padding] * ndim
+    else:
+        padding = list(padding)
+        if ndim == 1 and len(padding) == 2 and all(isinstance(p, int) for p in padding):
+            per_axis = [tuple(padding)]
+        elif len(padding) == ndim:
+            per_axis = padding
+        else:
+            raise ValueError(f"padding needs one (lo, hi) pair per spatial axis, got {padding}")
+    return tuple(
+        padding_amounts(n, k, s, p)
+        for n, k, s, p in zip(spatial, window, strides, per_axis, strict=True)
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("window", "strides", "pads", "pad_value"))
+def _gather_windows(
+    x: jax.Array,
+    *,
+    window: tuple[int, ...],
+    strides: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    pad_value: float,
+) -> jax.Array:
+    ndim = len(window)
+    out_shape = [
+        output_size(n, k, s, pad)
+        for n, k, s, pad in zip(x.shape[1:-1], window, strides, pads, strict=True)
+    ]
+    padded = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=pad_value)
+    # Gather one axis at a time: indices (out, k) replace the axis by two axes (out, k).
+    for axis, (out, k, s) in enumerate(zip(out_shape, window, strides, strict=True)):
+        index = jnp.arange(out)[:, None] * s + jnp.arange(k)[None, :]
+        padded = jnp.take(padded, index, axis=1 + 2 * axis, mode="clip")
+    # Layout is now (N, out_0, k_0, out_1, k_1, ..., C); bring the window axes after the outputs.
+    order = [0, *range(1, 2 * ndim, 2), *range(2, 2 * ndim + 1, 2), 2 * ndim + 1]
+    return jnp.transpose(padded, order)
+
+
+def extract_patches(
+    x: jax.Array,
+    window_shape: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    pad_value: float = 0.0,
+) -> jax.Array:
+    """Every window of a padded channels-last batch: ``(N, *spatial, C) -> (N, *out, *window, C)``.
+
+    patches[b, i, j, m, n, c] = I_pad[b, i*s_h + m, j*s_w + n, c], where I_pad is ``x`` padded
+    with ``pad_value`` (0 for convolution; -inf / +inf let max / min pooling ignore the border).
+    The windows are gathered with integer index grids, so the result is differentiable in ``x``.
+    """
+    ndim = x.ndim - 2
+    if ndim < 1:
+        raise ValueError(f"expected a batched channels-last input (N, ..., C), got {x.shape}")
+    window = spatial_tuple(window_shape, ndim, "window_shape")
+    steps = spatial_tuple(strides, ndim, "strides")
+    pads = resolve_padding(x.shape[1:-1], window, steps, padding)
+    return _gather_windows(x, window=window, strides=steps, pads=pads, pad_value=pad_value)
+
+
+def flip_kernel(kernel: jax.Array) -> jax.Array:
+    """K(-m, -n): reverses every spatial axis of a (*window, C_in, C_out) kernel."""
+    return jnp.flip(kernel, axis=tuple(range(kernel.ndim - 2)))
+
+
+def _check_operands(x: jax.Array, kernel: jax.Array, ndim: int | None) -> int:
+    spatial = kernel.ndim - 2
+    if ndim is not None and spatial != ndim:
+        raise ValueError(f"expected a {ndim}-D kernel (*window, C_in, C_out), got {kernel.shape}")
+    if x.ndim != spatial + 2:
+        raise ValueError(f"input {x.shape} and kernel {kernel.shape} disagree on spatial rank")
+    if x.shape[-1] != kernel.shape[-2]:
+        raise ValueError(f"input has {x.shape[-1]} channels, kernel expects {kernel.shape[-2]}")
+    return spatial
+
+
+@functools.partial(jax.jit, static_argnames=("strides", "pads", "flip"))
+def _windows_dot_kernel(
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    strides: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    flip: bool,
+) -> jax.Array:
+    """Patches of x contracted with the kernel over (window, input channel); one compiled call."""
+    spatial = kernel.ndim - 2
+    if flip:
+        kernel = flip_kernel(kernel)
+    patches = _gather_windows(
+        x, window=kernel.shape[:spatial], strides=strides, pads=pads, pad_value=0.0
+    )
+    window_and_channel_axes = tuple(range(1 + spatial, 2 + 2 * spatial))
+    return jnp.tensordot(
+        patches,
+        kernel,
+        axes=(window_and_channel_axes, tuple(range(spatial + 1))),
+        precision=lax.Precision.HIGHEST,
+    )
+
+
+def cross_correlate(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    ndim: int | None = None,
+) -> jax.Array:
+    """S[b, i, j, o] = sum_c sum_m sum_n I_pad[b, i*s + m, j*s + n, c] K[m, n, c, o].
+
+    Works for any number of spatial axes (1-D: ``(N, W, C)`` with ``(K, C, O)``; 2-D:
+    ``(N, H, W, C)`` with ``(KH, KW, C, O)``). This is the operation CNN libraries call
+    convolution.
+    """
+    spatial = _check_operands(x, kernel, ndim)
+    window = kernel.shape[:spatial]
+    steps = spatial_tuple(strides, spatial, "strides")
+    pads = resolve_padding(x.shape[1:-1], window, steps, padding)
+    return _windows_dot_kernel(x, kernel, strides=steps, pads=pads, flip=False)
+
+
+def convolve(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    ndim: int | None = None,
+) -> jax.Array:
+    """S(i, j) = sum_m sum_n I(m, n) K(i - m, j - n), summed over input channels.
+
+    Computed as the cross-correlation with the explicitly flipped kernel K(-m, -n). "full"
+    gives every i with a nonzero term (length n + k - 1), "valid" the i where the flipped
+    kernel lies inside the input, and "same" the centred length-n slice of "full" (zeros split
+    with the extra one before, mirroring the cross-correlation rule; see the module docstring).
+    """
+    spatial = _check_operands(x, kernel, ndim)
+    window = kernel.shape[:spatial]
+    steps = spatial_tuple(strides, spatial, "strides")
+    pads = resolve_padding(x.shape[1:-1], window, steps, padding)
+    if isinstance(padding, str) and padding.lower() == "same":
+        pads = tuple((hi, lo) for lo, hi in pads)
+    return _windows_dot_kernel(x, kernel, strides=steps, pads=pads, flip=True)
+
+
+def cross_correlate_1d(
+    x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Padding = "valid"
+) -> jax.Array:
+    """1-D cross-correlation s(t) = sum_a x(t*s + a) w(a); x ``(N, W, C)``, kernel ``(K, C, O)``."""
+    return cross_correlate(x, kernel, stride, padding, ndim=1)
+
+
+def convolve_1d(
+    x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Padding = "valid"
+) -> jax.Array:
+    """1-D convolution s(t) = (x * w)(t) = sum_a x(a) w(t - a); ``(N, W, C)`` with ``(K, C, O)``."""
+    return convolve(x, kernel, stride, padding, ndim=1)
+
+
+def cross_correlate_2d(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+) -> jax.Array:
+    """2-D cross-correlation S(i, j) = sum_m sum_n I(i + m, j + n) K(m, n); NHWC and HWIO."""
+    return cross_correlate(x, kernel, strides, padding, ndim=2)
+
+
+def convolve_2d(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+) -> jax.Array:
+    """2-D convolution S(i, j) = sum_m sum_n I(m, n) K(i - m, j - n); NHWC and HWIO."""
+    return convolve(x, kernel, strides, padding, ndim=2)
