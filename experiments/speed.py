@@ -6,8 +6,9 @@ Rows (each a median over repeats, after compiling):
 - 1 seed vs 8 vmapped seeds in one program;
 - 1 vs N host devices, data-parallel (shard_map and pmap), in a child process that sees N
   CPU devices;
-- the MLP 784-256-256-10 with Adam at batch 128 in JAX and, when torch is installed,
-  in PyTorch on the CPU.
+- the MLP 784-256-256-10 and LeNet-5 with Adam at batch 128 in JAX and, when torch is
+  installed, in PyTorch on the CPU;
+- each hand-written lexicon.optim transform next to its optax twin on the same model.
 Timings are figures for a report, never assertions.
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 import optax
 
 from lexicon import cli, data, optim, train
+from lexicon.nn.cnn import LeNet5
 from lexicon.nn.layers import MLP
 from lexicon.report import Report
 from lexicon.rules import Choice, Range
@@ -142,18 +144,50 @@ def device_rows(config, splits):
     return rows
 
 
-def torch_rows(config, num_steps=50):
-    """MLP 784-256-256-10, Adam, batch 128: JAX step vs PyTorch CPU step, same random data."""
+def torch_model(name):
+    """The PyTorch twin of each timed JAX model (same layers, default initialization)."""
+    import torch
+    from torch import nn as tnn
+
+    if name == "mlp":
+        return tnn.Sequential(
+            tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 256), tnn.ReLU(), tnn.Linear(256, 10)
+        )
+    return tnn.Sequential(  # LeNet-5 on 32x32x1 (NCHW in PyTorch)
+        tnn.Conv2d(1, 6, 5),
+        tnn.Tanh(),
+        tnn.AvgPool2d(2),
+        tnn.Conv2d(6, 16, 5),
+        tnn.Tanh(),
+        tnn.AvgPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(400, 120),
+        tnn.Tanh(),
+        tnn.Linear(120, 84),
+        tnn.Tanh(),
+        tnn.Linear(84, 10),
+        torch.nn.Identity(),
+    )
+
+
+def framework_rows(config, name, num_steps=50):
+    """JAX step vs PyTorch CPU step, Adam, batch 128, on the same random data.
+
+    ``name`` is "mlp" (784-256-256-10, ReLU) or "lenet5" (LeNet-5 on 32x32x1 images).
+    """
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(num_steps * 128, 784)).astype(np.float32)
+    shape = (784,) if name == "mlp" else (32, 32, 1)
+    x = rng.normal(size=(num_steps * 128, *shape)).astype(np.float32)
     y = rng.integers(0, 10, size=num_steps * 128).astype(np.int32)
-    task = classifier_task((256, 256), 784)
+    model = MLP((256, 256, 10), activation="relu") if name == "mlp" else LeNet5()
+    task = train.classifier(model, optax.adam(1e-3), jnp.zeros((1, *shape)))
     c = config.copy_and_resolve_references()
     c.batch_size, c.seeds = 128, 1
     program, st, sd = epoch_runner(task, c, 128)
     arrays = program.put({"x": x, "y": y})
+    label = "MLP 784-256-256-10" if name == "mlp" else "LeNet-5 32x32"
     rows = {
-        "JAX, epoch as lax.scan": median_time(
+        f"{label}: JAX, epoch as lax.scan": median_time(
             lambda: jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1))),
             config.repeats,
         )
@@ -169,31 +203,27 @@ def torch_rows(config, num_steps=50):
             s, _ = step(s, {"x": xb, "y": yb}, jax.random.key(i))
         jax.block_until_ready(s)
 
-    rows["JAX, jitted step per call"] = median_time(jax_loop, config.repeats) / num_steps
+    rows[f"{label}: JAX, jitted step per call"] = median_time(jax_loop, config.repeats) / num_steps
     try:
         import torch
     except ImportError:
         return rows, None
-    model = torch.nn.Sequential(
-        torch.nn.Linear(784, 256),
-        torch.nn.ReLU(),
-        torch.nn.Linear(256, 256),
-        torch.nn.ReLU(),
-        torch.nn.Linear(256, 10),
-    )
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tx_, ty_ = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    net = torch_model(name)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    tx = torch.from_numpy(x if name == "mlp" else x.transpose(0, 3, 1, 2).copy())
+    ty = torch.from_numpy(y.astype(np.int64))
 
     def torch_loop():
         for i in range(num_steps):
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(
-                model(tx_[i * 128 : (i + 1) * 128]), ty_[i * 128 : (i + 1) * 128]
-            )
+            batch = slice(i * 128, (i + 1) * 128)
+            loss = torch.nn.functional.cross_entropy(net(tx[batch]), ty[batch])
             loss.backward()
             opt.step()
 
-    rows["PyTorch CPU, default Adam"] = median_time(torch_loop, config.repeats) / num_steps
+    rows[f"{label}: PyTorch CPU, default Adam"] = (
+        median_time(torch_loop, config.repeats) / num_steps
+    )
     return rows, torch.__version__
 
 
@@ -261,7 +291,11 @@ def train_and_evaluate(config, workdir):
         return {}
     loop = loop_rows(config, splits)
     devices = measure_devices_in_child(config)
-    frameworks, torch_version = torch_rows(config) if config.torch else ({}, None)
+    frameworks, torch_version = {}, None
+    if config.torch:
+        for name in ("mlp", "lenet5"):
+            rows, torch_version = framework_rows(config, name)
+            frameworks.update(rows)
     twins = optimizer_rows(config, splits)
 
     dispatch, scan1 = loop["per-step dispatch loop"], loop["epoch as lax.scan, 1 seed"]
@@ -277,13 +311,13 @@ def train_and_evaluate(config, workdir):
         if k != "1 device"
     ]
     if torch_version:
-        torch_step = frameworks["PyTorch CPU, default Adam"]
-        ratios += [
-            (f"{k} / PyTorch (per step)", v / torch_step, "< 0.8")
-            for k, v in frameworks.items()
-            if k.startswith("JAX")
-        ]
-
+        for label in ("MLP 784-256-256-10", "LeNet-5 32x32"):
+            torch_step = frameworks[f"{label}: PyTorch CPU, default Adam"]
+            ratios += [
+                (f"{k} / PyTorch (per step)", v / torch_step, "< 0.8")
+                for k, v in frameworks.items()
+                if k.startswith(label) and "JAX" in k
+            ]
     report = Report(workdir, "Speed of the training loop")
     report.text(
         f"Machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, "
@@ -294,7 +328,7 @@ def train_and_evaluate(config, workdir):
     report.table(
         ["measurement", "ms per step"],
         [(k, f"{v * 1e3:.3f}") for k, v in {**loop, **devices, **frameworks}.items()],
-        caption="Timings (digits MLP; the framework rows use 784-256-256-10)",
+        caption="Timings (digits MLP unless the row names another model)",
     )
     report.table(
         ["ratio", "value", "target"],
