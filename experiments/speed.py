@@ -66,6 +66,20 @@ def median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def paired_times(fns, repeats: int) -> list[float]:
+    """Median wall time of each function, calling them in turn so that load on the machine
+    falls on all of them alike."""
+    for fn in fns:
+        fn()  # compile and warm up
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
 def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
     """A function timing one epoch of ``task`` through lexicon.train's compiled program."""
     from lexicon.train.loop import _Program
@@ -105,9 +119,7 @@ def loop_rows(config, splits):
             s, _ = step(s, batch, jax.random.fold_in(key, i))
         jax.block_until_ready(s)
 
-    rows = {}
-    rows["jitted step (resident batch)"] = median_time(single_step, config.repeats * 20)
-    rows["per-step dispatch loop"] = median_time(dispatch_loop, config.repeats) / steps
+    scans = []
     for seeds in (1, 8):
         c = config.copy_and_resolve_references()
         c.seeds = seeds
@@ -117,10 +129,20 @@ def loop_rows(config, splits):
         def scan_epoch(program=program, st=st, sd=sd, data_arrays=data_arrays):
             jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
 
-        rows[f"epoch as lax.scan, {seeds} seed{'s' if seeds > 1 else ''}"] = (
-            median_time(scan_epoch, config.repeats) / steps
-        )
-    return rows
+        scans.append(scan_epoch)
+
+    def steps_on_resident_batch():
+        for _ in range(steps):
+            single_step()
+
+    times = paired_times([steps_on_resident_batch, dispatch_loop, *scans], config.repeats)
+    labels = [
+        "jitted step (resident batch)",
+        "per-step dispatch loop",
+        "epoch as lax.scan, 1 seed",
+        "epoch as lax.scan, 8 seeds",
+    ]
+    return {label: t / steps for label, t in zip(labels, times)}
 
 
 def device_rows(config, splits):
@@ -270,7 +292,7 @@ def optimizer_rows(config, splits):
     steps = len(splits.train["x"]) // bs
     rows = {}
     for name, pair in optimizer_twins().items():
-        times = []
+        runs = []
         for tx in pair:
             task = classifier_task(config.hidden, splits.train["x"].shape[1], tx)
             program, st, sd = epoch_runner(task, config, bs)
@@ -279,7 +301,8 @@ def optimizer_rows(config, splits):
             def run(program=program, st=st, sd=sd, arrays=arrays):
                 jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1)))
 
-            times.append(median_time(run, config.repeats) / steps)
+            runs.append(run)
+        times = [t / steps for t in paired_times(runs, config.repeats)]
         rows[name] = tuple(times)
     return rows
 
