@@ -55,6 +55,7 @@ def test_experiment_end_to_end(tmp_path):
             "--config.epochs=3",
             "--config.seeds=2",
             "--config.progress=false",
+            "--config.reference=false",
             f"--workdir={tmp_path}",
         ]
     )

@@ -42,6 +42,7 @@ def test_same_seed_in_separate_processes_gives_identical_metrics(tmp_path):
                 "--config.epochs=2",
                 "--config.seeds=2",
                 "--config.progress=false",
+                "--config.reference=false",
                 f"--workdir={workdir}",
             ]
         )
@@ -176,6 +177,7 @@ def test_two_processes_equal_one_process(tmp_path):
         "--config.batch_size=64",
         "--config.parallel=data",
         "--config.progress=false",
+        "--config.reference=false",
     ]
     single = run_python(
         ["-m", "experiments.backprop", *common, f"--workdir={tmp_path / 'one'}"], devices=8
