@@ -9,8 +9,9 @@ from lexicon import data
 
 def tiny_config(**overrides):
     config = speed.get_config()
-    config.update(dict(repeats=1, hidden=(8,), batch_size=64, progress=False, torch=False,
-                       devices=2))
+    config.update(
+        dict(repeats=1, hidden=(8,), batch_size=64, progress=False, torch=False, devices=2)
+    )
     config.update(overrides)
     return config
 
@@ -18,8 +19,12 @@ def tiny_config(**overrides):
 @pytest.mark.slow
 def test_loop_rows_are_measured():
     rows = speed.loop_rows(tiny_config(), data.load("digits"))
-    assert set(rows) == {"jitted step (resident batch)", "per-step dispatch loop",
-                         "epoch as lax.scan, 1 seed", "epoch as lax.scan, 8 seeds"}
+    assert set(rows) == {
+        "jitted step (resident batch)",
+        "per-step dispatch loop",
+        "epoch as lax.scan, 1 seed",
+        "epoch as lax.scan, 8 seeds",
+    }
     assert all(np.isfinite(v) and v > 0 for v in rows.values())
 
 
