@@ -97,6 +97,7 @@ case "$1" in
     for path in experiments/[a-z]*.py; do
       name=$(basename "$path" .py)
       echo "=== $name" >&2
+      rm -rf "reports/$name"  # a report is regenerated from scratch on every run
       "$PY" -m "experiments.$name" --workdir "reports/$name" "$@" || failed+=("$name")
     done
     "$PY" -m lexicon.report --index reports

@@ -30,8 +30,11 @@ def mean_std(values, digits: int = 4) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    def cells(values):
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    lines = [cells(headers), "|" + "---|" * len(headers)]
+    lines += [cells(row) for row in rows]
     return "\n".join(lines)
 
 

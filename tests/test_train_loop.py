@@ -217,3 +217,10 @@ def test_checkpoint_files_are_orbax(tmp_path, digits):
         int(p.name) for p in pathlib.Path(tmp_path, "checkpoints").iterdir() if p.name.isdigit()
     )
     assert steps == [1, 2]
+
+
+def test_a_fresh_run_never_overwrites_checkpoints(digits, tmp_path):
+    fit(small_config(epochs=1), digits, tmp_path)
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        fit(small_config(epochs=1), digits, tmp_path)
+    assert train.Checkpointer(tmp_path / "checkpoints").latest() == 1

@@ -253,6 +253,12 @@ def fit(
     state = program.init(seed_array)
 
     checkpointer = Checkpointer(workdir / "checkpoints")
+    if not config.resume and checkpointer.latest() is not None:
+        checkpointer.close()
+        raise ConfigError(
+            f"{checkpointer.directory} already holds checkpoints; continue that run with "
+            f"config.resume=true, or choose a new --workdir"
+        )
     start = 0
     history: list[dict] = []
     if config.resume:
@@ -307,8 +313,11 @@ def fit(
     except BaseException as error:
         # Keep what was learned: the state after the last finished epoch goes to disk.
         if good_epoch > 0 and saved_epoch != good_epoch:
-            checkpointer.save(good_epoch, good_state)
-            saved_epoch = good_epoch
+            try:
+                checkpointer.save(good_epoch, good_state)
+                saved_epoch = good_epoch
+            except Exception as save_error:  # report the original error, not this one
+                log(f"could not save the last good state: {save_error}")
         if isinstance(error, TrainingDiverged) and saved_epoch:
             raise TrainingDiverged(
                 f"{error}; the last good checkpoint is epoch {saved_epoch} in "

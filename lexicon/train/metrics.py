@@ -19,11 +19,11 @@ def read(workdir: str | pathlib.Path) -> list[dict]:
 
 
 def to_json(value):
-    """Per-seed arrays become lists of Python floats (exact round trip of the float32 value)."""
+    """Per-seed arrays become (nested) lists of Python floats: an exact round trip of float32."""
     array = np.asarray(value)
     if np.issubdtype(array.dtype, np.integer):
         return array.tolist()
-    return [float(v) for v in array.reshape(-1)] if array.ndim else float(array)
+    return array.astype(np.float64).tolist()
 
 
 class MetricWriter:

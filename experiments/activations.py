@@ -1,0 +1,486 @@
+"""Activations: a gallery with jax.grad derivatives, vanishing gradients in deep nets, dead ReLUs.
+
+SPEC §3 (document 001): a unit computes a_i = g(in_i). Sigmoid and tanh saturate, so their
+derivatives are small over most of the line (sigmoid' <= 1/4); backpropagation multiplies one
+such factor per layer, and in a deep sigmoid network the gradient reaching the first layers
+vanishes. ReLU has derivative 1 where it is active, but a unit whose input is negative on every
+example gets no gradient at all and stops learning (a dead unit); leaky ReLU, PReLU and maxout
+are the document's remedies.
+
+The experiment:
+1. plots each activation and its derivative as ``jax.grad`` gives it, and checks the
+   derivative against its closed form;
+2. trains the same deep MLP (``depth`` hidden layers of ``width`` units, plain SGD,
+   cross-entropy) on digits (``config.dataset``) with sigmoid, tanh, ReLU, leaky ReLU, PReLU
+   and maxout units, ``config.seeds`` seeds each, and measures the gradient norm of every
+   layer's weights at initialization, during training and at the end, and the final accuracy;
+3. counts dead hidden units: units whose incoming weights get exactly zero gradient from every
+   validation example (for ReLU these are the units that are never active).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lexicon import cli, data, optim, train
+from lexicon.nn import activations
+from lexicon.nn import init as initializers
+from lexicon.nn.layers import MLP, Maxout, PReLU
+from lexicon.report import Report, band, mean_std
+from lexicon.rules import Choice, Range, positive
+
+NETWORKS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout")
+RECTIFIERS = ("relu", "leaky_relu", "prelu")  # units that are "active" where in_i > 0
+PRELU_SLOPE = PReLU().negative_slope_init  # the slope PReLU starts from (and the gallery shows)
+# The gallery's maxout unit of one input: the max of three fixed lines a x + b.
+MAXOUT_SLOPES, MAXOUT_OFFSETS = (-1.0, 0.5, 2.0), (-1.0, 0.0, -2.0)
+
+
+def get_config():
+    config = train.defaults()
+    config.seeds = 3
+    config.epochs = 15
+    config.batch_size = 32
+    config.depth = 10  # hidden layers of the deep network
+    config.width = 32  # units per hidden layer
+    config.lr = 0.1  # learning rate of plain SGD, the same for every activation
+    config.init = "glorot_uniform"  # kernel initializer of every layer (lexicon.nn.init names)
+    config.maxout_pieces = 2  # affine pieces per maxout unit
+    config.dataset = "digits"  # digits | mnist1d (any dataset of lexicon.data)
+    return config
+
+
+RULES = {
+    "depth": Range(1, 200),
+    "width": Range(1, 4096),
+    "lr": positive(),
+    "init": Choice(*initializers.NAMES),
+    "maxout_pieces": Range(1, 64),
+    "dataset": Choice(*data.DATASETS),
+}
+
+
+# --- 1. the gallery ---------------------------------------------------------------------------
+
+
+def gallery_functions():
+    """name -> (g, closed-form g') for every fixed activation, PReLU and a 3-piece maxout."""
+    leaky = activations.DEFAULT_LEAKY_SLOPE
+    prelu = PReLU(per_feature=False)
+    prelu_params = prelu.init(jax.random.key(0), jnp.zeros(1))
+    maxout = Maxout(features=1, k=len(MAXOUT_SLOPES))
+    maxout_params = {
+        "params": {
+            "kernel": jnp.array([MAXOUT_SLOPES], jnp.float32),
+            "bias": jnp.array(MAXOUT_OFFSETS, jnp.float32),
+        }
+    }
+    slopes, offsets = np.array(MAXOUT_SLOPES), np.array(MAXOUT_OFFSETS)
+
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+    def maxout_slope(x):
+        return slopes[np.argmax(slopes * x[:, None] + offsets, axis=1)]
+
+    return {
+        "step": (activations.step, np.zeros_like),
+        "sign": (activations.sign, np.zeros_like),
+        "sigmoid": (activations.sigmoid, lambda x: sigmoid(x) * (1 - sigmoid(x))),
+        "tanh": (activations.tanh, lambda x: 1 - np.tanh(x) ** 2),
+        "relu": (activations.relu, lambda x: (x > 0).astype(float)),
+        "leaky_relu": (activations.leaky_relu, lambda x: np.where(x >= 0, 1.0, leaky)),
+        "abs": (activations.absolute_value_rectification, lambda x: np.where(x >= 0, 1.0, -1.0)),
+        "identity": (activations.identity, np.ones_like),
+        "prelu": (
+            lambda x: prelu.apply(prelu_params, x[None])[0],
+            lambda x: np.where(x >= 0, 1.0, PRELU_SLOPE),
+        ),
+        "maxout (3 pieces)": (
+            lambda x: maxout.apply(maxout_params, x[None, None])[0, 0],
+            maxout_slope,
+        ),
+    }
+
+
+def gallery(x: np.ndarray):
+    """name -> (g(x), jax.grad g at x, closed-form g'(x)) on the float32 points x."""
+    points = jnp.asarray(x, jnp.float32)
+    values = {}
+    for name, (g, closed_form) in gallery_functions().items():
+        value_and_slope = jax.jit(jax.vmap(jax.value_and_grad(g)))
+        value, slope = value_and_slope(points)
+        values[name] = (
+            np.asarray(value),
+            np.asarray(slope),
+            np.asarray(closed_form(np.asarray(points, np.float64)), np.float64),
+        )
+    return values
+
+
+def plot_gallery(values, x):
+    fig, axes = plt.subplots(2, 5, figsize=(16, 6), sharex=True)
+    for ax, (name, (g, derivative, _)) in zip(axes.ravel(), values.items()):
+        ax.plot(x, g, label="g(x)")
+        ax.plot(x, derivative, "--", label="g'(x), jax.grad")
+        ax.set_title(name)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- 2. deep networks -------------------------------------------------------------------------
+
+
+def dense_kernels(params) -> list:
+    """The kernels of the MLP's Dense layers, first layer first."""
+    names = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    return [params[k]["kernel"] for k in names]
+
+
+def layer_gradient_norms(grads) -> dict:
+    """||dL/dW_l||_F of every layer l = 1..L, as scalar metrics grad_norm_01, grad_norm_02, ..."""
+    return {
+        f"grad_norm_{layer:02d}": jnp.linalg.norm(kernel)
+        for layer, kernel in enumerate(dense_kernels(grads), start=1)
+    }
+
+
+def objective(model, params, x, y):
+    logits = model.apply({"params": params}, x)
+    return train.cross_entropy(logits, y), logits
+
+
+def gradient_norm_step(model):
+    """The SGD step of train.classifier that also reports every layer's gradient norm."""
+
+    def make(axis_name):
+        def step(state, batch, key):
+            del key  # these networks have no dropout
+            (loss, logits), grads = jax.value_and_grad(
+                functools.partial(objective, model), has_aux=True
+            )(state.params, batch["x"], batch["y"])
+            grads = train.mean_over(axis_name, grads)
+            metrics = {
+                "loss": loss,
+                "accuracy": train.accuracy(logits, batch["y"]),
+                **layer_gradient_norms(grads),
+            }
+            return state.apply_gradients(grads), train.mean_over(axis_name, metrics)
+
+        return step
+
+    return make
+
+
+def build_model(config, activation, num_classes):
+    return MLP(
+        features=(*[config.width] * config.depth, num_classes),
+        activation=activation,
+        kernel_init=config.init,
+        maxout_pieces=config.maxout_pieces,
+    )
+
+
+def initial_states(config, task):
+    """The states fit starts from: the same init stream per seed as lexicon.train uses.
+
+    Run eagerly on purpose: compiling a whole-network init costs XLA seconds per network,
+    while the eager primitives are compiled once and reused by every network of equal shapes.
+    """
+    seeds = jnp.arange(config.seed, config.seed + config.seeds)
+    return jax.vmap(lambda s: task.init(train.stream(s, "init")))(seeds)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "pieces"))
+def diagnostics(model, params, split, pieces: int):
+    """Per seed (leading axis), on a whole split:
+
+    gradient_norms: (layers,) ||dL/dW_l||_F of the split's mean loss, output layer last;
+    activity: (depth, width) sum over examples e of |dL_e / dW_in(unit)|, the gradient that
+      example e alone sends to the unit's incoming weights. Zero means no example sends any:
+      the unit is dead. A maxout unit owns ``pieces`` kernel columns (piece j of unit i is
+      column j * width + i, the layout of lexicon.nn.layers.max_over_pieces);
+    pre_activations: (depth, examples, units) the inputs in_i of the hidden units (for maxout,
+      every piece).
+    """
+
+    def per_seed(p):
+        def loss(q, x, y):
+            return objective(model, q, x, y)[0]
+
+        grads = jax.grad(loss)(p, split["x"], split["y"])
+
+        def accumulate(total, example):
+            x, y = example
+            kernels = dense_kernels(jax.grad(loss)(p, x[None], y[None]))[:-1]
+            return [t + jnp.sum(jnp.abs(g), axis=0) for t, g in zip(total, kernels)], None
+
+        zeros = [jnp.zeros(k.shape[1]) for k in dense_kernels(p)[:-1]]
+        totals, _ = jax.lax.scan(accumulate, zeros, (split["x"], split["y"]))
+        _, state = model.apply({"params": p}, split["x"], mutable=["intermediates"])
+        return {
+            "gradient_norms": jnp.stack([jnp.linalg.norm(k) for k in dense_kernels(grads)]),
+            "activity": jnp.stack([t.reshape(pieces, -1).sum(axis=0) for t in totals]),
+            "pre_activations": jnp.stack(state["intermediates"]["pre_activations"][:-1]),
+        }
+
+    return jax.vmap(per_seed)(params)
+
+
+def run_network(config, splits, activation, workdir):
+    model = build_model(config, activation, splits.num_classes)
+    base = train.classifier(model, optim.sgd(config.lr), splits.train["x"][:1])
+    task = train.Task(init=base.init, step=gradient_norm_step(model), evaluate=base.evaluate)
+    start = initial_states(config, task)
+    result = train.fit(
+        config,
+        task,
+        splits.train,
+        workdir / activation,
+        eval_splits={"val": splits.val, "test": splits.test},
+    )
+    pieces = config.maxout_pieces if activation == "maxout" else 1
+    run = {"result": result}
+    for when, state in (("init", start), ("final", result.state)):
+        found = jax.tree.map(np.asarray, diagnostics(model, state.params, splits.val, pieces))
+        run[f"norms_{when}"] = found["gradient_norms"]
+        run[f"dead_{when}"] = (found["activity"] == 0).mean(axis=(1, 2))
+        if when == "init" and activation in ("sigmoid", "tanh", "relu"):
+            pre = jnp.ravel(jnp.asarray(found["pre_activations"]))
+            slope = jax.vmap(jax.grad(activations.get(activation)))(pre)
+            run["mean_slope_init"] = np.asarray(slope).reshape(config.seeds, -1).mean(axis=1)
+        if when == "final" and activation in RECTIFIERS:
+            never = np.all(found["pre_activations"] <= 0, axis=2)
+            run["never_active_final"] = never.mean(axis=(1, 2))
+    return run
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def plot_gradient_norms(runs, config):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    layers = np.arange(1, config.depth + 2)
+    for name, run in runs.items():
+        band(axes[0], layers, run["norms_init"], name, marker=".")
+        band(axes[1], layers, run["norms_final"], name, marker=".")
+        history = run["result"].history
+        epochs = [r["epoch"] for r in history]
+        band(axes[2], epochs, np.array([r["train/grad_norm_01"] for r in history]).T, name)
+    for ax, title in zip(axes[:2], ("at initialization", f"after {config.epochs} epochs")):
+        ax.set(xlabel="layer (1 = input side)", ylabel="||dL/dW_l|| on validation", title=title)
+    axes[2].set(
+        xlabel="epoch", ylabel="||dL/dW_1||, mean over the epoch", title="first layer, training"
+    )
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_and_dead_units(runs):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for name, run in runs.items():
+        history = run["result"].history
+        band(
+            axes[0],
+            [r["epoch"] for r in history],
+            np.array([r["val/accuracy"] for r in history]).T,
+            name,
+        )
+    axes[0].set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1))
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    names = list(runs)
+    positions = np.arange(len(names))
+    for offset, key, label in ((-0.2, "dead_init", "at init"), (0.2, "dead_final", "at the end")):
+        values = np.array([runs[n][key] for n in names])
+        axes[1].bar(
+            positions + offset, values.mean(1), 0.4, yerr=values.std(1), capsize=3, label=label
+        )
+    axes[1].set_xticks(positions, names, rotation=20)
+    axes[1].set(ylabel="fraction of hidden units", title="dead units (no gradient on validation)")
+    axes[1].legend()
+    axes[1].grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def ratio(norms):
+    """Per seed: the gradient norm of the first hidden layer over that of the last one."""
+    return norms[:, 0] / norms[:, -2]
+
+
+def scientific(values) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    return f"{values.mean():.1e} ± {values.std():.1e}"
+
+
+def vanishing_verdict(runs, depth: int) -> str:
+    """What the measured gradient ratios at initialization say about vanishing gradients."""
+    means = {n: float(np.mean(ratio(runs[n]["norms_init"]))) for n in ("sigmoid", "tanh", "relu")}
+    others = min(means["tanh"], means["relu"])
+    shows = means["sigmoid"] < others / 10
+    return (
+        f"At initialization the first hidden layer gets {means['sigmoid']:.1e} times the "
+        f"gradient norm of hidden layer {depth} with sigmoid units, against "
+        f"{means['tanh']:.1e} with tanh and {means['relu']:.1e} with ReLU: the vanishing "
+        + (
+            "gradient of deep sigmoid networks shows clearly (more than ten times smaller "
+            "than with tanh or ReLU)."
+            if shows
+            else "gradient of deep sigmoid networks does not stand out at this depth (less than "
+            "ten times smaller than with tanh or ReLU)."
+        )
+    )
+
+
+def dead_unit_verdict(runs) -> str:
+    """Whether ReLU ends with more dead units than its remedies."""
+    relu = float(np.mean(runs["relu"]["dead_final"]))
+    remedies = {n: float(np.mean(runs[n]["dead_final"])) for n in ("leaky_relu", "prelu", "maxout")}
+    worst = max(remedies, key=remedies.get)
+    if relu > remedies[worst]:
+        outcome = "the remedies keep their units alive"
+    elif relu == 0:
+        outcome = "no ReLU unit died in this run, so the remedies had nothing to fix"
+    else:
+        outcome = "the remedies do not do better here"
+    relu_init = float(np.mean(runs["relu"]["dead_init"]))
+    revived = (
+        f" ReLU started with {relu_init:.1%} dead units: a unit dead on the validation set can "
+        "come back when the layers below it change."
+        if relu_init > relu
+        else ""
+    )
+    return (
+        f"After training, {relu:.1%} of the ReLU network's hidden units are dead, against at "
+        f"most {remedies[worst]:.1%} ({worst}) for leaky ReLU, PReLU and maxout: {outcome}."
+        + revived
+    )
+
+
+def train_and_evaluate(config, workdir):
+    x = np.linspace(-4, 4, 801)
+    values = gallery(x)
+    splits = data.load(config.dataset, seed=config.data_seed)
+    runs = {name: run_network(config, splits, name, workdir) for name in NETWORKS}
+
+    report = Report(workdir, "Activations: derivatives, vanishing gradients and dead units")
+    report.figure(
+        plot_gallery(values, x), "gallery", "each activation g and its derivative from jax.grad"
+    )
+    report.table(
+        ["activation", "largest abs(jax.grad - closed form) on [-4, 4]", "closed form"],
+        [
+            (name, f"{np.max(np.abs(auto - closed)):.1e}", formula)
+            for (name, (_, auto, closed)), formula in zip(
+                values.items(),
+                (
+                    "0",
+                    "0",
+                    "g (1 - g)",
+                    "1 - tanh^2",
+                    "1 if x > 0 else 0",
+                    f"1 if x >= 0 else {activations.DEFAULT_LEAKY_SLOPE}",
+                    "+1 if x >= 0 else -1",
+                    "1",
+                    f"1 if x >= 0 else {PRELU_SLOPE} (initial slope)",
+                    f"slope of the largest piece; pieces {MAXOUT_SLOPES} x + {MAXOUT_OFFSETS}",
+                ),
+            )
+        ],
+        caption="Derivatives: autodiff against the closed forms",
+    )
+    report.text(
+        f"Deep network: {config.depth} hidden layers of {config.width} units "
+        f"({config.init} init, zero biases) and a linear output layer, trained on "
+        f"`{config.dataset}` with cross-entropy and plain SGD (learning rate {config.lr}, "
+        f"batch {config.batch_size}) for {config.epochs} epochs, {config.seeds} seeds "
+        "(mean ± std). Gradient norms are those of the full validation loss. Chance accuracy "
+        f"is {1 / splits.num_classes:.2f}."
+    )
+    rows = []
+    for name, run in runs.items():
+        result = run["result"]
+        rows.append(
+            (
+                name,
+                mean_std(result.final("val/accuracy"), 3),
+                mean_std(result.final("test/accuracy"), 3),
+                scientific(ratio(run["norms_init"])),
+                scientific(ratio(run["norms_final"])),
+                mean_std(run["mean_slope_init"], 3) if "mean_slope_init" in run else "—",
+            )
+        )
+    report.table(
+        [
+            "activation",
+            "val accuracy",
+            "test accuracy",
+            f"‖dL/dW_1‖ / ‖dL/dW_{config.depth}‖ at init",
+            "same after training",
+            "mean g'(in) over hidden units at init (max: sigmoid 0.25, tanh 1, relu 1)",
+        ],
+        rows,
+        caption="Vanishing gradients: first hidden layer against the last hidden layer",
+    )
+    report.figure(
+        plot_gradient_norms(runs, config),
+        "gradient_norms",
+        "gradient norm of each layer's weights (log scale; seed mean ± std)",
+    )
+    report.text(vanishing_verdict(runs, config.depth))
+    report.table(
+        [
+            "activation",
+            "dead units at init",
+            "dead units at the end",
+            "never active at the end (in_i <= 0 on every validation example)",
+        ],
+        [
+            (
+                name,
+                mean_std(run["dead_init"], 3),
+                mean_std(run["dead_final"], 3),
+                mean_std(run["never_active_final"], 3) if "never_active_final" in run else "—",
+            )
+            for name, run in runs.items()
+        ],
+        caption="Dead hidden units: no validation example sends gradient to their weights",
+    )
+    report.figure(
+        plot_accuracy_and_dead_units(runs),
+        "accuracy_dead_units",
+        "left: validation accuracy per epoch; right: fraction of dead hidden units",
+    )
+    report.text(dead_unit_verdict(runs))
+    report.write()
+
+    for name, run in runs.items():
+        print(
+            f"{name:>10}: test accuracy {mean_std(run['result'].final('test/accuracy'), 3)}, "
+            f"layer-1/layer-{config.depth} gradient ratio at init "
+            f"{scientific(ratio(run['norms_init']))}, dead units at the end "
+            f"{mean_std(run['dead_final'], 3)}"
+        )
+    return {
+        "max_derivative_error": max(float(np.max(np.abs(v[1] - v[2]))) for v in values.values()),
+        **{f"test_accuracy/{n}": r["result"].final("test/accuracy") for n, r in runs.items()},
+        **{f"gradient_ratio_init/{n}": ratio(r["norms_init"]) for n, r in runs.items()},
+        **{f"dead_final/{n}": r["dead_final"] for n, r in runs.items()},
+    }
+
+
+if __name__ == "__main__":
+    cli.run(get_config, train_and_evaluate, RULES)

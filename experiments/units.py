@@ -1,0 +1,493 @@
+"""Single units: perceptron convergence and cycling, LMS vs least squares, XOR needs a hidden layer.
+
+Three results about one unit and why a network needs hidden layers (SPEC §1 and §3,
+document 001):
+
+1. Perceptron rule w_i <- w_i + alpha (t - o) x_i with o = sign(w . x). On a linearly
+   separable set it stops making mistakes (Rosenblatt), after at most (R / gamma)^2 updates
+   when it starts from w = 0 (Novikoff's bound: R = max ||x_d||, gamma = the largest margin a
+   unit-norm w achieves). On XOR no w classifies all four points, so it never stops: its
+   weights stay bounded and cycle.
+2. Delta rule (LMS, Widrow-Hoff) on a linear unit: batch gradient descent on
+   E(w) = 1/2 sum_d (t_d - w . x_d)^2 converges to the least-squares solution, which we
+   compare with ``numpy.linalg.lstsq``; the incremental rule dw_j = alpha (t - o) x_j settles
+   within a distance that shrinks with alpha.
+3. One hidden layer solves XOR: a small MLP trained through ``lexicon.train`` over several
+   seeds classifies all four points, while the same network without the hidden layer (a
+   linear classifier) cannot get more than three of them right.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import scipy.optimize
+
+from lexicon import cli, optim, train
+from lexicon.nn import activations, units
+from lexicon.nn.layers import MLP
+from lexicon.report import Report, band, mean_std
+from lexicon.rules import Choice, Range, positive
+
+XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_LABELS = np.array([0, 1, 1, 0], np.int32)
+
+
+def get_config():
+    config = train.defaults()
+    config.seeds = 5  # replicas: perceptron orders and starts, LMS starts, XOR networks
+    config.epochs = 60  # passes of the XOR network over its training split
+    config.batch_size = 16  # minibatch of the XOR network
+    config.separable_points = 100  # points of the linearly separable 2-D set
+    config.margin = 0.05  # no separable point lies closer than this to the true line
+    config.perceptron_epochs = 25  # passes of the perceptron rule over each set
+    config.perceptron_alpha = 0.5  # alpha of the perceptron rule
+    config.lms_examples = 200  # examples of the LMS regression problem
+    config.lms_features = 5  # inputs of the linear unit, the constant bias input included
+    config.lms_noise = 0.5  # std of the Gaussian noise added to the LMS targets
+    config.lms_epochs = 200  # passes of the delta rule over the LMS data
+    config.lms_rate = 0.5  # batch LMS alpha as a fraction of the limit 2 / lambda_max(X^T X)
+    config.lms_alpha = 0.01  # alpha of incremental LMS (it also runs with alpha / 10)
+    config.hidden = 4  # hidden units of the XOR network
+    config.activation = "tanh"  # hidden activation of the XOR network
+    config.lr = 0.5  # SGD learning rate of the XOR networks
+    config.xor_copies = 32  # copies of the 4 XOR points in the XOR training split
+    return config
+
+
+RULES = {
+    "separable_points": Range(4, 100_000),
+    "margin": Range(0, 0.5, open_lo=True),
+    "perceptron_epochs": Range(1, 10_000),
+    "perceptron_alpha": positive(),
+    "lms_examples": Range(2, 1_000_000),
+    "lms_features": Range(2, 1000),
+    "lms_noise": Range(0),
+    "lms_epochs": Range(1, 100_000),
+    "lms_rate": Range(0, 1, open_lo=True),
+    "lms_alpha": positive(),
+    "hidden": Range(1, 4096),
+    "activation": Choice(*activations.NAMES),
+    "lr": positive(),
+    "xor_copies": Range(1, 100_000),
+}
+
+
+def scientific(values) -> str:
+    """'mean ± std' over seeds in scientific notation, for distances that reach 1e-7."""
+    values = np.asarray(values, dtype=np.float64)
+    return f"{values.mean():.2e} ± {values.std():.1e}"
+
+
+def seed_keys(config, stream: str) -> jax.Array:
+    """One key per replica, from the same named streams lexicon.train uses."""
+    seeds = jnp.arange(config.seed, config.seed + config.seeds)
+    return jax.vmap(lambda s: train.stream(s, stream))(seeds)
+
+
+# --- 1. the perceptron ------------------------------------------------------------------------
+
+
+def separable_set(num_points: int, margin: float, seed: int):
+    """Points of [-1, 1]^2 labelled +-1 by a random line, none within ``margin`` of it."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi)
+    normal, offset = np.array([np.cos(angle), np.sin(angle)]), rng.uniform(-0.3, 0.3)
+    points = np.empty((0, 2))
+    while len(points) < num_points:
+        candidates = rng.uniform(-1, 1, size=(4 * num_points, 2))
+        keep = np.abs(candidates @ normal + offset) >= margin
+        points = np.concatenate([points, candidates[keep]])
+    points = points[:num_points]
+    labels = np.where(points @ normal + offset >= 0, 1.0, -1.0)
+    return points.astype(np.float32), labels.astype(np.float32), (normal, offset)
+
+
+def novikoff_bound(x_with_bias: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
+    """(R, gamma, (R / gamma)^2) for the perceptron started at w = 0.
+
+    gamma = max over ||w|| = 1 of min_d t_d w . x_d is the hard margin of a separator through
+    the origin of the bias-augmented space: minimize ||w||^2 subject to t_d w . x_d >= 1, and
+    gamma = 1 / ||w||. gamma is then read off the solver's w as min_d t_d w . x_d / ||w||: any
+    separating w gives a margin no larger than the best one, so the bound stays an upper bound
+    even if the solver stops short of the optimum.
+    """
+    x = x_with_bias.astype(np.float64)
+    margins = targets.astype(np.float64)[:, None] * x
+    solution = scipy.optimize.minimize(
+        lambda w: w @ w,
+        x0=np.linalg.lstsq(margins, np.ones(len(x)), rcond=None)[0],
+        jac=lambda w: 2 * w,
+        constraints=[{"type": "ineq", "fun": lambda w: margins @ w - 1, "jac": lambda w: margins}],
+        method="SLSQP",
+        options={"maxiter": 500, "ftol": 1e-12},
+    )
+    w = solution.x
+    gamma = float(np.min(margins @ w) / np.linalg.norm(w))
+    radius = float(np.max(np.linalg.norm(x, axis=1)))
+    return radius, gamma, (radius / gamma) ** 2
+
+
+def perceptron_trajectory(x, targets, initial_weights, alpha, epochs):
+    """Weights after every visited example (fixed order), shape (epochs * n, d).
+
+    Each update is ``units.perceptron`` run for one epoch on a one-example set, so this is the
+    library's rule, only observed more often than once per epoch.
+    """
+    order = jnp.tile(jnp.arange(len(x)), epochs)
+
+    def visit(weights, index):
+        history = units.perceptron(x[index][None], targets[index][None], weights, alpha, 1)
+        return history.weights[-1], history.weights[-1]
+
+    return jax.lax.scan(visit, initial_weights, order)[1]
+
+
+def first_zero(mistakes: np.ndarray) -> np.ndarray:
+    """Per seed, the first epoch (1-based) with no mistakes; 0 where there is none."""
+    clean = mistakes == 0
+    return np.where(clean.any(axis=1), clean.argmax(axis=1) + 1, 0)
+
+
+def smallest_period(weights: np.ndarray, max_period: int = 50) -> int:
+    """Smallest p with w(last epoch) == w(last epoch - p), or 0 if none up to max_period."""
+    for p in range(1, min(max_period, len(weights) - 1) + 1):
+        if np.allclose(weights[-1], weights[-1 - p], rtol=0, atol=1e-5):
+            return p
+    return 0
+
+
+def run_perceptron(config):
+    points, labels, true_line = separable_set(
+        config.separable_points, config.margin, config.data_seed
+    )
+    x = units.add_bias_input(jnp.asarray(points))
+    t = jnp.asarray(labels)
+    epochs, alpha = config.perceptron_epochs, config.perceptron_alpha
+    # Novikoff's bound holds from w = 0; the replicas differ in their visiting orders.
+    separable = jax.vmap(lambda key: units.perceptron(x, t, jnp.zeros(3), alpha, epochs, key=key))(
+        seed_keys(config, "data")
+    )
+
+    xor_x = units.add_bias_input(jnp.asarray(XOR_INPUTS))
+    xor_t = jnp.asarray(2.0 * XOR_LABELS - 1)
+    # In a fixed order, the replicas differ in their initial weights.
+    starts = jax.vmap(lambda key: 0.5 * jax.random.normal(key, (3,)))(seed_keys(config, "init"))
+    xor = jax.vmap(lambda w0: units.perceptron(xor_x, xor_t, w0, alpha, epochs))(starts)
+    trajectory = jax.vmap(lambda w0: perceptron_trajectory(xor_x, xor_t, w0, alpha, 3))(starts)
+
+    radius, gamma, bound = novikoff_bound(np.asarray(x), labels)
+    separable_mistakes = np.asarray(separable.mistakes)
+    xor_mistakes = np.asarray(xor.mistakes)
+    xor_weights = np.asarray(xor.weights)
+    return {
+        "points": points,
+        "labels": labels,
+        "true_line": true_line,
+        "separable_weights": np.asarray(separable.weights[:, -1]),
+        "separable_mistakes": separable_mistakes,
+        "converged_epoch": first_zero(separable_mistakes),
+        "total_mistakes": separable_mistakes.sum(axis=1),
+        "radius": radius,
+        "gamma": gamma,
+        "bound": bound,
+        "xor_mistakes": xor_mistakes,
+        "xor_periods": np.array([smallest_period(w) for w in xor_weights]),
+        "xor_max_weight": np.abs(xor_weights).max(axis=(1, 2)),
+        "xor_trajectory": np.asarray(trajectory),
+    }
+
+
+# --- 2. the delta rule (LMS) ------------------------------------------------------------------
+
+
+def regression_set(config):
+    """x = [1, z] with z ~ N(0, I); t = x . w_true + noise. Seeded by config.data_seed."""
+    rng = np.random.default_rng(config.data_seed + 1)
+    n, d = config.lms_examples, config.lms_features
+    x = np.hstack([np.ones((n, 1)), rng.normal(size=(n, d - 1))])
+    true_w = rng.normal(size=d)
+    t = x @ true_w + config.lms_noise * rng.normal(size=n)
+    return x.astype(np.float32), t.astype(np.float32)
+
+
+def run_lms(config):
+    x, t = regression_set(config)
+    least_squares = np.linalg.lstsq(x.astype(np.float64), t.astype(np.float64), rcond=None)[0]
+    minimum = 0.5 * np.sum((t - x.astype(np.float64) @ least_squares) ** 2)
+    lambda_max = float(np.linalg.eigvalsh(x.T.astype(np.float64) @ x).max())
+    batch_alpha = config.lms_rate * 2.0 / lambda_max
+    xj, tj = jnp.asarray(x), jnp.asarray(t)
+    starts = jax.vmap(lambda key: jax.random.normal(key, (x.shape[1],)))(seed_keys(config, "init"))
+    orders = seed_keys(config, "data")
+    epochs = config.lms_epochs
+    runs = {
+        "batch": (
+            batch_alpha,
+            jax.vmap(lambda w0: units.lms_batch(xj, tj, w0, batch_alpha, epochs))(starts),
+        )
+    }
+    for alpha in (config.lms_alpha, config.lms_alpha / 10):
+        runs[f"incremental, alpha={alpha:g}"] = (
+            alpha,
+            jax.vmap(lambda w0, key, a=alpha: units.lms_incremental(xj, tj, w0, a, epochs, key))(
+                starts, orders
+            ),
+        )
+    results = {}
+    for name, (alpha, history) in runs.items():
+        weights = np.asarray(history.weights, np.float64)  # (seeds, epochs, d)
+        results[name] = {
+            "alpha": alpha,
+            "distance": np.linalg.norm(weights - least_squares, axis=-1),
+            "error": np.asarray(history.errors),
+        }
+    return results, least_squares, minimum, lambda_max
+
+
+# --- 3. a hidden layer solves XOR -------------------------------------------------------------
+
+
+def run_xor_network(config, workdir, hidden: bool):
+    """Trains the XOR classifier through lexicon.train; with hidden=False it is linear."""
+    features = (config.hidden, 2) if hidden else (2,)
+    model = MLP(features, activation=config.activation)
+    task = train.classifier(model, optim.sgd(config.lr), jnp.zeros((1, 2)))
+    copies = {
+        "x": np.tile(XOR_INPUTS, (config.xor_copies, 1)),
+        "y": np.tile(XOR_LABELS, config.xor_copies),
+    }
+    xor = {"x": XOR_INPUTS, "y": XOR_LABELS}
+    name = "hidden" if hidden else "linear"
+    result = train.fit(config, task, copies, workdir / name, eval_splits={"xor": xor})
+    return model, result
+
+
+def decision_map(model, params, grid):
+    return jax.nn.softmax(model.apply({"params": params}, grid))[:, 1]
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def plot_perceptron(perceptron, config):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    points, labels = perceptron["points"], perceptron["labels"]
+    ax.scatter(*points[labels > 0].T, s=12, marker="o", label="t = +1")
+    ax.scatter(*points[labels < 0].T, s=12, marker="x", label="t = -1")
+    line = np.linspace(-1, 1, 2)
+    (normal, offset) = perceptron["true_line"]
+    ax.plot(line, -(normal[0] * line + offset) / normal[1], "k--", lw=1, label="true line")
+    for i, w in enumerate(perceptron["separable_weights"]):
+        ax.plot(line, -(w[1] * line + w[0]) / w[2], lw=1, alpha=0.7, label=f"seed {i}")
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), title="separable set: learned boundaries")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    epochs = np.arange(1, config.perceptron_epochs + 1)
+    band(ax, epochs, perceptron["separable_mistakes"], "separable set")
+    band(ax, epochs, perceptron["xor_mistakes"], "XOR")
+    ax.set(xlabel="epoch", ylabel="mistakes in the epoch", title="perceptron mistakes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax = axes[2]
+    trajectory = perceptron["xor_trajectory"][0]
+    for i, label in enumerate(("w0 (bias)", "w1", "w2")):
+        ax.plot(np.arange(1, len(trajectory) + 1), trajectory[:, i], marker=".", label=label)
+    for boundary in range(4, len(trajectory), 4):
+        ax.axvline(boundary + 0.5, color="grey", lw=0.5)
+    ax.set(xlabel="example visited", ylabel="weight", title="XOR: weights cycle (seed 0)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lms(lms, config):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = np.arange(1, config.lms_epochs + 1)
+    for name, run in lms.items():
+        band(ax, epochs, run["distance"], name)
+    ax.set(
+        xlabel="epoch",
+        ylabel="||w - w_lstsq||",
+        yscale="log",
+        title="delta rule vs numpy.linalg.lstsq",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_xor_network(networks):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    ax = axes[0]
+    for name, (_, result) in networks.items():
+        epochs = [r["epoch"] for r in result.history]
+        band(ax, epochs, np.array([r["xor/accuracy"] for r in result.history]).T, name)
+    ax.set(xlabel="epoch", ylabel="accuracy on the 4 XOR points", ylim=(0, 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    grid_axis = np.linspace(-0.5, 1.5, 101, dtype=np.float32)
+    gx, gy = np.meshgrid(grid_axis, grid_axis)
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    for ax, (name, (model, result)) in zip(axes[1:], networks.items()):
+        params = jax.tree.map(lambda a: a[0], result.state.params)
+        probability = np.asarray(decision_map(model, params, grid)).reshape(gx.shape)
+        image = ax.contourf(gx, gy, probability, levels=np.linspace(0, 1, 11), cmap="RdBu_r")
+        ax.contour(gx, gy, probability, levels=[0.5], colors="k")
+        ax.scatter(*XOR_INPUTS.T, c=XOR_LABELS, cmap="RdBu_r", edgecolors="k", s=80)
+        ax.set(title=f"{name}: P(class 1), seed 0", xlabel="x1", ylabel="x2")
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def train_and_evaluate(config, workdir):
+    perceptron = run_perceptron(config)
+    lms, least_squares, minimum, lambda_max = run_lms(config)
+    networks = {
+        f"{config.hidden} hidden {config.activation} units": run_xor_network(
+            config, workdir, hidden=True
+        ),
+        "no hidden layer": run_xor_network(config, workdir, hidden=False),
+    }
+    (_, hidden_result), (_, linear_result) = networks.values()
+    hidden_accuracy = hidden_result.final("xor/accuracy")
+    linear_accuracy = linear_result.final("xor/accuracy")
+
+    report = Report(workdir, "Single units: perceptron, delta rule (LMS) and XOR")
+    report.text(
+        f"All figures are over {config.seeds} seeds (mean ± std). The perceptron runs "
+        f"{config.perceptron_epochs} epochs with alpha = {config.perceptron_alpha}; on the "
+        f"separable set ({config.separable_points} points, margin {config.margin}) it starts "
+        "at w = 0 and the seeds visit the points in different random orders; on XOR it visits "
+        "them in a fixed order and the seeds start from different random weights."
+    )
+    separable_converged = perceptron["converged_epoch"] > 0
+    report.table(
+        ["set", "quantity", "measured", "reference"],
+        [
+            (
+                "separable",
+                "seeds that reach an epoch with 0 mistakes",
+                f"{separable_converged.sum()} / {config.seeds}",
+                "all (Rosenblatt)",
+            ),
+            (
+                "separable",
+                "first epoch with 0 mistakes",
+                mean_std(perceptron["converged_epoch"], 2),
+                "",
+            ),
+            (
+                "separable",
+                "total mistakes (= updates) over all epochs",
+                mean_std(perceptron["total_mistakes"], 2),
+                f"<= (R / gamma)^2 = ({perceptron['radius']:.3f} / {perceptron['gamma']:.4f})^2"
+                f" = {perceptron['bound']:.1f} (Novikoff)",
+            ),
+            (
+                "XOR",
+                "fewest mistakes in any epoch",
+                mean_std(perceptron["xor_mistakes"].min(axis=1), 2),
+                ">= 1 (not linearly separable)",
+            ),
+            (
+                "XOR",
+                "period of the epoch-end weights",
+                ", ".join(map(str, perceptron["xor_periods"])),
+                "a cycle (perceptron cycling theorem)",
+            ),
+            (
+                "XOR",
+                "largest abs(w_i) over all epochs",
+                mean_std(perceptron["xor_max_weight"], 3),
+                "bounded",
+            ),
+        ],
+        caption="Perceptron rule",
+    )
+    report.figure(
+        plot_perceptron(perceptron, config),
+        "perceptron",
+        "left: boundaries learned on the separable set; middle: mistakes per epoch; right: "
+        "the XOR weights after every update for three epochs (grey lines: epoch ends)",
+    )
+    report.text(
+        f"Delta rule on a linear unit with {config.lms_features} inputs (bias included), "
+        f"{config.lms_examples} examples, target noise std {config.lms_noise}, "
+        f"{config.lms_epochs} epochs; the seeds start from different random weights (and "
+        f"visit the examples in different orders in the incremental rule). Batch alpha = "
+        f"{config.lms_rate} x 2 / lambda_max(X^T X) with lambda_max = {lambda_max:.1f}."
+    )
+    report.table(
+        ["rule", "alpha", "final ‖w - w_lstsq‖", "final E(w)", "E(w_lstsq) (numpy)"],
+        [
+            (
+                name,
+                f"{run['alpha']:.3g}",
+                scientific(run["distance"][:, -1]),
+                mean_std(run["error"][:, -1], 4),
+                f"{minimum:.4f}",
+            )
+            for name, run in lms.items()
+        ],
+        caption="Delta rule (LMS) against numpy.linalg.lstsq "
+        f"(w_lstsq = {np.array2string(least_squares, precision=4)})",
+    )
+    report.figure(plot_lms(lms, config), "lms", "distance to the least-squares weights per epoch")
+    report.text(
+        f"XOR through lexicon.train: {config.xor_copies} copies of the four points, minibatch "
+        f"{config.batch_size}, plain SGD with learning rate {config.lr}, cross-entropy, "
+        f"{config.epochs} epochs."
+    )
+    report.table(
+        ["network", "accuracy on the 4 XOR points", "seeds at 100%", "reference"],
+        [
+            (
+                name,
+                mean_std(result.final("xor/accuracy"), 3),
+                f"{int(np.sum(result.final('xor/accuracy') == 1.0))} / {config.seeds}",
+                reference,
+            )
+            for (name, (_, result)), reference in zip(
+                networks.items(),
+                ("1.0 (one hidden layer suffices)", "<= 0.75 (no line separates XOR)"),
+            )
+        ],
+        caption="A hidden layer solves XOR",
+    )
+    report.figure(
+        plot_xor_network(networks),
+        "xor_network",
+        "left: accuracy on the XOR points per epoch; right: the decision maps of seed 0",
+    )
+    report.write()
+
+    lms_batch_distance = lms["batch"]["distance"][:, -1]
+    print(
+        f"perceptron: separable set clean in {separable_converged.sum()}/{config.seeds} seeds "
+        f"after {mean_std(perceptron['total_mistakes'], 1)} updates (Novikoff bound "
+        f"{perceptron['bound']:.1f}); XOR never below {perceptron['xor_mistakes'].min()} mistakes"
+    )
+    print(f"batch LMS: ||w - w_lstsq|| = {scientific(lms_batch_distance)}")
+    print(
+        f"XOR accuracy: hidden layer {mean_std(hidden_accuracy, 3)}, "
+        f"no hidden layer {mean_std(linear_accuracy, 3)}"
+    )
+    return {
+        "perceptron_separable_converged": float(separable_converged.mean()),
+        "perceptron_total_mistakes": perceptron["total_mistakes"],
+        "novikoff_bound": perceptron["bound"],
+        "xor_perceptron_min_mistakes": int(perceptron["xor_mistakes"].min()),
+        "lms_batch_distance": lms_batch_distance,
+        "xor_hidden_accuracy": hidden_accuracy,
+        "xor_linear_accuracy": linear_accuracy,
+    }
+
+
+if __name__ == "__main__":
+    cli.run(get_config, train_and_evaluate, RULES)

@@ -1,0 +1,166 @@
+"""The losses experiment: its losses and gradients against NumPy float64 formulas and scipy,
+the Gaussian-likelihood fit against numpy.linalg.lstsq, and the run end to end."""
+
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from experiments import losses as experiment
+from lexicon.rules import ConfigError, check
+
+
+@pytest.fixture
+def logits_and_labels():
+    rng = np.random.default_rng(0)
+    return rng.normal(scale=3.0, size=(7, 4)), rng.integers(0, 4, size=7)
+
+
+def numpy_sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_sigmoid_squared_error_is_the_literal_formula(x64, logits_and_labels):
+    z, y = logits_and_labels
+    o, t = numpy_sigmoid(z), np.eye(4)[y]
+    literal = sum(
+        0.5 * sum((o[n, k] - t[n, k]) ** 2 for k in range(4)) for n in range(len(y))
+    ) / len(y)
+    ours = experiment.sigmoid_squared_error(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(ours, literal, rtol=1e-12)
+
+
+def test_sigmoid_cross_entropy_is_the_literal_formula(x64, logits_and_labels):
+    z, y = logits_and_labels
+    o, t = numpy_sigmoid(z), np.eye(4)[y]
+    literal = -np.sum(t * np.log(o) + (1 - t) * np.log(1 - o)) / len(y)
+    ours = experiment.sigmoid_cross_entropy(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(ours, literal, rtol=1e-12)
+
+
+def test_softmax_cross_entropy_is_the_literal_formula(x64, logits_and_labels):
+    z, y = logits_and_labels
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    literal = -np.mean(np.log(p[np.arange(len(y)), y]))
+    ours = experiment.softmax_cross_entropy(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(ours, literal, rtol=1e-12)
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+def test_output_gradients_match_closed_forms_and_finite_differences(target):
+    z = np.linspace(-10, 10, 81)
+    mse, ce = experiment.output_gradients(z, target)
+    mse_closed, ce_closed = experiment.closed_form_gradients(z, target)
+    np.testing.assert_allclose(mse, mse_closed, atol=1e-7, rtol=1e-5)
+    np.testing.assert_allclose(ce, ce_closed, atol=1e-6)
+    # The closed forms themselves, against central differences of the float64 losses.
+    h = 1e-6
+
+    def squared(v):
+        return 0.5 * (numpy_sigmoid(v) - target) ** 2
+
+    def cross_entropy(v):
+        # log sigmoid(v) = -log(1 + e^-v) and log(1 - sigmoid(v)) = -log(1 + e^v), written
+        # without 1 - o so that the difference quotient keeps its digits where o is near 1.
+        return target * np.logaddexp(0, -v) + (1 - target) * np.logaddexp(0, v)
+
+    np.testing.assert_allclose(
+        mse_closed, (squared(z + h) - squared(z - h)) / (2 * h), atol=1e-9, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        ce_closed, (cross_entropy(z + h) - cross_entropy(z - h)) / (2 * h), atol=1e-7
+    )
+
+
+def test_saturation_at_a_confidently_wrong_output():
+    mse, ce = experiment.closed_form_gradients(np.array([-10.0]), 1.0)
+    assert abs(mse[0]) < 1e-4 and abs(ce[0]) > 0.99
+
+
+def test_gaussian_nll_is_scipy_norm(x64):
+    rng = np.random.default_rng(1)
+    predictions, targets = rng.normal(size=30), rng.normal(size=30)
+    log_sigma = np.log(0.7)
+    reference = -np.mean(scipy.stats.norm.logpdf(targets, loc=predictions, scale=0.7))
+    ours = experiment.gaussian_nll(jnp.asarray(predictions), jnp.asarray(targets), log_sigma)
+    np.testing.assert_allclose(ours, reference, rtol=1e-12)
+
+
+def test_polynomial_features_are_vandermonde(x64):
+    x = np.linspace(-1, 1, 9)
+    np.testing.assert_allclose(
+        experiment.polynomial_features(jnp.asarray(x), 3), np.vander(x, 4, increasing=True)
+    )
+
+
+def test_steps_to_target():
+    history = [
+        {"step": 10, "val/accuracy": [0.5, 0.91, 0.2]},
+        {"step": 20, "val/accuracy": [0.92, 0.95, 0.3]},
+        {"step": 30, "val/accuracy": [0.85, 0.99, 0.4]},
+    ]
+    np.testing.assert_array_equal(experiment.steps_to_target(history, 0.9), [20, 10, np.nan])
+
+
+def test_speed_verdict_reads_the_steps():
+    mse, ce = "sigmoid outputs + MSE", "sigmoid outputs + cross-entropy"
+    assert "holds here" in experiment.speed_verdict(
+        {mse: np.array([50.0, np.nan]), ce: np.array([20.0, 30.0])}, 2
+    )
+    assert "2.5 times as many steps" in experiment.speed_verdict(
+        {mse: np.array([50.0, 100.0]), ce: np.array([20.0, 40.0])}, 2
+    )
+    assert "does not hold" in experiment.speed_verdict(
+        {mse: np.array([10.0, 20.0]), ce: np.array([20.0, np.nan])}, 2
+    )
+    assert "cannot be decided" in experiment.speed_verdict(
+        {mse: np.array([np.nan]), ce: np.array([np.nan])}, 1
+    )
+
+
+def test_rules_refuse_bad_values():
+    config = experiment.get_config()
+    config.target_accuracy = 1.5
+    with pytest.raises(ConfigError, match="target_accuracy"):
+        check(config, experiment.RULES)
+
+
+def test_regression_fits_reach_least_squares(tmp_path):
+    config = experiment.get_config()
+    config.seeds = 2
+    config.progress = False
+    config.regression_steps = 600
+    regression = experiment.run_regression(config, pathlib.Path(tmp_path))
+    for result in regression["fits"].values():
+        w = np.asarray(result.state.params["w"], np.float64)
+        np.testing.assert_allclose(
+            w, np.broadcast_to(regression["least_squares"], w.shape), atol=5e-3
+        )
+    sigma = np.exp(np.asarray(regression["fits"]["Gaussian NLL"].state.params["log_sigma"]))
+    np.testing.assert_allclose(sigma, regression["residual_std"], rtol=1e-3)
+    x, y = regression["x"].astype(np.float64), regression["y"].astype(np.float64)
+    residual = y - np.vander(x, 4, increasing=True) @ regression["least_squares"]
+    assert regression["residual_std"] == pytest.approx(np.sqrt(np.mean(residual**2)))
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
+    config = experiment.get_config()
+    config.seeds = 2
+    config.epochs = 3
+    config.progress = False
+    config.target_accuracy = 0.5
+    config.regression_steps = 300
+    results = experiment.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "saturation.png", "classifiers.png", "regression.png"):
+        assert (tmp_path / name).exists(), name
+    assert results["gradient_error"] < 1e-5
+    for name in experiment.CLASSIFIERS:
+        accuracy = results[f"test_accuracy/{name}"]
+        assert np.all((accuracy > 0.1) & (accuracy <= 1)), name
+    assert np.all(results["nll_distance"] < 1e-2)
+    np.testing.assert_allclose(results["nll_sigma"], results["residual_std"], rtol=1e-2)
+    report = (tmp_path / "report.md").read_text()
+    assert "learns faster than MSE" in report or "cannot be decided" in report

@@ -1,0 +1,124 @@
+"""The units experiment: its perceptron/LMS helpers against NumPy, and the run end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import units as experiment
+from lexicon.rules import ConfigError, check
+
+
+def literal_perceptron_updates(x, t, w, alpha, epochs):
+    """w_i <- w_i + alpha (t - o) x_i with o = sign(w . x) (+1 at 0), after every example."""
+    trajectory = []
+    for _ in range(epochs):
+        for d in range(len(t)):
+            o = 1.0 if sum(w[i] * x[d, i] for i in range(len(w))) >= 0 else -1.0
+            w = np.array([w[i] + alpha * (t[d] - o) * x[d, i] for i in range(len(w))])
+            trajectory.append(w)
+    return np.array(trajectory)
+
+
+def test_trajectory_is_the_literal_perceptron_rule(x64):
+    x = np.hstack([np.ones((4, 1)), experiment.XOR_INPUTS.astype(np.float64)])
+    t = 2.0 * experiment.XOR_LABELS - 1
+    w0 = np.array([0.3, -0.7, 0.2])
+    ours = experiment.perceptron_trajectory(jnp.asarray(x), jnp.asarray(t), jnp.asarray(w0), 0.5, 3)
+    np.testing.assert_allclose(np.asarray(ours), literal_perceptron_updates(x, t, w0, 0.5, 3))
+
+
+def test_separable_set_keeps_its_margin():
+    points, labels, (normal, offset) = experiment.separable_set(300, 0.1, seed=3)
+    assert points.shape == (300, 2) and np.all(np.abs(points) <= 1)
+    signed = points.astype(np.float64) @ normal + offset
+    assert np.all(np.abs(signed) >= 0.1 - 1e-6)
+    np.testing.assert_array_equal(labels, np.where(signed >= 0, 1.0, -1.0))
+
+
+def test_novikoff_bound_of_a_set_with_a_known_margin():
+    """x = (1, +-2) labelled +-1: the best unit w is (0, 1), margin 2, R = sqrt(5)."""
+    x = np.array([[1.0, 2.0], [1.0, -2.0], [1.0, 3.0]])
+    t = np.array([1.0, -1.0, 1.0])
+    radius, gamma, bound = experiment.novikoff_bound(x, t)
+    assert radius == pytest.approx(np.sqrt(10))
+    assert gamma == pytest.approx(2.0, rel=1e-6)
+    assert bound == pytest.approx(10 / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_perceptron_mistakes_respect_novikoff(seed):
+    points, labels, _ = experiment.separable_set(60, 0.1, seed=seed)
+    x = np.hstack([np.ones((60, 1)), points]).astype(np.float32)
+    _, _, bound = experiment.novikoff_bound(x, labels)
+    history = experiment.units.perceptron(
+        jnp.asarray(x), jnp.asarray(labels), jnp.zeros(3), 1.0, 40, key=jax.random.key(seed)
+    )
+    mistakes = np.asarray(history.mistakes)
+    assert mistakes[-1] == 0 and mistakes.sum() <= bound
+
+
+def test_first_zero_and_smallest_period():
+    mistakes = np.array([[3, 1, 0, 0], [2, 2, 2, 2], [0, 1, 0, 0]])
+    np.testing.assert_array_equal(experiment.first_zero(mistakes), [3, 0, 1])
+    cycle = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    assert experiment.smallest_period(cycle) == 2
+    assert experiment.smallest_period(np.arange(6.0)[:, None]) == 0
+
+
+def test_rules_refuse_bad_values():
+    config = experiment.get_config()
+    config.activation = "swish"
+    with pytest.raises(ConfigError, match="activation"):
+        check(config, experiment.RULES)
+    config = experiment.get_config()
+    config.lms_rate = 1.5
+    with pytest.raises(ConfigError, match="lms_rate"):
+        check(config, experiment.RULES)
+
+
+def tiny_config():
+    config = experiment.get_config()
+    config.seeds = 2
+    config.progress = False
+    config.perceptron_epochs = 12
+    config.lms_epochs = 60
+    return config
+
+
+def test_single_units_fast():
+    config = tiny_config()
+    perceptron = experiment.run_perceptron(config)
+    assert np.all(perceptron["converged_epoch"] > 0)
+    assert np.all(perceptron["total_mistakes"] <= perceptron["bound"])
+    assert perceptron["xor_mistakes"].min() >= 1 and np.all(perceptron["xor_periods"] > 0)
+    assert perceptron["xor_trajectory"].shape == (2, 3 * 4, 3)
+    lms, least_squares, minimum, _ = experiment.run_lms(config)
+    assert np.all(lms["batch"]["distance"][:, -1] < 1e-4)
+    np.testing.assert_allclose(lms["batch"]["error"][:, -1], minimum, rtol=1e-5)
+    incremental = [run["distance"][:, -1].mean() for name, run in lms.items() if name != "batch"]
+    assert incremental[1] < incremental[0], "a smaller alpha settles closer to least squares"
+
+
+def test_hidden_layer_solves_xor_fast(tmp_path):
+    config = tiny_config()
+    config.xor_copies, config.batch_size, config.epochs = 8, 8, 40
+    _, result = experiment.run_xor_network(config, tmp_path, hidden=True)
+    assert np.all(result.final("xor/accuracy") == 1.0)
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
+    config = tiny_config()
+    config.epochs = 40
+    results = experiment.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "perceptron.png", "lms.png", "xor_network.png"):
+        assert (tmp_path / name).exists(), name
+    report = (tmp_path / "report.md").read_text()
+    assert "Novikoff" in report and "numpy.linalg.lstsq" in report
+    assert results["perceptron_separable_converged"] == 1.0
+    assert np.all(results["perceptron_total_mistakes"] <= results["novikoff_bound"])
+    assert results["xor_perceptron_min_mistakes"] >= 1
+    assert np.all(results["lms_batch_distance"] < 1e-3)
+    assert np.all(results["xor_hidden_accuracy"] == 1.0)
+    assert np.all(results["xor_linear_accuracy"] <= 0.75)
