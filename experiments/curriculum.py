@@ -1,0 +1,398 @@
+"""Curriculum learning on digits: easy-first vs random order vs hard-first, teacher-scored.
+
+Curriculum learning (SPEC §4; Bengio et al. 2009) presents easy examples first and harder
+ones later. Here "easy" is measured by a teacher: the training split is cut into K folds, a
+small teacher net is trained on the other folds, and each example's difficulty is its
+cross-entropy under the teachers that never saw it,
+
+    d_i = mean over teacher seeds of -log p_teacher(y_i | x_i),   x_i held out,
+
+so an example is hard when a model of the data could not predict it, not because a teacher
+memorized it. The examples are sorted by d (optionally within each class, so that every
+class is present from the first step), and a pacing function sets how much of the sorted
+list is available at step t:
+
+    pool(t) = n_0 + floor((N - n_0) min(t, T) / T),   n_0 = max(1, ceil(f_0 N)),
+
+a linear ramp from the easiest fraction f_0 of the data to all N examples at step T. Each
+step draws its minibatch uniformly (with replacement) from the first pool(t) examples,
+inside the compiled step, with the step's key. Four schedules share this sampler and all
+other settings:
+    all data   pool(t) = N from the start (no curriculum; the usual training)
+    random     pacing over a random order (the control: a growing pool, no ordering)
+    easy-first pacing over the easy-to-hard order (the curriculum)
+    hard-first pacing over the hard-to-easy order (the anti-curriculum)
+Bengio et al.'s claim is that the curriculum speeds up early learning; the report compares
+test accuracy at fixed step budgets.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import spearmanr
+
+from lexicon import cli, data, losses, optim, train
+from lexicon.nn.layers import MLP
+from lexicon.report import Report, band, mean_std
+from lexicon.rules import Choice, Range, positive, probability
+
+SCHEDULES = ("all", "random", "easy_first", "hard_first")
+LABELS = {
+    "all": "all data (no pacing)",
+    "random": "random order, paced",
+    "easy_first": "easy-first (curriculum)",
+    "hard_first": "hard-first (anti-curriculum)",
+}
+
+
+def get_config():
+    config = train.defaults()
+    config.seeds = 5
+    config.epochs = 15  # training length, in passes' worth of steps (N / batch_size per epoch)
+    config.batch_size = 32
+    config.hidden = (64, 64)  # hidden ReLU layers of the student network
+    config.lr = 0.05  # eps of plain SGD (Alg. 8.1) for the student
+    config.start_fraction = 0.2  # f_0: fraction of the sorted data available at step 0
+    config.ramp = 0.5  # T as a fraction of all training steps: pool(t) = N from then on
+    config.balanced = True  # rank examples within their class, so every class is in the pool
+    config.teacher_hidden = (32,)  # hidden ReLU layers of the teacher that scores difficulty
+    config.teacher_epochs = 10  # epochs of each teacher
+    config.teacher_lr = 0.01  # eps of the teachers' Adam (Alg. 8.7)
+    config.teacher_folds = 2  # K: each example is scored by teachers trained on other folds
+    return config
+
+
+RULES = {
+    "lr": positive(),
+    "start_fraction": probability(),
+    "ramp": Range(0, 1, open_lo=True),
+    "teacher_epochs": Range(1),
+    "teacher_lr": positive(),
+    "teacher_folds": Range(2, 10),
+    "balanced": Choice(True, False),
+}
+
+
+# --- difficulty from a teacher ----------------------------------------------------------------
+
+
+def per_example_loss(model, params, x, y):
+    """-log softmax(f(x))_y for each example."""
+    logits = model.apply({"params": params}, x)
+    return losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="none")
+
+
+def fold_ids(num_examples: int, folds: int, seed: int) -> np.ndarray:
+    """A seeded assignment of the examples to ``folds`` folds of (nearly) equal size."""
+    return np.random.default_rng(seed).permutation(np.arange(num_examples) % folds)
+
+
+def teacher_difficulty(config, workdir, x, y) -> np.ndarray:
+    """d_i: held-out cross-entropy of the teachers (mean over teacher seeds), one per example."""
+    model = MLP(features=[*config.teacher_hidden, 10], activation="relu")
+    folds = fold_ids(len(y), config.teacher_folds, config.data_seed)
+    teacher_config = config.copy_and_resolve_references()
+    teacher_config.epochs = config.teacher_epochs
+    difficulty = np.zeros(len(y))
+    for k in range(config.teacher_folds):
+        seen, held_out = folds != k, folds == k
+        task = train.classifier(model, optim.adam(config.teacher_lr), x[:1])
+        result = train.fit(
+            teacher_config, task, {"x": x[seen], "y": y[seen]}, workdir / f"teacher-fold{k}"
+        )
+        held_out_losses = jax.vmap(
+            functools.partial(per_example_loss, model), in_axes=(0, None, None)
+        )(result.state.params, x[held_out], y[held_out])
+        difficulty[held_out] = np.asarray(held_out_losses).mean(axis=0)
+    return difficulty
+
+
+def reference_difficulty(x, y, folds: int, seed: int) -> np.ndarray:
+    """The same held-out loss from scikit-learn's logistic regression (an independent model)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    probs = cross_val_predict(
+        LogisticRegression(max_iter=2000),
+        x,
+        y,
+        cv=PredefinedSplit(fold_ids(len(y), folds, seed)),
+        method="predict_proba",
+    )
+    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
+
+
+def curriculum_order(difficulty, labels, balanced: bool) -> np.ndarray:
+    """Indices from easiest to hardest.
+
+    Unbalanced: by d alone. Balanced: by the example's rank within its class divided by the
+    class size (ties broken by d), so any prefix holds each class in proportion to its size.
+    """
+    difficulty, labels = np.asarray(difficulty), np.asarray(labels)
+    if not balanced:
+        return np.argsort(difficulty, kind="stable")
+    quantile = np.zeros(len(labels))
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        ranks = np.argsort(np.argsort(difficulty[members], kind="stable"), kind="stable")
+        quantile[members] = ranks / len(members)
+    return np.lexsort((difficulty, quantile))
+
+
+def schedule_order(schedule: str, easy_to_hard: np.ndarray, seed: int) -> np.ndarray:
+    if schedule == "easy_first" or schedule == "all":
+        return easy_to_hard
+    if schedule == "hard_first":
+        return easy_to_hard[::-1]
+    if schedule == "random":
+        return np.random.default_rng(seed).permutation(easy_to_hard)
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def pool_size(step, num_examples: int, start_fraction: float, ramp_steps: int):
+    """pool(t) = n_0 + floor((N - n_0) min(t, T) / T), n_0 = max(1, ceil(f_0 N)).
+
+    The linear pacing function in integer arithmetic (int32, traceable), so that the pool
+    is exact at every step: n_0 examples at t = 0, all N from t = T on.
+    """
+    start = max(1, math.ceil(start_fraction * num_examples))
+    ramp_steps = max(int(ramp_steps), 1)
+    if (num_examples - start) * ramp_steps >= 2**31:
+        raise ValueError("pool_size works in int32: (N - n_0) T must stay below 2^31")
+    t = jnp.minimum(jnp.asarray(step, jnp.int32), ramp_steps)
+    return start + (num_examples - start) * t // ramp_steps
+
+
+# --- the paced student -------------------------------------------------------------------------
+
+
+def draw_batch(key, ordered: dict, pool, size: int) -> dict:
+    """``size`` examples drawn uniformly, with replacement, among the first ``pool``."""
+    index = jax.random.randint(key, (size,), 0, pool)
+    return jax.tree.map(lambda a: a[index], ordered)
+
+
+def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task:
+    """A student whose minibatch is drawn from the first pool(t) examples of ``ordered``.
+
+    The batch that train.fit hands in is ignored: the sampler needs the fixed order, and
+    drawing inside the step keeps the whole schedule in the compiled program.
+    """
+    model = MLP(features=[*config.hidden, 10], activation="relu")
+    tx = optim.sgd(config.lr)
+    x, y = jnp.asarray(ordered["x"]), jnp.asarray(ordered["y"])
+    n = len(y)
+
+    def init(key):
+        params = model.init(key, x[:1])["params"]
+        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    def objective(params, model_state, batch, key):
+        logits = model.apply({"params": params}, batch["x"])
+        loss = train.cross_entropy(logits, batch["y"])
+        return loss, ({"accuracy": train.accuracy(logits, batch["y"])}, model_state)
+
+    def make_step(axis_name):
+        update = train.gradient_step(objective)(axis_name)
+
+        def step(state, batch, key):
+            pool = pool_size(state.step, n, config.start_fraction, ramp_steps) if paced else n
+            # As many examples as fit's own (per-device) batch would hold.
+            drawn = draw_batch(key, {"x": x, "y": y}, pool, batch["y"].shape[0])
+            state, metrics = update(state, drawn, key)
+            return state, {**metrics, "pool": jnp.asarray(pool, jnp.float32)}
+
+        return step
+
+    def evaluate(state, split):
+        logits = model.apply({"params": state.params}, split["x"])
+        return {
+            "loss": train.cross_entropy(logits, split["y"]),
+            "accuracy": train.accuracy(logits, split["y"]),
+        }
+
+    return train.Task(init=init, step=make_step, evaluate=evaluate)
+
+
+# --- the experiment ----------------------------------------------------------------------------
+
+
+def budget_epochs(history) -> list[int]:
+    """The evaluated epochs among 1, 2, 3, 5, 10, 20, ..., and the last one."""
+    evaluated = [r["epoch"] for r in history if "test/accuracy" in r]
+    marks = {1, 2, 3, 5} | {10 * 2**i for i in range(12)}
+    return sorted({e for e in evaluated if e in marks} | {evaluated[-1]})
+
+
+def accuracy_at(history, epoch: int) -> np.ndarray:
+    return np.asarray(next(r for r in history if r["epoch"] == epoch)["test/accuracy"])
+
+
+def early_accuracy(history, ramp_steps: int) -> np.ndarray:
+    """Per seed: mean test accuracy over the evaluations made while the pool grows."""
+    evaluated = [r for r in history if "test/accuracy" in r]
+    early = [r for r in evaluated if r["step"] <= ramp_steps] or evaluated[:1]
+    return np.mean([r["test/accuracy"] for r in early], axis=0)
+
+
+def plot_curves(runs, ramp_steps):
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, (schedule, history) in enumerate(runs.items()):
+        evaluated = [r for r in history if "test/accuracy" in r]
+        steps = [r["step"] for r in evaluated]
+        values = np.array([r["test/accuracy"] for r in evaluated]).T
+        band(ax, steps, values, LABELS[schedule], color=f"C{i}")
+    ax.axvline(ramp_steps, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("step (log scale; dotted: the pool holds all examples from here)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_pacing(orders, difficulty, config, n, ramp_steps, total_steps):
+    """pool(t) / N, and the mean difficulty of the pool each paced schedule samples from."""
+    t = np.arange(total_steps + 1)
+    pool = np.asarray(pool_size(t, n, config.start_fraction, ramp_steps))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(t, pool / n, color="k")
+    left.set_xlabel("step")
+    left.set_ylabel("pool(t) / N")
+    left.set_title("pacing function")
+    for i, (schedule, order) in enumerate(orders.items()):
+        if schedule == "all":
+            continue
+        prefix_mean = np.cumsum(difficulty[order]) / np.arange(1, n + 1)
+        right.plot(t, prefix_mean[pool - 1], label=LABELS[schedule], color=f"C{i}")
+    right.set_xlabel("step")
+    right.set_ylabel("mean teacher loss d of the pool")
+    right.set_yscale("log")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_examples(x, difficulty, order, count: int = 10):
+    """The easiest and hardest training digits with their difficulty d."""
+    fig, axes = plt.subplots(2, count, figsize=(1.1 * count, 2.8))
+    for row, (title, picks) in enumerate(
+        (("easiest", order[:count]), ("hardest", order[::-1][:count]))
+    ):
+        for ax, i in zip(axes[row], picks):
+            ax.imshow(x[i].reshape(8, 8), cmap="gray_r")
+            ax.set_title(f"{difficulty[i]:.2g}", fontsize=7)
+            ax.axis("off")
+        axes[row, 0].text(-10, 4, title, fontsize=9, ha="right", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def train_and_evaluate(config, workdir):
+    splits = data.load("digits", seed=config.data_seed)
+    x, y = splits.train["x"], splits.train["y"]
+    n = len(y)
+    steps_per_epoch = n // train.loop.batch_size_of(config, n)
+    total_steps = steps_per_epoch * config.epochs
+    ramp_steps = max(1, int(round(config.ramp * total_steps)))
+
+    difficulty = teacher_difficulty(config, workdir, x, y)
+    reference = reference_difficulty(x, y, config.teacher_folds, config.data_seed)
+    agreement = float(spearmanr(difficulty, reference).statistic)
+    easy_to_hard = curriculum_order(difficulty, y, config.balanced)
+
+    orders = {s: schedule_order(s, easy_to_hard, config.data_seed) for s in SCHEDULES}
+    runs = {}
+    for schedule, order in orders.items():
+        ordered = {"x": x[order], "y": y[order]}
+        task = make_task(config, ordered, schedule != "all", ramp_steps)
+        result = train.fit(
+            config, task, ordered, workdir / schedule, eval_splits={"test": splits.test}
+        )
+        runs[schedule] = result.history
+
+    budgets = budget_epochs(runs["all"])
+    at = {s: {e: accuracy_at(h, e) for e in budgets} for s, h in runs.items()}
+    early = {s: early_accuracy(h, ramp_steps) for s, h in runs.items()}
+    gain_random = early["easy_first"] - early["random"]
+    gain_all = early["easy_first"] - early["all"]
+    final = {s: at[s][budgets[-1]] for s in SCHEDULES}
+    final_gain = final["easy_first"] - final["random"]
+    holds = gain_random.mean() > gain_random.std() and gain_all.mean() > gain_all.std()
+
+    ordering = "ranked within classes" if config.balanced else "ranked by d alone"
+    report = Report(workdir, "Curriculum learning: easy-first, random and hard-first orders")
+    report.text(
+        f"Digits ({n} training examples). Student: ReLU MLP {tuple(config.hidden)}, plain SGD "
+        f"(eps = {config.lr}), batch {config.batch_size}, {total_steps} steps, {config.seeds} "
+        f"seeds (the same initializations for every schedule, so gains are paired per seed). "
+        f"Difficulty d: held-out cross-entropy under {config.teacher_folds}-fold teachers "
+        f"(ReLU MLP {tuple(config.teacher_hidden)}, {config.teacher_epochs} epochs, mean over "
+        f"{config.seeds} teacher seeds); {ordering}. "
+        f"Pacing: f_0 = {config.start_fraction}, the pool holds every example after "
+        f"T = {ramp_steps} steps. Spearman correlation of d with the held-out loss of "
+        f"scikit-learn's logistic regression on the same folds: **{agreement:.3f}** (an "
+        "independent model ranks the examples alike)."
+    )
+    report.table(
+        ["schedule", *(f"{e * steps_per_epoch} steps" for e in budgets), "early mean (ramp)"],
+        [
+            (LABELS[s], *(mean_std(at[s][e]) for e in budgets), mean_std(early[s]))
+            for s in SCHEDULES
+        ],
+        caption="Test accuracy at fixed step budgets, mean ± std over seeds",
+    )
+    report.figure(
+        plot_curves(runs, ramp_steps),
+        "curves",
+        "test accuracy during training (seed mean ± std)",
+    )
+    report.figure(
+        plot_pacing(orders, difficulty, config, n, ramp_steps, total_steps),
+        "pacing",
+        "the pacing function and how hard the pool is under each order",
+    )
+    report.figure(
+        plot_examples(x, difficulty, np.argsort(difficulty)),
+        "examples",
+        "the easiest (top) and hardest (bottom) training digits, with their teacher loss d",
+    )
+    report.text(
+        "Bengio et al. (2009) claim that a curriculum speeds up early learning. Over the "
+        f"evaluations made during the ramp (first {ramp_steps} steps), easy-first beats the "
+        f"random-order pacing by {mean_std(gain_random)} and all-data training by "
+        f"{mean_std(gain_all)} test accuracy (paired over seeds); hard-first is "
+        f"{mean_std(early['hard_first'] - early['random'])} from random. The claim "
+        f"**{'holds' if holds else 'does not hold'}** here (criterion: both gains exceed "
+        f"their std over seeds). At the end ({total_steps} steps) the test accuracies are "
+        + ", ".join(f"{LABELS[s]} {mean_std(final[s])}" for s in SCHEDULES)
+        + f"; easy-first minus random-order pacing is {mean_std(final_gain)} there, so the "
+        f"curriculum's lead {'lasts' if final_gain.mean() > final_gain.std() else 'does not last'}"
+        " to the end of training."
+    )
+    report.write()
+    print(
+        f"early test accuracy (ramp): easy-first {mean_std(early['easy_first'])}, random "
+        f"{mean_std(early['random'])}, all {mean_std(early['all'])}, hard-first "
+        f"{mean_std(early['hard_first'])}; claim {'holds' if holds else 'does not hold'}"
+    )
+    return {
+        "early_accuracy": early,
+        "final_accuracy": final,
+        "gain_vs_random": gain_random,
+        "gain_vs_all": gain_all,
+        "claim_holds": bool(holds),
+        "difficulty_agreement": agreement,
+    }
+
+
+if __name__ == "__main__":
+    cli.run(get_config, train_and_evaluate, RULES)

@@ -1,0 +1,129 @@
+"""Multi-task experiment: labels of task 2, the weighted loss, its gradients, end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import multitask
+from lexicon.rules import ConfigError
+
+
+def test_second_labels_follow_their_definitions():
+    digits = np.arange(10)
+    np.testing.assert_array_equal(
+        multitask.second_labels(digits, "loop"), [1, 0, 0, 0, 0, 0, 1, 0, 1, 1]
+    )
+    np.testing.assert_array_equal(
+        multitask.second_labels(digits, "parity"), [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+    )
+    np.testing.assert_array_equal(
+        multitask.second_labels(digits, "ge5"), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    )
+    with pytest.raises(ValueError, match="parity"):
+        multitask.second_labels(digits, "colour")
+
+
+def numpy_cross_entropy(logits, labels):
+    """-(1/N) sum_n log softmax(z_n)_{y_n}, float64."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -np.mean(log_softmax[np.arange(len(labels)), labels])
+
+
+def test_multitask_loss_is_w1_l1_plus_w2_l2(x64):
+    rng = np.random.default_rng(0)
+    logits_1, logits_2 = rng.normal(size=(7, 10)), rng.normal(size=(7, 2))
+    y1, y2 = rng.integers(0, 10, 7), rng.integers(0, 2, 7)
+    total, loss_1, loss_2 = multitask.multitask_loss(logits_1, logits_2, y1, y2, 0.7, 2.5)
+    expected_1, expected_2 = numpy_cross_entropy(logits_1, y1), numpy_cross_entropy(logits_2, y2)
+    np.testing.assert_allclose(loss_1, expected_1, rtol=1e-12)
+    np.testing.assert_allclose(loss_2, expected_2, rtol=1e-12)
+    np.testing.assert_allclose(total, 0.7 * expected_1 + 2.5 * expected_2, rtol=1e-12)
+
+
+def losses_of(model, params, batch, w1, w2):
+    logits_1, logits_2 = model.apply({"params": params}, batch["x"])
+    return multitask.multitask_loss(logits_1, logits_2, batch["y"], batch["y2"], w1, w2)[0]
+
+
+def test_gradients_through_the_shared_trunk(x64):
+    """grad J = grad L_1 + lambda grad L_2; with lambda = 0 head 2 gets exactly no gradient."""
+    model = multitask.TwoHeadNet(trunk=(6, 5), activation="tanh")
+    kx, ky, kp = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (9, 4), jnp.float64)
+    y = jax.random.randint(ky, (9,), 0, 10)
+    batch = {"x": x, "y": y, "y2": multitask.second_labels(y, "loop")}
+    params = jax.tree.map(lambda p: p.astype(jnp.float64), model.init(kp, x)["params"])
+    lam = 0.3
+    g = jax.grad(losses_of, argnums=1)(model, params, batch, 1.0, lam)
+    g1 = jax.grad(losses_of, argnums=1)(model, params, batch, 1.0, 0.0)
+    g2 = jax.grad(losses_of, argnums=1)(model, params, batch, 0.0, 1.0)
+    for a, b, c in zip(jax.tree.leaves(g), jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b + lam * c, rtol=1e-10, atol=1e-14)
+    assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(g1["head_2"]))
+    assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(g2["head_1"]))
+    assert any(np.any(leaf != 0) for leaf in jax.tree.leaves(g2["trunk"]))
+
+
+def tiny_config(**changes):
+    config = multitask.get_config()
+    config.update(
+        seeds=2, epochs=10, train_size=64, sweep=(0.0,), trunk=(16,), lr=1e-2, progress=False
+    )
+    config.update(changes)
+    return config
+
+
+def check_outputs(out, path, seeds=2):
+    for name in ("report.md", "task1_curves.png", "lambda_sweep.png"):
+        assert (path / name).exists(), name
+    assert "| lambda |" in (path / name).with_name("report.md").read_text()
+    for key in ("single_task_1", "multi_task_1", "single_task_2", "multi_task_2"):
+        values = np.asarray(out[key])
+        assert values.shape == (seeds,) and np.all(np.isfinite(values))
+        assert np.all((values >= 0) & (values <= 1))
+    # lambda = 0 is the single-task run itself.
+    np.testing.assert_array_equal(out["sweep_task_1"][0.0], out["single_task_1"])
+    # 20 steps of Adam are enough to leave chance level (0.1) on the digit class behind.
+    assert np.mean(out["multi_task_1"]) > 0.25 and np.mean(out["single_task_1"]) > 0.25
+    assert 0.5 < out["reference_task_1"] <= 1
+
+
+def test_bad_sizes_and_weights_stop_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="train_size"):
+        multitask.train_and_evaluate(tiny_config(train_size=5000), tmp_path)
+    with pytest.raises(ConfigError, match="lambda >= 0"):
+        multitask.train_and_evaluate(tiny_config(sweep=(0.0, -1.0)), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_one_multitask_run_through_train_fit(tmp_path):
+    """The fast variant of the end-to-end run: one multi-task fit reports both heads."""
+    splits = multitask.data.load("digits")
+    splits = splits._replace(
+        **{k: multitask.with_second_task(s, "parity") for k, s in splits._asdict().items()}
+    )
+    splits = splits._replace(train={k: v[:64] for k, v in splits.train.items()})
+    out = multitask.run(tiny_config(), tmp_path, "multi", splits, (1.0, 0.5), epochs=10)
+    assert [r["epoch"] for r in out["history"]][-1] == 10
+    for key in ("test1", "test2", "train1"):
+        assert out[key].shape == (2,) and np.all((out[key] >= 0) & (out[key] <= 1))
+    assert np.mean(out["test1"]) > 0.25  # chance is 0.1
+    assert (tmp_path / "multi" / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
+    out = multitask.train_and_evaluate(tiny_config(compare_full=False), tmp_path)
+    check_outputs(out, tmp_path)
+    assert "full training set" not in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_experiment_with_the_full_training_split(tmp_path):
+    out = multitask.train_and_evaluate(tiny_config(sweep=(0.0, 3.0)), tmp_path)
+    check_outputs(out, tmp_path)
+    assert 3.0 in out["sweep_task_1"]
+    assert "full training set (1258 examples)" in (tmp_path / "report.md").read_text()
