@@ -11,14 +11,13 @@ from experiments import backprop
 
 
 @pytest.mark.parametrize("sizes", [(5, 3), (64, 32, 10), (7, 11, 6, 4), (3, 8, 8, 8, 2)])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_delta_rules_equal_jax_grad(sizes, seed):
-    kp, kx, kt = jax.random.split(jax.random.key(seed), 3)
+def test_delta_rules_equal_jax_grad(sizes):
+    kp, kx, kt = jax.random.split(jax.random.key(len(sizes)), 3)
     params = backprop.init_params(kp, sizes)
     x = jax.random.normal(kx, (17, sizes[0]))
     t = jax.random.uniform(kt, (17, sizes[-1]))
-    hand = backprop.backprop_gradient(params, x, t)
-    auto = jax.grad(backprop.squared_error)(params, x, t)
+    hand = jax.jit(backprop.backprop_gradient)(params, x, t)
+    auto = jax.jit(jax.grad(backprop.squared_error))(params, x, t)
     for h, a in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
         np.testing.assert_allclose(h, a, atol=1e-6, rtol=1e-5)
 

@@ -1,0 +1,142 @@
+"""experiments/cnn.py: model zoo, parameter counts, presets, bad inputs, end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import cnn
+from lexicon import cli
+from lexicon.rules import ConfigError
+
+
+def stacked_params(model, input_shape, seeds=2):
+    """Shapes of the params of ``seeds`` replicas with the leading seed axis, as train.fit
+    returns them (jax.eval_shape: nothing is computed)."""
+    keys = jax.random.split(jax.random.key(0), seeds)
+    init = jax.vmap(lambda k: model.init(k, jnp.zeros((1, *input_shape)))["params"])
+    return jax.eval_shape(init, keys)
+
+
+def test_model_list_rule():
+    rule = cnn.RULES["models"]
+    assert rule.check("models", "all") is None
+    assert rule.check("models", "mlp, lenet5,cnn1d") is None
+    for bad in ("perceptron", "all,mlp", "mlp,,vgg"):
+        assert "valid" in rule.check("models", bad)
+
+
+def test_parameter_counts_are_the_layer_sums():
+    config = cnn.get_config()
+    mlp = cnn.make_model("mlp", config, (8, 8, 1), 10)
+    expected = (64 * 100 + 100) + (100 * 100 + 100) + (100 * 10 + 10)
+    assert cnn.parameter_count(stacked_params(mlp, (8, 8, 1))) == expected
+    # The published MNIST-1D CNN: convs (in * k + 1) * 25 for k = 5, 3, 3, then 5 * 25 -> 10.
+    cnn1d = cnn.make_model("cnn1d", config, (40, 1), 10)
+    expected = (1 * 5 + 1) * 25 + 2 * (25 * 3 + 1) * 25 + (5 * 25 * 10 + 10)
+    assert cnn.parameter_count(stacked_params(cnn1d, (40, 1))) == expected == 5210
+    # The classic 32x32 LeNet-5 layout: 61,706 parameters.
+    lenet = cnn.make_model("lenet5", config, (32, 32, 1), 10)
+    assert cnn.parameter_count(stacked_params(lenet, (32, 32, 1))) == 61706
+
+
+@pytest.mark.parametrize(
+    "side, expected", [(8, ("SAME", "SAME")), (28, ("SAME", "VALID")), (32, ("VALID", "VALID"))]
+)
+def test_lenet_paddings_fit_the_image(side, expected):
+    assert cnn.lenet_paddings(side) == expected
+    model = cnn.make_model("lenet5", cnn.get_config(), (side, side, 1), 10)
+    params = stacked_params(model, (side, side, 1), seeds=1)
+    # F5 reads 16 maps of 5x5 for 28 and 32 (the classic layout), 2x2 for 8x8 digits.
+    f5_inputs = params["dense1"]["kernel"].shape[1]
+    assert f5_inputs == 16 * (2 * 2 if side == 8 else 5 * 5)
+
+
+@pytest.mark.parametrize("name", cnn.IMAGE_MODELS)
+def test_every_image_model_fits_digits(name):
+    """Shapes only (jax.eval_shape traces, nothing compiles); the numerics of the library
+    models are tested in test_cnn_models.py."""
+    model = cnn.make_model(name, cnn.get_config(), (8, 8, 1), 10)
+
+    def logits_of(key, x):
+        return model.apply(model.init(key, x[:1]), x)
+
+    logits = jax.eval_shape(logits_of, jax.random.key(0), jnp.zeros((3, 8, 8, 1)))
+    assert logits.shape == (3, 10)
+
+
+def test_flat_mlp_is_the_relu_network():
+    """f(x) = W3 relu(W2 relu(W1 vec(x) + b1) + b2) + b3, transcribed in NumPy float64."""
+    model = cnn.FlatMLP((7, 5, 3))
+    x = np.random.default_rng(0).normal(size=(4, 2, 3, 1)).astype(np.float32)
+    params = model.init(jax.random.key(0), x)["params"]["MLP_0"]
+    h = x.reshape(4, -1).astype(np.float64)
+    layers = [params[f"Dense_{i}"] for i in range(3)]
+    for i, layer in enumerate(layers):
+        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i < 2:
+            h = np.maximum(h, 0)
+    out = model.apply({"params": {"MLP_0": params}}, x)
+    np.testing.assert_allclose(out, h, rtol=1e-5, atol=1e-6)
+
+
+def test_models_follow_the_dataset():
+    config = cnn.get_config()
+    assert cnn.models_for(config, "digits") == list(cnn.IMAGE_MODELS)
+    assert cnn.models_for(config, "mnist1d") == list(cnn.SIGNAL_MODELS)
+    config.models = "mlp,cnn1d,vgg"
+    assert cnn.models_for(config, "digits") == ["mlp", "vgg"]
+    assert cnn.models_for(config, "mnist1d") == ["mlp", "cnn1d"]
+    config.dataset = "mnist1d"
+    with pytest.raises(ConfigError, match="does not fit mnist1d"):
+        cnn.models_for(config, "mnist1d")
+
+
+def test_paper_preset_is_the_published_protocol():
+    config = cnn.get_config()
+    config.scale = "paper"
+    assert cnn.datasets_of(config) == ["mnist1d"]
+    splits = cnn.load(config, "mnist1d")
+    assert len(splits.train["y"]) == 4000 and len(splits.test["y"]) == 1000
+    run = cnn.settings(config, len(splits.train["y"]))
+    assert (run.lr, run.batch_size) == (1e-2, 100)
+    assert run.epochs * (4000 // run.batch_size) == 6000  # steps
+    assert config.lr == 3e-3  # the user's config is left alone
+    config.dataset = "digits"
+    with pytest.raises(ConfigError, match="MNIST-1D"):
+        cnn.datasets_of(config)
+
+
+@pytest.mark.parametrize(
+    "flag, word",
+    [("--config.dataset=mnist", "mnist"), ("--config.models=alexnet", "models")],
+)
+def test_bad_input_stops_with_one_line(flag, word, capsys):
+    """An unknown model, or a TFDS set with no prepared copy (offline), exits with status 2."""
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(SystemExit) as stop:
+        cli.run(cnn.get_config, cnn.train_and_evaluate, cnn.RULES, argv=["cnn", flag])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2
+    assert len(err.splitlines()) == 1 and word in err
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
+    """Digits and MNIST-1D with the MLP and the 1-D CNN (the image CNNs are built above)."""
+    config = cnn.get_config()
+    config.epochs, config.seeds, config.progress = 2, 2, False
+    config.models, config.timing_repeats = "mlp,cnn1d", 2
+    results = cnn.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "curves.png", "params_vs_accuracy.png"):
+        assert (tmp_path / name).exists(), name
+    assert set(results["results"]) == {"digits/mlp", "mnist1d/mlp", "mnist1d/cnn1d"}
+    for key, row in results["results"].items():
+        accuracy = np.asarray(row["test_accuracy"])
+        assert accuracy.shape == (2,) and np.all((accuracy > 0.15) & (accuracy <= 1)), key
+        assert row["step_ms"] > 0 and np.isfinite(row["step_ms"])
+    assert results["results"]["mnist1d/cnn1d"]["params"] == 5210
+    assert results["results"]["mnist1d/cnn1d"]["steps"] == 2 * (4000 // 64)
+    assert 0.2 < results["logistic_regression"]["mnist1d"] < 0.45  # published: 32%
+    assert results["logistic_regression"]["digits"] > 0.9
+    assert "0.94" in (tmp_path / "report.md").read_text()

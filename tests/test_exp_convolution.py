@@ -1,0 +1,145 @@
+"""experiments/convolution.py: filters vs literal sums and scipy, the shape rule, end to end."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+import scipy.signal
+
+from experiments import convolution
+from lexicon import cli, data
+
+
+def literal_convolution_same(image, kernel):
+    """S(i, j) = sum_m sum_n I(m, n) K(i - m, j - n), the centred H x W slice of the full sum."""
+    height, width = image.shape
+    kh, kw = kernel.shape
+    full = np.zeros((height + kh - 1, width + kw - 1))
+    for i in range(full.shape[0]):
+        for j in range(full.shape[1]):
+            for m in range(height):
+                for n in range(width):
+                    if 0 <= i - m < kh and 0 <= j - n < kw:
+                        full[i, j] += image[m, n] * kernel[i - m, j - n]
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    return full[top : top + height, left : left + width]
+
+
+def literal_correlation_same(image, kernel):
+    """S(i, j) = sum_m sum_n I(i + m - p, j + n - q) K(m, n), zeros outside the image."""
+    height, width = image.shape
+    kh, kw = kernel.shape
+    p, q = (kh - 1) // 2, (kw - 1) // 2
+    out = np.zeros((height, width))
+    for i in range(height):
+        for j in range(width):
+            for m in range(kh):
+                for n in range(kw):
+                    r, c = i + m - p, j + n - q
+                    if 0 <= r < height and 0 <= c < width:
+                        out[i, j] += image[r, c] * kernel[m, n]
+    return out
+
+
+def test_grayscale_is_the_luma_sum():
+    rgb = np.random.default_rng(0).uniform(size=(4, 5, 3)).astype(np.float32)
+    expected = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    np.testing.assert_allclose(convolution.grayscale(rgb), expected, rtol=1e-6)
+
+
+def test_kernels_are_the_documents():
+    bank = convolution.filter_bank(5)
+    np.testing.assert_array_equal(bank["emboss"], [[-2, -2, 0], [-2, 6, 0], [0, 0, 0]])
+    np.testing.assert_allclose(bank["blur"], np.full((5, 5), 1 / 25))
+    assert bank["blur"].sum() == pytest.approx(1.0)
+    assert convolution.box_kernel(4, normalized=False).sum() == 16
+
+
+@pytest.mark.parametrize("name", ["sobel_x", "sobel_y", "emboss", "blur"])
+def test_filters_match_the_literal_sums(name, x64):
+    image = np.random.default_rng(1).uniform(size=(7, 9))
+    kernel = convolution.filter_bank(3)[name].astype(np.float64)
+    np.testing.assert_allclose(
+        convolution.apply_filter(image, kernel), literal_convolution_same(image, kernel), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        convolution.apply_filter(image, kernel, correlate=True),
+        literal_correlation_same(image, kernel),
+        atol=1e-12,
+    )
+
+
+def test_gradient_magnitude_matches_scipy(x64):
+    image = np.random.default_rng(2).uniform(size=(12, 10))
+    gx = scipy.signal.convolve2d(image, np.asarray(convolution.conv.SOBEL_X), mode="same")
+    gy = scipy.signal.convolve2d(image, np.asarray(convolution.conv.SOBEL_Y), mode="same")
+    np.testing.assert_allclose(
+        convolution.gradient_magnitude(image), np.sqrt(gx**2 + gy**2), atol=1e-12
+    )
+
+
+def test_filter_checks_on_a_photo_crop():
+    photo = convolution.grayscale(data.sample_images()["china"])[100:164, 200:264]
+    rows = {
+        r["filter"]: r
+        for r in convolution.filter_checks({"crop": photo}, convolution.filter_bank(3))
+    }
+    for row in rows.values():
+        assert row["convolve_gap"] < 1e-5 and row["correlate_gap"] < 1e-5
+    # Dividing the box by its size keeps the mean intensity; the undivided box multiplies it.
+    assert rows["blur"]["kernel_sum"] == pytest.approx(1.0)
+    assert rows["blur"]["intensity_ratio"] == pytest.approx(1.0, rel=0.02)
+    assert rows["box (undivided)"]["intensity_ratio"] == pytest.approx(9.0, rel=0.02)
+
+
+def test_shape_table_runs_and_rule_agree():
+    config = convolution.get_config()
+    config.image_size, config.kernel_size, config.num_kernels = 40, 6, 3
+    image = np.random.default_rng(3).uniform(size=(50, 60)).astype(np.float32)
+    rows = convolution.shape_table(config, image)
+    assert len(rows) == len(convolution.SHAPE_CASES)
+    for row, (stride, padding) in zip(rows, convolution.SHAPE_CASES):
+        lo, hi = {"valid": (0, 0), "full": (5, 5)}.get(padding, (None, None))
+        if isinstance(padding, int):
+            lo = hi = padding
+        if padding == "same":
+            total = max((math.ceil(40 / stride) - 1) * stride + 6 - 40, 0)
+            lo, hi = total // 2, total - total // 2
+        side = (40 + lo + hi - 6) // stride + 1
+        assert row["run"] == row["rule"] == row["lax_shape"] == (side, side, 3)
+        assert row["gap"] < 1e-4
+    assert rows[0]["run"] == (35, 35, 3)  # valid, stride 1: image - kernel + 1
+
+
+def test_bad_flag_stops_before_compiling(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.run(
+            convolution.get_config,
+            convolution.train_and_evaluate,
+            convolution.RULES,
+            argv=["convolution", "--config.activation=sigmoid"],
+        )
+    assert stop.value.code == 2
+    assert "activation" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
+    config = convolution.get_config()
+    config.epochs, config.seeds, config.progress = 3, 2, False
+    config.image_size, config.kernel_size, config.num_kernels = 64, 8, 4
+    results = convolution.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "filters.png", "learned_kernels.png", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    assert results["valid_maps"] == (57, 57, 4)
+    assert results["shapes_agree"]
+    assert results["max_filter_gap"] < 1e-4 and results["max_shape_gap"] < 1e-4
+    assert results["blur_intensity_ratio"] == pytest.approx(1.0, rel=0.02)
+    accuracy = np.asarray(results["test_accuracy"])
+    assert accuracy.shape == (2,) and np.all(np.isfinite(accuracy))
+    assert np.all(accuracy > 0.3) and np.all(accuracy <= 1.0)
+    assert all(0.5 < v <= 1.0 for v in results["references"].values())
+    report = (tmp_path / "report.md").read_text()
+    assert "scipy.signal" in report and "(57, 57, 4)" in report
+    assert jax.tree.leaves(results)  # the results are a plain pytree of numbers

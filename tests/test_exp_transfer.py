@@ -1,0 +1,177 @@
+"""experiments/transfer.py: task splits, replica bookkeeping, frozen layers, end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments import transfer
+from lexicon import data, train
+from lexicon.rules import ConfigError
+
+
+def small_config(**changes):
+    config = transfer.get_config()
+    config.seeds, config.label_counts, config.progress = 2, (2, 3), False
+    config.update(changes)
+    return config
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    splits = data.load("digits", seed=0, flatten=False)
+    return transfer.task_splits(splits, 5)
+
+
+def stacked_pretrained(config, seeds):
+    """Random "pretrained" LeNet-5 params of ``seeds`` replicas, leading seed axis."""
+    model = transfer.make_model(config, 5)
+    keys = jax.random.split(jax.random.key(42), seeds)
+    return jax.jit(jax.vmap(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1)))["params"]))(keys)
+
+
+def test_task_splits_relabel_the_target(tasks):
+    source, target = tasks
+    for split in source:
+        assert set(np.unique(split["y"])) <= set(range(5))
+    full = data.load("digits", seed=0, flatten=False)
+    for split, original in zip(target, full):
+        np.testing.assert_array_equal(split["y"], original["y"][original["y"] >= 5] - 5)
+        np.testing.assert_array_equal(split["index"], np.arange(len(split["y"])))
+    assert len(source.train["y"]) + len(target.train["y"]) == len(full.train["y"])
+
+
+def test_replica_of_inverts_the_init_streams():
+    seeds = np.arange(3, 9)
+    keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(seeds))
+    found = jax.jit(jax.vmap(lambda k: transfer.replica_of(k, seeds)))(keys)
+    np.testing.assert_array_equal(found, np.arange(6))
+
+
+def test_labelled_mask_draws_per_class():
+    labels = jnp.asarray(np.random.default_rng(0).integers(0, 4, size=200))
+    counts = jnp.asarray([1, 3, 7])
+    keys = jax.random.split(jax.random.key(0), 3)
+    masks = jax.vmap(lambda k, n: transfer.labelled_mask(k, labels, n, 4))(keys, counts)
+    for mask, n in zip(np.asarray(masks), [1, 3, 7]):
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(np.bincount(np.asarray(labels)[mask > 0], minlength=4), n)
+    other = transfer.labelled_mask(jax.random.key(9), labels, 7, 4)
+    assert not np.array_equal(np.asarray(other), np.asarray(masks[2]))
+
+
+def test_layer_output_shapes():
+    config = small_config()
+    model = transfer.make_model(config, 5)
+    params = jax.tree.map(lambda p: p[0], stacked_pretrained(config, 1))
+    x = jnp.linspace(0, 1, 3 * 64).reshape(3, 8, 8, 1)
+    widths = {"c1": 8 * 8 * 6, "s2": 4 * 4 * 6, "c3": 4 * 4 * 16, "s4": 2 * 2 * 16}
+    widths.update({"f5": 120, "f6": 84})
+    for stage, width in widths.items():
+        shape = jax.eval_shape(lambda s=stage: transfer.layer_output(model, params, x, s)).shape
+        assert shape == (3, width)
+    last, features = jax.jit(
+        lambda p: (
+            transfer.layer_output(model, p, x, "f6"),
+            model.apply({"params": p}, x, method="features"),
+        )
+    )(params)
+    np.testing.assert_allclose(last, features, rtol=1e-6)
+
+
+def test_optimizer_groups_match_optax():
+    """new layers: Adam(lr); fine-tuned: Adam(lr * scale); frozen: exactly no update."""
+    config = small_config(finetune_lr_scale=0.25, target_lr=0.1)
+    shapes = {"conv1": (5, 5, 1, 6), "conv2": (5, 5, 6, 16), "dense1": (64, 120)}
+    shapes.update({"dense2": (120, 84), "classifier": (84, 5)})
+    params = {k: {"kernel": jnp.ones(v), "bias": jnp.ones(v[-1])} for k, v in shapes.items()}
+    grads = jax.tree.map(
+        lambda p: jnp.cos(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape), params
+    )
+
+    @jax.jit
+    def first_updates(grads, params):
+        def first(tx):
+            return tx.update(grads, tx.init(params), params)[0]
+
+        tx = transfer.optimizer("finetune", config)
+        return first(tx), first(optax.adam(0.1)), first(optax.adam(0.025))
+
+    updates, new, tuned = first_updates(grads, params)
+    for layer in ("dense1", "dense2", "classifier"):
+        jax.tree.map(np.testing.assert_allclose, updates[layer], new[layer])
+    jax.tree.map(np.testing.assert_allclose, updates["conv2"], tuned["conv2"])
+    assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates["conv1"]))
+
+    features = {"network": params, "head": {"kernel": jnp.ones((4, 5)), "bias": jnp.ones(5)}}
+    tx = transfer.optimizer("features", config)
+    grads = jax.tree.map(jnp.ones_like, features)
+    updates, _ = tx.update(grads, tx.init(features), features)
+    assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates["network"]))
+    assert all(np.all(np.asarray(u) != 0) for u in jax.tree.leaves(updates["head"]))
+
+
+@pytest.mark.parametrize("method", ["features", "finetune"])
+def test_target_task_starts_from_the_right_weights(method, tasks):
+    """The replicas' starting weights and labelled subsets; frozen weights stay put.
+
+    (scratch, the plain case, runs in the end-to-end test.)"""
+    _, target = tasks
+    config = small_config()
+    pretrained = stacked_pretrained(config, config.seeds)
+    model = transfer.make_model(config, 5)
+    task = transfer.target_task(
+        config, method, model, pretrained, target.train["y"], 5, jnp.zeros((1, 8, 8, 1))
+    )
+    replicas = np.arange(config.seed, config.seed + 4)  # 2 label counts x 2 seeds
+    keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(replicas))
+    state = jax.jit(jax.vmap(task.init))(keys)
+    labelled = np.asarray(state.model_state["labelled"]).sum(axis=1)
+    np.testing.assert_array_equal(labelled, [2 * 5, 2 * 5, 3 * 5, 3 * 5])
+    for r in range(4):
+        mine = jax.tree.map(lambda p, r=r: np.asarray(p[r]), state.params)
+        source = jax.tree.map(lambda p, r=r: np.asarray(p[r % 2]), pretrained)
+        if method == "features":
+            for layer in transfer.LAYERS:
+                jax.tree.map(np.testing.assert_array_equal, mine["network"][layer], source[layer])
+        else:
+            for layer in ("conv1", "conv2"):
+                jax.tree.map(np.testing.assert_array_equal, mine[layer], source[layer])
+            assert not np.allclose(mine["dense1"]["kernel"], source["dense1"]["kernel"])
+
+    # One full-batch step: frozen weights keep their exact values, trained ones move.
+    step = jax.jit(jax.vmap(task.step(None), in_axes=(0, None, 0)))
+    moved, metrics = step(state, jax.tree.map(jnp.asarray, target.train), keys)
+    assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+    before, after = state.params, moved.params
+    if method == "features":
+        before, after = before["network"], after["network"]
+    frozen = {"features": list(transfer.LAYERS), "finetune": ["conv1"]}
+    for layer in frozen[method]:
+        jax.tree.map(np.testing.assert_array_equal, after[layer], before[layer])
+    trained = "head" if method == "features" else "classifier"
+    assert not np.allclose(moved.params[trained]["kernel"], state.params[trained]["kernel"])
+
+
+def test_label_counts_are_checked_before_training(tasks):
+    _, target = tasks
+    with pytest.raises(ConfigError, match="label_counts"):
+        transfer.check_counts(small_config(label_counts=(5, 1000)), target.train["y"], 5)
+    assert transfer.RULES["frozen"].check("frozen", "conv1,dense9") is not None
+    assert transfer.RULES["frozen"].check("frozen", "none") is None
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
+    config = small_config(epochs=2, target_steps=4, eval_every=2)
+    results = transfer.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "accuracy_vs_labels.png", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    for method in transfer.METHODS:
+        accuracy = results["accuracy"][method]
+        assert accuracy.shape == (2, 2) and np.all((accuracy >= 0) & (accuracy <= 1))
+    assert set(results["probes"]) == {"pixels", *transfer.STAGES}
+    assert np.all(results["probes"]["pixels"] > 0.5)
+    assert results["transfer_wins"].shape == (2,)
+    assert "beats training from scratch" in (tmp_path / "report.md").read_text()
