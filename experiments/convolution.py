@@ -40,7 +40,7 @@ SHAPE_CASES = ((1, "valid"), (1, "same"), (1, "full"), (2, "valid"), (2, "same")
 def get_config():
     config = train.defaults()
     config.seeds = 3
-    config.epochs = 15
+    config.epochs = 40
     config.batch_size = 32
     config.lr = 3e-3  # Adam learning rate of the LeNet-5 trained on digits
     config.activation = "relu"  # tanh | relu: activation of that LeNet-5
@@ -398,6 +398,12 @@ def train_and_evaluate(config, workdir):
             for k, v in references.items()
         ],
         caption="Feature learning vs hand-made features on the digits test split",
+    )
+    edges = references["pixels + Sobel x, y maps"]
+    gap = 100 * (float(np.mean(test_acc)) - edges)
+    report.text(
+        f"The learned kernels {'beat' if gap > 0 else 'do not beat'} the hand-made Sobel "
+        f"features under a linear classifier on the same split ({gap:+.1f} points, seed mean)."
     )
     fig, ax = plt.subplots(figsize=(5, 3.4))
     epochs = [r["epoch"] for r in result.history]

@@ -1,0 +1,117 @@
+"""The depth experiment: the sawtooth, its exact ReLU constructions, the kernel machine."""
+
+import itertools
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import depth as exp
+from lexicon.nn.layers import MLP
+
+
+def small_config(**overrides):
+    config = exp.get_config()
+    config.update(
+        epochs=2,
+        seeds=2,
+        progress=False,
+        eval_every=1,
+        num_train=512,
+        num_test=257,
+        batch_size=128,
+        min_width=8,
+        num_widths=1,
+        num_svr=2,
+        svr_train=256,
+        max_k=4,
+    )
+    config.update(overrides)
+    return config
+
+
+def literal_sawtooth(x, k):
+    """T^k by the definition, one scalar at a time."""
+    for _ in range(k):
+        x = 2 * x if x < 0.5 else 2 - 2 * x
+    return x
+
+
+def test_sawtooth_is_the_composed_triangle_map():
+    x = np.random.default_rng(0).uniform(size=200)
+    for k in range(5):
+        np.testing.assert_allclose(exp.sawtooth(x, k), [literal_sawtooth(v, k) for v in x])
+    # 2^(k-1) teeth: T^k hits 1 at the odd multiples of 1 / 2^k and 0 at the even ones.
+    k = 3
+    grid = np.arange(2**k + 1) / 2**k
+    np.testing.assert_array_equal(exp.sawtooth(grid, k), np.arange(2**k + 1) % 2)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_constructions_compute_the_sawtooth_exactly(k):
+    x = np.concatenate(
+        [np.linspace(0, 1, 2 ** (k + 2) + 1), np.random.default_rng(k).uniform(size=300)]
+    )[:, None]
+    target = exp.sawtooth(x[:, 0], k)
+    for build, parameters in (
+        (exp.deep_construction, 6 * k + 1),
+        (exp.shallow_construction, 3 * 2**k + 1),
+    ):
+        model, params = build(k)
+        assert exp.count_parameters(params) == parameters
+        # float64 NumPy forward pass of the hand-set weights ...
+        np.testing.assert_allclose(exp.numpy_forward(params, x)[:, 0], target, atol=1e-12)
+        # ... and the library's MLP in float32 with the same weights.
+        out = model.apply({"params": params}, x.astype(np.float32))
+        np.testing.assert_allclose(out[:, 0], target, atol=1e-5 * 2**k)
+
+
+def test_parameter_counts_match_the_library_mlp():
+    for widths in ([3], [5, 5], [2, 7, 4]):
+        model = MLP(features=[*widths, 1], activation="relu")
+        # Shapes are all that counts: trace the initialization without running it.
+        shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 1), np.float32))
+        params = jax.tree.map(lambda s: np.zeros(s.shape), shapes["params"])
+        assert exp.mlp_parameters(widths) == exp.count_parameters(params)
+
+
+def test_matched_width_is_the_closest_count():
+    for budget, depth in itertools.product([49, 97, 385, 769], [2, 4, 6]):
+        width = exp.matched_width(budget, depth)
+        best = min(abs(exp.mlp_parameters([w] * depth) - budget) for w in range(1, 200))
+        assert abs(exp.mlp_parameters([width] * depth) - budget) == best
+
+
+def test_rbf_kernel_and_the_kernel_machine_formula():
+    from sklearn.svm import SVR
+
+    rng = np.random.default_rng(1)
+    a, b, gamma = rng.uniform(size=(5, 1)), rng.uniform(size=(4, 1)), 30.0
+    literal = [[np.exp(-gamma * (ai[0] - bj[0]) ** 2) for bj in b] for ai in a]
+    np.testing.assert_allclose(exp.rbf_kernel(a, b, gamma), literal, rtol=1e-12)
+    x = rng.uniform(size=(200, 1))
+    svr = SVR(kernel="rbf", gamma=gamma, C=10.0, epsilon=0.05).fit(x, exp.sawtooth(x[:, 0], 2))
+    test = rng.uniform(size=(50, 1))
+    np.testing.assert_allclose(exp.kernel_machine(svr, test, gamma), svr.predict(test), atol=1e-9)
+
+
+def test_first_layer_breakpoints_start_inside_the_unit_interval():
+    model, task = exp.make_task(small_config(), [64, 64], np.zeros((1, 1), np.float32))
+    state = task.init(jax.random.key(0))
+    layer = state.params["Dense_0"]
+    breakpoints = -np.asarray(layer["bias"]) / np.asarray(layer["kernel"][0])
+    assert np.all((breakpoints >= 0) & (breakpoints <= 1))
+    assert isinstance(model, MLP)
+
+
+def test_experiment_end_to_end(tmp_path):
+    results = exp.train_and_evaluate(small_config(), tmp_path)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "depth.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "hand-set deep construction" in report and "SVR" in report
+    assert results["exact_deep_mse"] == 0.0 and results["exact_shallow_mse"] < 1e-10
+    assert results["exact_deep_parameters"] == 6 * 4 + 1
+    for key in ("shallow_mse", "deep_mse"):
+        assert results[key].shape == (1, 2)
+        assert np.all(np.isfinite(results[key])) and np.all(results[key] < 0.5)
+    assert results["svr_mse"].shape == (2,) and np.all(results["svr_mse"] < 0.2)

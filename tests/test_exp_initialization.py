@@ -1,0 +1,170 @@
+"""The initialization experiment: variance formulas, measurements and the run end to end."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+
+from experiments import initialization as exp
+from lexicon.nn import init as initializers
+
+
+def small_config(**overrides):
+    config = exp.get_config()
+    config.depth, config.width = 3, 16
+    config.epochs, config.seeds, config.progress = 2, 2, False
+    config.update(overrides)
+    return config
+
+
+def test_kernel_variances_are_the_initializers_formulas():
+    m, n, s = 64, 32, 0.05
+    assert exp.kernel_variance("zeros", m, n, s) == 0.0
+    assert exp.kernel_variance("small_normal", m, n, s) == s**2
+    # U(-b, b) has variance b^2 / 3 with Glorot's bound b = sqrt(6 / (m + n)).
+    assert math.isclose(exp.kernel_variance("glorot_uniform", m, n, s), (6 / (m + n)) / 3)
+    assert exp.kernel_variance("he_normal", m, n, s) == 2 / m
+    # And the library's initializers draw with those variances (1% at 10^6 draws).
+    key = jax.random.key(0)
+    for name in ("glorot_uniform", "he_normal"):
+        sample = np.asarray(initializers.get(name)(key, (1000, 1000)), np.float64)
+        assert sample.var() == pytest.approx(exp.kernel_variance(name, 1000, 1000, s), rel=0.01)
+
+
+def test_linear_gain_is_one_for_glorot_tanh_and_he_relu():
+    assert exp.linear_gain("glorot_uniform", "tanh", 64, 0.01) == pytest.approx(1.0)
+    assert exp.linear_gain("he_normal", "relu", 64, 0.01) == pytest.approx(1.0)
+    assert exp.linear_gain("glorot_uniform", "relu", 64, 0.01) == pytest.approx(0.5)
+    assert exp.linear_gain("small_normal", "tanh", 64, 0.01) == pytest.approx(64 * 1e-4)
+
+
+def gaussian_expectation(g, q):
+    """E[g(z)] for z ~ N(0, q) by adaptive quadrature (scipy), split at the kink z = 0."""
+
+    def integrand(z):
+        return g(z) * math.exp(-z * z / (2 * q)) / math.sqrt(2 * math.pi * q)
+
+    limit = 12 * math.sqrt(q)
+    return scipy.integrate.quad(integrand, -limit, limit, points=[0], epsabs=1e-13)[0]
+
+
+@pytest.mark.parametrize("q", [1e-6, 0.3, 1.0, 4.0])
+def test_gaussian_moments_against_quadrature(q):
+    def relu(z):
+        return max(z, 0.0)
+
+    for activation, g in (("tanh", math.tanh), ("relu", relu)):
+        got_mean, got_second = exp.gaussian_moments(activation, np.array([q]))
+        assert got_mean[0] == pytest.approx(gaussian_expectation(g, q), rel=1e-6, abs=1e-12)
+        second = gaussian_expectation(lambda z, g=g: g(z) ** 2, q)
+        assert got_second[0] == pytest.approx(second, rel=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_mean_field_matches_a_wide_random_network(activation):
+    """At width 2048 the measured per-layer variance is within a few % of the recursion."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 32))
+    width, sigma2 = 2048, [1.5 / 32, 1.5 / 2048, 1.5 / 2048]
+    h = x
+    measured = []
+    for variance in sigma2:
+        w = rng.normal(scale=np.sqrt(variance), size=(h.shape[1], width))
+        h = np.tanh(h @ w) if activation == "tanh" else np.maximum(h @ w, 0.0)
+        measured.append(h.var())
+    predicted = exp.mean_field_variances(x, sigma2, width, activation)
+    np.testing.assert_allclose(measured, predicted, rtol=0.05)
+
+
+def test_activation_variances_match_a_numpy_forward_pass():
+    model = exp.make_model(small_config(), "tanh", "glorot_uniform", 10)
+    x = np.random.default_rng(1).normal(size=(50, 64)).astype(np.float32)
+    params = model.init(jax.random.key(0), x[:1])["params"]
+    h, expected = x.astype(np.float64), []
+    for i in range(3):
+        layer = params[f"Dense_{i}"]
+        h = np.tanh(h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"]))
+        expected.append(h.var())
+    got = jax.jit(lambda p, x: exp.activation_variances(model, p, x))(params, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def test_weight_gradient_variances_match_hand_written_backprop():
+    """One hidden tanh layer, softmax cross-entropy averaged over N examples:
+    dJ/dW2 = a1^T (p - t) / N and dJ/dW1 = x^T (((p - t) W2^T) * (1 - a1^2)) / N."""
+    config = small_config(depth=1, width=8)
+    model = exp.make_model(config, "tanh", "he_normal", 4)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    y = rng.integers(0, 4, size=30)
+    params = model.init(jax.random.key(3), x[:1])["params"]
+    w1, b1 = (np.asarray(params["Dense_0"][k], np.float64) for k in ("kernel", "bias"))
+    w2, b2 = (np.asarray(params["Dense_1"][k], np.float64) for k in ("kernel", "bias"))
+    a1 = np.tanh(x @ w1 + b1)
+    logits = a1 @ w2 + b2
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    error = (p - np.eye(4)[y]) / len(x)
+    grad_w2 = a1.T @ error
+    grad_w1 = x.T @ ((error @ w2.T) * (1 - a1**2))
+    measure = jax.jit(lambda p, x, y: exp.weight_gradient_variances(model, p, x, y))
+    got = measure(params, x, y)
+    np.testing.assert_allclose(got, [grad_w1.var(), grad_w2.var()], rtol=1e-4)
+
+
+def test_unit_spread_is_zero_only_for_identical_units():
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(20, 64)), jnp.float32)
+    config = small_config()
+    for init_name, zero in (("zeros", True), ("glorot_uniform", False)):
+        model = exp.make_model(config, "relu", init_name, 10)
+        params = model.init(jax.random.key(0), x[:1])["params"]
+        spread = float(exp.unit_spread(model, params, x))
+        expected = max(
+            float(np.max(np.max(a, -1) - np.min(a, -1)))
+            for a in exp.hidden_activations(model, params, x)
+        )
+        assert spread == pytest.approx(expected)
+        assert (spread == 0.0) == zero
+
+
+def test_best_constant_accuracy():
+    assert exp.best_constant_accuracy(np.array([0, 1, 1, 2, 1, 0])) == pytest.approx(0.5)
+
+
+def test_experiment_end_to_end_zeros(tmp_path):
+    """Fast variant: one zero-initialized net; its units stay identical, report and plot exist."""
+    config = small_config(activation="relu", init="zeros")
+    results = exp.train_and_evaluate(config, tmp_path)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "variances.png").exists()
+    assert "exactly 0" in (tmp_path / "report.md").read_text()
+    np.testing.assert_array_equal(results["relu/zeros/unit_spread"], 0.0)
+    accuracy = results["relu/zeros/test_accuracy"]
+    assert accuracy.shape == (2,)
+    assert np.all(accuracy <= results["best_constant_accuracy"] + 1e-6)
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end_every_init(tmp_path):
+    """tanh nets of every initialization, tiny scale: report, plot and the claims."""
+    config = small_config(activation="tanh")
+    results = exp.train_and_evaluate(config, tmp_path)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "variances.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "Glorot uniform" in report and "mean field" in report
+    for init_name in exp.INITS:
+        accuracy = results[f"tanh/{init_name}/test_accuracy"]
+        assert accuracy.shape == (2,) and np.all((0 <= accuracy) & (accuracy <= 1))
+    # Zeros: identical units and no better than a constant prediction.
+    np.testing.assert_array_equal(results["tanh/zeros/unit_spread"], 0.0)
+    assert np.all(results["tanh/zeros/test_accuracy"] <= results["best_constant_accuracy"] + 1e-6)
+    # Small normal: the variance collapses over the layers; Glorot keeps the same order.
+    assert np.all(results["tanh/small_normal/variance_ratio"] < 1e-3)
+    assert np.all(results["tanh/glorot_uniform/variance_ratio"] > 0.1)
+    predicted = results["tanh/glorot_uniform/predicted_ratio"]
+    assert np.mean(results["tanh/glorot_uniform/variance_ratio"]) == pytest.approx(
+        predicted, rel=0.5
+    )
+    assert np.mean(results["tanh/glorot_uniform/test_accuracy"]) > 0.5
