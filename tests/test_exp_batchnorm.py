@@ -71,7 +71,7 @@ def numpy_eval_forward(params, batch_stats, x, epsilon):
 def test_evaluation_uses_the_running_averages(splits):
     config = small_config()
     model, task = exp.make_task(config, True, 0.1, splits)
-    state = task.init(jax.random.key(0))
+    state = jax.jit(task.init)(jax.random.key(0))
     rng = np.random.default_rng(0)
     stats = jax.tree.map(
         lambda a: np.asarray(rng.uniform(0.5, 2.0, a.shape), np.float32),
@@ -95,7 +95,7 @@ def test_evaluation_uses_the_running_averages(splits):
 
 def test_a_diverged_net_classifies_nothing(splits):
     _, task = exp.make_task(small_config(), False, 0.1, splits)
-    state = task.init(jax.random.key(0))
+    state = jax.jit(task.init)(jax.random.key(0))
     state = state.replace(params=jax.tree.map(lambda a: a * jnp.nan, state.params))
     got = task.evaluate(state, {"x": splits.test["x"][:50], "y": splits.test["y"][:50]})
     assert float(got["accuracy"]) == 0.0 and float(got["diverged"]) == 1.0
@@ -112,6 +112,19 @@ def test_rates_must_increase(tmp_path):
         exp.train_and_evaluate(small_config(lr_min=1.0, lr_max=0.1), tmp_path)
 
 
+def test_experiment_end_to_end_fast(tmp_path):
+    """One rate far too large: the plain net blows up or dies, and the run still reports."""
+    config = small_config(lr_min=1000.0, lr_max=1000.0, num_lrs=1)
+    results = exp.train_and_evaluate(config, tmp_path)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "sweep.png").exists()
+    assert "with batch norm" in (tmp_path / "report.md").read_text()
+    assert results["plain_accuracy"].shape == (1, 2)
+    assert set(np.unique(results["plain_diverged"])) <= {0.0, 1.0}
+    assert np.all(results["plain_accuracy"] < 0.3)
+    assert np.all((results["batch_norm_accuracy"] >= 0) & (results["batch_norm_accuracy"] <= 1))
+
+
+@pytest.mark.slow
 def test_experiment_end_to_end(tmp_path):
     """Two rates, the second far too large: the plain net fails there, the sweep goes on."""
     config = small_config(lr_min=0.1, lr_max=1000.0, num_lrs=2)

@@ -97,7 +97,7 @@ def test_rbf_kernel_and_the_kernel_machine_formula():
 
 def test_first_layer_breakpoints_start_inside_the_unit_interval():
     model, task = exp.make_task(small_config(), [64, 64], np.zeros((1, 1), np.float32))
-    state = task.init(jax.random.key(0))
+    state = jax.jit(task.init)(jax.random.key(0))
     layer = state.params["Dense_0"]
     breakpoints = -np.asarray(layer["bias"]) / np.asarray(layer["kernel"][0])
     assert np.all((breakpoints >= 0) & (breakpoints <= 1))

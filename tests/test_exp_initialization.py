@@ -82,7 +82,7 @@ def test_mean_field_matches_a_wide_random_network(activation):
 def test_activation_variances_match_a_numpy_forward_pass():
     model = exp.make_model(small_config(), "tanh", "glorot_uniform", 10)
     x = np.random.default_rng(1).normal(size=(50, 64)).astype(np.float32)
-    params = model.init(jax.random.key(0), x[:1])["params"]
+    params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
     h, expected = x.astype(np.float64), []
     for i in range(3):
         layer = params[f"Dense_{i}"]
@@ -100,7 +100,7 @@ def test_weight_gradient_variances_match_hand_written_backprop():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(30, 5)).astype(np.float32)
     y = rng.integers(0, 4, size=30)
-    params = model.init(jax.random.key(3), x[:1])["params"]
+    params = jax.jit(model.init)(jax.random.key(3), x[:1])["params"]
     w1, b1 = (np.asarray(params["Dense_0"][k], np.float64) for k in ("kernel", "bias"))
     w2, b2 = (np.asarray(params["Dense_1"][k], np.float64) for k in ("kernel", "bias"))
     a1 = np.tanh(x @ w1 + b1)
@@ -120,7 +120,7 @@ def test_unit_spread_is_zero_only_for_identical_units():
     config = small_config()
     for init_name, zero in (("zeros", True), ("glorot_uniform", False)):
         model = exp.make_model(config, "relu", init_name, 10)
-        params = model.init(jax.random.key(0), x[:1])["params"]
+        params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
         spread = float(exp.unit_spread(model, params, x))
         expected = max(
             float(np.max(np.max(a, -1) - np.min(a, -1)))
