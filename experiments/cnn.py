@@ -21,7 +21,6 @@ published test accuracies are CNN 94% and MLP 68% (logistic regression 32%).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from lexicon import cli, data, train
 from lexicon.nn.cnn import CNN1D, LeNet5, MultiStream, ResNetSmall, VGGSmall
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive
+from lexicon.rules import Choice, ConfigError, Names, Range, positive
 from lexicon.train.loop import batch_size_of
 
 IMAGE_MODELS = ("mlp", "lenet5", "vgg", "resnet", "multistream")
@@ -49,23 +48,6 @@ SCALES = ("default", "paper")
 # table of the mnist1d repository README): these are the reference, not our results.
 PUBLISHED_MNIST1D = {"cnn1d": 0.94, "mlp": 0.68, "logistic regression": 0.32}
 PAPER = {"lr": 1e-2, "batch_size": 100, "steps": 6000}
-
-
-@dataclasses.dataclass(frozen=True)
-class NameList:
-    """A comma-separated subset of ``values``, or "all"."""
-
-    values: tuple
-
-    def check(self, key, value):
-        names = [n.strip() for n in str(value).split(",")]
-        unknown = [n for n in names if n not in ("all", *self.values)]
-        if unknown or not names or ("all" in names and len(names) > 1):
-            return (
-                f"config.{key}={value!r} is not valid; give all or comma-separated names "
-                f"from: {', '.join(self.values)}"
-            )
-        return None
 
 
 def get_config():
@@ -85,7 +67,7 @@ def get_config():
 
 RULES = {
     "dataset": Choice(*DATASETS),
-    "models": NameList(MODELS),
+    "models": Names(MODELS, everything="all"),
     "scale": Choice(*SCALES),
     "lr": positive(),
     "activation": Choice("tanh", "relu"),
@@ -145,10 +127,8 @@ def make_model(name: str, config, input_shape: tuple[int, ...], num_classes: int
 def models_for(config, dataset: str) -> list[str]:
     """The requested models that fit the dataset (1-D CNN for signals, 2-D ones for images)."""
     fitting = SIGNAL_MODELS if dataset == "mnist1d" else IMAGE_MODELS
-    if config.models == "all":
-        return list(fitting)
-    names = [n.strip() for n in config.models.split(",")]
-    if config.dataset != "embedded":
+    names = RULES["models"].parse(config.models)
+    if config.dataset != "embedded" and config.models != "all":
         wrong = [n for n in names if n not in fitting]
         if wrong:
             raise ConfigError(

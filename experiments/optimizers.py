@@ -41,7 +41,16 @@ from jax.flatten_util import ravel_pytree
 from lexicon import cli, data, optim, regularizers, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, nonnegative, positive, probability
+from lexicon.rules import (
+    Choice,
+    ConfigError,
+    Names,
+    Range,
+    nonnegative,
+    positive,
+    probability,
+    split_names,
+)
 
 PARTS = ("logreg", "mlp", "surfaces", "batch", "decay")
 LOOKAHEAD = ("nesterov", "rmsprop_nesterov")  # optimizers that carry theta + alpha v
@@ -123,26 +132,6 @@ def get_config():
     config.decay_epochs = 100  # tau spans this many epochs (the document: hundreds of passes)
     config.decay_final = 0.01  # eps_tau / eps_0 (the document suggests 1%)
     return config
-
-
-@dataclasses.dataclass(frozen=True)
-class Names:
-    """A comma-separated string (or a sequence) of at least one name from ``valid``."""
-
-    valid: tuple
-
-    def check(self, key, value):
-        names = parse_names(value)
-        unknown = [n for n in names if n not in self.valid]
-        if not names or unknown:
-            bad = ", ".join(unknown) or "nothing"
-            return f"config.{key}={value!r} names {bad}; choose from: {', '.join(self.valid)}"
-        return None
-
-
-def parse_names(value) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [str(item).strip() for item in items if str(item).strip()]
 
 
 RULES = {
@@ -761,7 +750,7 @@ def train_and_evaluate(config, workdir):
         message = RULES[key].check(key, config[key])
         if message:
             raise ConfigError(message)
-    parts, names = parse_names(config.parts), parse_names(config.optimizers)
+    parts, names = split_names(config.parts), split_names(config.optimizers)
     report = Report(
         workdir, "First-order optimizers: SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam"
     )

@@ -40,7 +40,7 @@ from lexicon import cli, data, optim, regularizers, train
 from lexicon.data import augment
 from lexicon.nn.dropout import DropoutMLP
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive, probability
+from lexicon.rules import Choice, ConfigError, Names, Range, positive, probability, split_names
 from lexicon.train.early_stopping import early_stopping
 
 TECHNIQUES = (
@@ -80,32 +80,11 @@ def get_config():
     return config
 
 
-@dataclasses.dataclass(frozen=True)
-class MethodList:
-    """A comma-separated list whose items all come from ``allowed`` (or 'all' if allowed)."""
-
-    allowed: tuple
-    all_allowed: bool = True
-
-    def check(self, key, value):
-        items = [item.strip() for item in str(value).split(",")]
-        if self.all_allowed and items == ["all"]:
-            return None
-        wrong = [item for item in items if item not in self.allowed]
-        if wrong or not items:
-            prefix = "all, or " if self.all_allowed else ""
-            return (
-                f"config.{key}={value!r} is not valid; use {prefix}a comma-separated list of: "
-                f"{', '.join(self.allowed)}"
-            )
-        return None
-
-
 RULES = {
     "train_size": Range(10, 1200),
     "lr": positive(),
-    "methods": MethodList(METHODS),
-    "combined": MethodList(TECHNIQUES, all_allowed=False),
+    "methods": Names(METHODS, everything="all"),
+    "combined": Names(TECHNIQUES),
     "l2_alpha": Range(0),
     "l1_alpha": Range(0),
     "input_keep": Range(0, 1, open_lo=True),
@@ -121,16 +100,14 @@ RULES = {
 
 
 def selected_methods(config) -> list[str]:
-    if config.methods.strip() == "all":
-        return list(METHODS)
-    return [m.strip() for m in config.methods.split(",")]
+    return RULES["methods"].parse(config.methods)
 
 
 def techniques_of(method: str, config) -> frozenset[str]:
     if method == "none":
         return frozenset()
     if method == "combined":
-        return frozenset(t.strip() for t in config.combined.split(","))
+        return frozenset(split_names(config.combined))
     return frozenset({method})
 
 

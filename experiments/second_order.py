@@ -41,7 +41,7 @@ from jax.flatten_util import ravel_pytree
 
 from lexicon import cli, data, losses, optim, train
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive
+from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_names
 
 METHODS = ("newton", "newton_cg", "bfgs", "lbfgs")
 CLASSES = ("binary", "multiclass")
@@ -74,26 +74,6 @@ def get_config():
     config.lr.adam = 0.01  # eps of Adam (Alg 8.7; rho1, rho2, delta at the published values)
     config.repeats = 3  # timed runs after compiling; the median is reported
     return config
-
-
-class Names:
-    """A comma-separated string (or a sequence) of names, each from ``valid``."""
-
-    def __init__(self, valid, allow_empty: bool = False):
-        self.valid, self.allow_empty = tuple(valid), allow_empty
-
-    def check(self, key, value):
-        names = parse_names(value)
-        unknown = [n for n in names if n not in self.valid]
-        if unknown or not (names or self.allow_empty):
-            bad = ", ".join(unknown) or "nothing"
-            return f"config.{key}={value!r} names {bad}; choose from: {', '.join(self.valid)}"
-        return None
-
-
-def parse_names(value) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [str(item).strip() for item in items if str(item).strip()]
 
 
 RULES = {
@@ -317,7 +297,7 @@ def iterations_to(norms, tol) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_and_evaluate(config, workdir):
-    methods, first_order = parse_names(config.methods), parse_names(config.first_order)
+    methods, first_order = split_names(config.methods), split_names(config.first_order)
     for key, rule in (("methods", RULES["methods"]), ("first_order", RULES["first_order"])):
         message = rule.check(key, config[key])
         if message:

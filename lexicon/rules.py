@@ -49,6 +49,49 @@ class Range:
         return None
 
 
+def split_names(value) -> list[str]:
+    """The items of a comma-separated config value (a string or a sequence), blanks dropped."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    """A comma-separated list of names, each one of ``values``.
+
+    ``everything`` (e.g. "all"), given alone, stands for every value and ``nothing`` (e.g.
+    "none"), given alone, for no value; an empty list is valid only with ``allow_empty``.
+    """
+
+    values: tuple
+    everything: str | None = None
+    nothing: str | None = None
+    allow_empty: bool = False
+
+    def parse(self, value) -> list[str]:
+        """The names ``value`` stands for, in the order given (``everything``: ``values``)."""
+        items = split_names(value)
+        if self.everything is not None and items == [self.everything]:
+            return list(self.values)
+        if self.nothing is not None and items == [self.nothing]:
+            return []
+        return items
+
+    def check(self, key, value):
+        items = split_names(value)
+        keywords = [k for k in (self.everything, self.nothing) if k is not None]
+        if len(items) == 1 and items[0] in keywords:
+            return None
+        unknown = [item for item in items if item not in self.values]
+        if unknown or not (items or self.allow_empty):
+            alone = "".join(f"{k} or " for k in keywords)
+            return (
+                f"config.{key}={value!r} names {', '.join(unknown) or 'nothing'}; give "
+                f"{alone}comma-separated names from: {', '.join(map(str, self.values))}"
+            )
+        return None
+
+
 def positive():
     return Range(0, None, open_lo=True)
 
@@ -61,7 +104,7 @@ def probability():
     return Range(0, 1)
 
 
-def check(config, rules: Mapping[str, Choice | Range]) -> None:
+def check(config, rules: Mapping[str, Choice | Range | Names]) -> None:
     """Raises ConfigError for the first value that breaks its rule."""
     for key, rule in rules.items():
         value = config

@@ -22,8 +22,9 @@ def test_model_list_rule():
     rule = cnn.RULES["models"]
     assert rule.check("models", "all") is None
     assert rule.check("models", "mlp, lenet5,cnn1d") is None
-    for bad in ("perceptron", "all,mlp", "mlp,,vgg"):
-        assert "valid" in rule.check("models", bad)
+    assert rule.parse("mlp,,vgg") == ["mlp", "vgg"]
+    for bad in ("perceptron", "all,mlp", ""):
+        assert "comma-separated names from: mlp" in rule.check("models", bad)
 
 
 def test_parameter_counts_are_the_layer_sums():
