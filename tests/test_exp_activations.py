@@ -166,3 +166,15 @@ def test_experiment_end_to_end(tmp_path):
     assert np.all(results["gradient_ratio_init/sigmoid"] < results["gradient_ratio_init/tanh"])
     for remedy in ("leaky_relu", "prelu", "maxout"):
         assert np.all(results[f"dead_final/{remedy}"] == 0), remedy
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    config = tiny_config()
+    config.seeds, config.epochs, config.depth, config.width = 1, 1, 2, 4
+    results = experiment.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "gallery.png", "gradient_norms.png", "accuracy_dead_units.png"):
+        assert (tmp_path / name).exists(), name
+    assert results["max_derivative_error"] < 1e-6
+    for name in experiment.NETWORKS:
+        accuracy = results[f"test_accuracy/{name}"]
+        assert accuracy.shape == (1,) and 0 <= accuracy[0] <= 1, name

@@ -141,3 +141,23 @@ def test_experiment_end_to_end(tmp_path):
     assert 0.2 < results["logistic_regression"]["mnist1d"] < 0.45  # published: 32%
     assert results["logistic_regression"]["digits"] > 0.9
     assert "0.94" in (tmp_path / "report.md").read_text()
+
+
+def test_tfds_dataset_end_to_end_tiny(tmp_path):
+    """The TFDS path (mnist, mocked) through the MLP and LeNet-5: table, curves, figures."""
+    import tensorflow_datasets as tfds
+
+    config = cnn.get_config()
+    config.update(dataset="mnist", models="mlp,lenet5", epochs=1, seeds=1, batch_size=16)
+    config.update(timing_repeats=1, progress=False)
+    with tfds.testing.mock_data(num_examples=64):
+        results = cnn.train_and_evaluate(config, tmp_path)
+    assert set(results["results"]) == {"mnist/mlp", "mnist/lenet5"}
+    for row in results["results"].values():
+        accuracy = np.asarray(row["test_accuracy"])
+        assert accuracy.shape == (1,) and 0 <= accuracy[0] <= 1
+        assert row["step_ms"] > 0
+    # LeNet-5 on 28x28: C1 "same" keeps 28, S2 14, C3 valid 10, S4 5: the classic 16*5*5 = 400.
+    assert results["results"]["mnist/lenet5"]["params"] == 61_706
+    report = (tmp_path / "report.md").read_text()
+    assert "| mnist | lenet5 |" in report and (tmp_path / "curves.png").exists()

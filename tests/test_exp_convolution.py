@@ -143,3 +143,14 @@ def test_experiment_end_to_end(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "scipy.signal" in report and "(57, 57, 4)" in report
     assert jax.tree.leaves(results)  # the results are a plain pytree of numbers
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    config = convolution.get_config()
+    config.epochs, config.seeds, config.progress = 1, 1, False
+    config.image_size, config.kernel_size, config.num_kernels = 32, 4, 2
+    results = convolution.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "filters.png", "learned_kernels.png", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    assert results["valid_maps"] == (29, 29, 2) and results["shapes_agree"]
+    assert results["max_filter_gap"] < 1e-4 and results["max_shape_gap"] < 1e-4

@@ -132,3 +132,15 @@ def test_experiment_end_to_end(tmp_path):
     # The teachers' ranking of difficulty agrees with logistic regression's.
     assert out["difficulty_agreement"] > 0.3
     assert isinstance(out["claim_holds"], bool)
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    config = curriculum.get_config()
+    config.update(seeds=1, epochs=1, hidden=(8,), teacher_hidden=(8,), teacher_epochs=1)
+    config.update(batch_size=128, progress=False)
+    out = curriculum.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "curves.png", "pacing.png", "examples.png"):
+        assert (tmp_path / name).exists(), name
+    for schedule in curriculum.SCHEDULES:
+        values = np.asarray(out["final_accuracy"][schedule])
+        assert values.shape == (1,) and 0 <= values[0] <= 1

@@ -222,3 +222,12 @@ def test_experiment_end_to_end(tmp_path):
         assert np.all(np.isfinite(out["teacher_agreement"][mode]))
     assert np.mean(out["test_accuracy"]["scratch"]) > 0.2  # chance is 0.1
     assert 0.5 < out["reference"] <= 1
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    config = tiny_config(seeds=1, epochs=1, teacher_epochs=1, batch_size=128)
+    out = fitnets.train_and_evaluate(config, tmp_path)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "curves.png").exists()
+    for mode in fitnets.STUDENTS:
+        values = np.asarray(out["test_accuracy"][mode])
+        assert values.shape == (1,) and 0 <= values[0] <= 1

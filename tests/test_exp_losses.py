@@ -164,3 +164,15 @@ def test_experiment_end_to_end(tmp_path):
     np.testing.assert_allclose(results["nll_sigma"], results["residual_std"], rtol=1e-2)
     report = (tmp_path / "report.md").read_text()
     assert "learns faster than MSE" in report or "cannot be decided" in report
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    config = experiment.get_config()
+    config.update(seeds=1, epochs=1, progress=False, target_accuracy=0.3, regression_steps=50)
+    results = experiment.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "saturation.png", "classifiers.png", "regression.png"):
+        assert (tmp_path / name).exists(), name
+    assert results["gradient_error"] < 1e-5
+    for name in experiment.CLASSIFIERS:
+        accuracy = results[f"test_accuracy/{name}"]
+        assert accuracy.shape == (1,) and 0 <= accuracy[0] <= 1, name

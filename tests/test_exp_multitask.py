@@ -127,3 +127,8 @@ def test_experiment_with_the_full_training_split(tmp_path):
     check_outputs(out, tmp_path)
     assert 3.0 in out["sweep_task_1"]
     assert "full training set (1258 examples)" in (tmp_path / "report.md").read_text()
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    out = multitask.train_and_evaluate(tiny_config(seeds=1, compare_full=False), tmp_path)
+    check_outputs(out, tmp_path, seeds=1)

@@ -1,5 +1,7 @@
 """experiments/speed.py: every row is measured and positive (timings are never asserted)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,24 @@ def test_speed_end_to_end(tmp_path):
     results = speed.train_and_evaluate(tiny_config(), tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "speed.json").exists()
     assert all(np.isfinite(v) and v > 0 for v in results.values())
+
+
+def test_speed_end_to_end_tiny(tmp_path):
+    """The loop rows and the device child process; the other rows are left out by the flag."""
+    results = speed.train_and_evaluate(tiny_config(rows="loop,devices"), tmp_path)
+    assert set(results) == {
+        "per-step dispatch / epoch scan (per step)",
+        "8 vmapped seeds / 1 seed (wall time)",
+        "2 devices, shard_map / 1 device (per step)",
+        "2 devices, pmap / 1 device (per step)",
+    }
+    assert all(np.isfinite(v) and v > 0 for v in results.values())
+    report = (tmp_path / "report.md").read_text()
+    assert "Ratios measured side by side" in report and "optax twin" not in report
+    timings = json.loads((tmp_path / "speed.json").read_text())["timings_s"]
+    assert "epoch as lax.scan, 8 seeds" in timings and "1 device" in timings
+
+
+def test_rows_flag_is_checked():
+    assert speed.RULES["rows"].check("rows", "loop,gpu") is not None
+    assert speed.RULES["rows"].parse("all") == list(speed.ROWS)

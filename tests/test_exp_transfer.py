@@ -175,3 +175,14 @@ def test_experiment_end_to_end(tmp_path):
     assert np.all(results["probes"]["pixels"] > 0.5)
     assert results["transfer_wins"].shape == (2,)
     assert "beats training from scratch" in (tmp_path / "report.md").read_text()
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    config = small_config(seeds=1, label_counts=(2,), epochs=1, target_steps=2, eval_every=1)
+    results = transfer.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "accuracy_vs_labels.png", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    for method in transfer.METHODS:
+        accuracy = results["accuracy"][method]
+        assert accuracy.shape == (1, 1) and 0 <= accuracy[0, 0] <= 1
+    assert "regression on the raw pixels matches or beats" in (tmp_path / "report.md").read_text()

@@ -122,3 +122,15 @@ def test_experiment_end_to_end(tmp_path):
     assert np.all(results["lms_batch_distance"] < 1e-3)
     assert np.all(results["xor_hidden_accuracy"] == 1.0)
     assert np.all(results["xor_linear_accuracy"] <= 0.75)
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    """Every part at a tiny scale: the report and its plots are written, the figures hold."""
+    config = tiny_config()
+    config.seeds, config.epochs = 1, 10
+    results = experiment.train_and_evaluate(config, tmp_path)
+    for name in ("report.md", "perceptron.png", "lms.png", "xor_network.png"):
+        assert (tmp_path / name).exists(), name
+    assert np.all(results["perceptron_total_mistakes"] <= results["novikoff_bound"])
+    assert results["xor_perceptron_min_mistakes"] >= 1
+    assert np.all(results["xor_linear_accuracy"] <= 0.75)

@@ -17,8 +17,15 @@ def test_mean_std_and_table():
 def test_report_from_metrics_and_index(tmp_path):
     run = tmp_path / "topic"
     run.mkdir()
-    records = [{"epoch": e, "step": 10 * e, "train/loss": [1 / e, 2 / e],
-                "val/accuracy": [0.5 + e / 10, 0.4 + e / 10]} for e in (1, 2, 3)]
+    records = [
+        {
+            "epoch": e,
+            "step": 10 * e,
+            "train/loss": [1 / e, 2 / e],
+            "val/accuracy": [0.5 + e / 10, 0.4 + e / 10],
+        }
+        for e in (1, 2, 3)
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     path = report.from_metrics(run, "A topic")
     text = path.read_text()
