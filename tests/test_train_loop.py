@@ -224,3 +224,21 @@ def test_a_fresh_run_never_overwrites_checkpoints(digits, tmp_path):
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         fit(small_config(epochs=1), digits, tmp_path)
     assert train.Checkpointer(tmp_path / "checkpoints").latest() == 1
+
+
+def test_a_second_stage_starts_from_the_given_state(digits, tmp_path):
+    first = fit(small_config(seeds=2), digits, tmp_path / "first")
+    # Stage 2 swaps the optimizer for one with a zero step size, which keeps every weight.
+    tx = optax.sgd(0.0)
+    start = first.state.replace(tx=tx, opt_state=jax.vmap(tx.init)(first.state.params))
+    config = small_config(seeds=2, epochs=1)
+    task = backprop.make_task(config, 64, 10)
+    second = train.fit(config, task, digits.train, tmp_path / "second", initial_state=start)
+    for a, b in zip(jax.tree.leaves(first.state.params), jax.tree.leaves(second.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    steps_per_epoch = len(digits.train["y"]) // 32
+    assert second.history[-1]["step"] == first.history[-1]["step"] + steps_per_epoch
+    with pytest.raises(ConfigError, match="config.seeds=3 replicas"):
+        train.fit(
+            small_config(seeds=3), task, digits.train, tmp_path / "third", initial_state=start
+        )

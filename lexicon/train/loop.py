@@ -210,6 +210,15 @@ def check_config(config, num_train: int) -> int:
     return batch_size
 
 
+def check_initial_state(state, seeds: int) -> None:
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(state)}
+    if sizes != {seeds}:
+        raise ConfigError(
+            f"the initial state must stack config.seeds={seeds} replicas on its first axis; "
+            f"its leaves lead with {sorted(sizes, key=str)}"
+        )
+
+
 def _first_bad(step_metrics: dict) -> tuple[str, int, int] | None:
     """(metric, seed, step within the epoch) of the first non-finite value, or None."""
     first = None
@@ -229,6 +238,7 @@ def fit(
     workdir: str | pathlib.Path,
     *,
     eval_splits: dict[str, dict] | None = None,
+    initial_state: Any = None,
     log: Callable[[str], None] = print,
 ) -> Result:
     """Trains ``config.seeds`` replicas of ``task`` on ``train`` for ``config.epochs`` epochs.
@@ -238,6 +248,10 @@ def fit(
     TensorBoard; checkpoints to ``workdir/checkpoints`` every ``config.checkpoint_every``
     epochs and at the end. Raises TrainingDiverged at the first non-finite metric, after
     making sure the last good state is saved.
+
+    ``initial_state`` (a TrainState with the leading seed axis, e.g. the ``state`` of an
+    earlier Result) replaces ``task.init``: training starts from it, at its own step count and
+    with its own optimizer; ``state.replace(tx=..., opt_state=...)`` changes the optimizer.
     """
     workdir = pathlib.Path(workdir)
     num_train = len(jax.tree.leaves(train)[0])
@@ -250,7 +264,11 @@ def fit(
     seed_array = program.put(seeds, program.seed_sharding)
     train_array = program.put(train)
     eval_arrays = {name: program.put(split) for name, split in eval_splits.items()}
-    state = program.init(seed_array)
+    if initial_state is None:
+        state = program.init(seed_array)
+    else:
+        check_initial_state(initial_state, config.seeds)
+        state = program.put(initial_state, program.seed_sharding)
 
     checkpointer = Checkpointer(workdir / "checkpoints")
     if not config.resume and checkpointer.latest() is not None:
