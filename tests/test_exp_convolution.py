@@ -124,33 +124,30 @@ def test_bad_flag_stops_before_compiling(capsys):
     assert "activation" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_experiment_end_to_end(tmp_path):
+SCALES = {
+    "tiny": dict(epochs=1, seeds=1, image_size=32, kernel_size=4, num_kernels=2),
+    "small": dict(epochs=3, seeds=2, image_size=64, kernel_size=8, num_kernels=4),
+}
+
+
+@pytest.mark.parametrize("scale", ["tiny", pytest.param("small", marks=pytest.mark.slow)])
+def test_experiment_end_to_end(scale, tmp_path):
     config = convolution.get_config()
-    config.epochs, config.seeds, config.progress = 3, 2, False
-    config.image_size, config.kernel_size, config.num_kernels = 64, 8, 4
+    config.update(SCALES[scale])
+    side = config.image_size - config.kernel_size + 1  # the "valid" maps
+    maps = (side, side, config.num_kernels)
+    config.progress = False
     results = convolution.train_and_evaluate(config, tmp_path)
     for name in ("report.md", "filters.png", "learned_kernels.png", "curves.png"):
         assert (tmp_path / name).exists(), name
-    assert results["valid_maps"] == (57, 57, 4)
-    assert results["shapes_agree"]
+    assert results["valid_maps"] == maps and results["shapes_agree"]
     assert results["max_filter_gap"] < 1e-4 and results["max_shape_gap"] < 1e-4
     assert results["blur_intensity_ratio"] == pytest.approx(1.0, rel=0.02)
     accuracy = np.asarray(results["test_accuracy"])
-    assert accuracy.shape == (2,) and np.all(np.isfinite(accuracy))
-    assert np.all(accuracy > 0.3) and np.all(accuracy <= 1.0)
-    assert all(0.5 < v <= 1.0 for v in results["references"].values())
+    assert accuracy.shape == (config.seeds,) and np.all((accuracy >= 0) & (accuracy <= 1))
     report = (tmp_path / "report.md").read_text()
-    assert "scipy.signal" in report and "(57, 57, 4)" in report
+    assert "scipy.signal" in report and str(maps) in report
     assert jax.tree.leaves(results)  # the results are a plain pytree of numbers
-
-
-def test_experiment_end_to_end_tiny(tmp_path):
-    config = convolution.get_config()
-    config.epochs, config.seeds, config.progress = 1, 1, False
-    config.image_size, config.kernel_size, config.num_kernels = 32, 4, 2
-    results = convolution.train_and_evaluate(config, tmp_path)
-    for name in ("report.md", "filters.png", "learned_kernels.png", "curves.png"):
-        assert (tmp_path / name).exists(), name
-    assert results["valid_maps"] == (29, 29, 2) and results["shapes_agree"]
-    assert results["max_filter_gap"] < 1e-4 and results["max_shape_gap"] < 1e-4
+    if scale == "small":
+        assert np.all(accuracy > 0.3)
+        assert all(0.5 < v <= 1.0 for v in results["references"].values())
