@@ -106,16 +106,6 @@ def task_splits(splits, split_at: int):
     return tuple(data.Splits(*(part(s, source) for s in splits)) for source in (True, False))
 
 
-def replica_of(key: jax.Array, seeds: np.ndarray) -> jax.Array:
-    """The index r of the replica whose init stream is ``key`` (train.stream(seeds[r], "init")).
-
-    lexicon.train hands each replica only its key; matching the key's bits against the table
-    of all replicas' keys recovers which replica it is, inside jit and vmap.
-    """
-    table = jnp.stack([jax.random.key_data(train.stream(int(s), "init")) for s in seeds])
-    return jnp.argmax(jnp.all(table == jax.random.key_data(key), axis=-1))
-
-
 def labelled_mask(key, labels: jax.Array, per_class, num_classes: int) -> jax.Array:
     """1.0 on ``per_class`` uniformly drawn examples of every class, 0.0 elsewhere."""
     scores = jax.random.uniform(key, labels.shape)
@@ -173,12 +163,17 @@ def optimizer(method: str, config) -> optax.GradientTransformation:
 
 
 def target_task(config, method, model, pretrained, pool_labels, num_classes, example):
-    """The Task of one method; its replicas span (label count, seed) pairs.
+    """The Task of one method and the starting states of its replicas, which span
+    (label count, seed) pairs.
 
     Parameters: scratch and finetune use the LeNet-5's own (classifier = the new output layer);
     features holds {"network": the pretrained LeNet-5, "head": a new linear layer on
     config.feature_layer}. The replica's labelled subset lives in ``model_state["labelled"]``
     (a 0/1 weight per pool example): part of the replica's state, never trained.
+
+    Returns ``(task, start)``: ``start()`` builds the stacked TrainStates of every replica, and
+    train.fit starts from them (the task has no init of its own, since a replica's label
+    count and pretrained network depend on its index).
     """
     seeds = np.arange(config.seed, config.seed + len(config.label_counts) * config.seeds)
     counts = jnp.asarray(np.repeat(config.label_counts, config.seeds), jnp.int32)
@@ -186,8 +181,7 @@ def target_task(config, method, model, pretrained, pool_labels, num_classes, exa
     head = nn.Dense(num_classes)
     tx = optimizer(method, config)
 
-    def init(key):
-        replica = replica_of(key, seeds)
+    def init(key, replica):
         init_key, mask_key = jax.random.split(key)
         params = model.init(init_key, example)["params"]
         if method != "scratch":
@@ -229,7 +223,13 @@ def target_task(config, method, model, pretrained, pool_labels, num_classes, exa
             "accuracy": train.accuracy(logits, split["y"]),
         }
 
-    return train.Task(init=init, step=train.gradient_step(objective), evaluate=evaluate)
+    def start():
+        """Replica r starts from the init stream of seed config.seed + r."""
+        keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(seeds))
+        return jax.jit(jax.vmap(init))(keys, jnp.arange(len(seeds)))
+
+    task = train.Task(init=None, step=train.gradient_step(objective), evaluate=evaluate)
+    return task, start
 
 
 # --- references --------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def pretrain(config, source, workdir):
 def transfer(config, method, target, pretrained, workdir):
     num_classes = int(target.train["y"].max() + 1)
     model = make_model(config, num_classes)
-    task = target_task(
+    task, start = target_task(
         config,
         method,
         model,
@@ -310,7 +310,9 @@ def transfer(config, method, target, pretrained, workdir):
     run.seeds = len(config.label_counts) * config.seeds
     run.epochs = config.target_steps
     run.batch_size = 0  # full batch: every step sees the whole pool, weighted by the mask
-    return train.fit(run, task, target.train, workdir, eval_splits={"test": target.test})
+    return train.fit(
+        run, task, target.train, workdir, eval_splits={"test": target.test}, initial_state=start()
+    )
 
 
 def per_count(values, config) -> np.ndarray:

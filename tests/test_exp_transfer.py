@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from experiments import transfer
-from lexicon import data, train
+from lexicon import data
 from lexicon.rules import ConfigError
 
 
@@ -40,13 +40,6 @@ def test_task_splits_relabel_the_target(tasks):
         np.testing.assert_array_equal(split["y"], original["y"][original["y"] >= 5] - 5)
         np.testing.assert_array_equal(split["index"], np.arange(len(split["y"])))
     assert len(source.train["y"]) + len(target.train["y"]) == len(full.train["y"])
-
-
-def test_replica_of_inverts_the_init_streams():
-    seeds = np.arange(3, 9)
-    keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(seeds))
-    found = jax.jit(jax.vmap(lambda k: transfer.replica_of(k, seeds)))(keys)
-    np.testing.assert_array_equal(found, np.arange(6))
 
 
 def test_labelled_mask_draws_per_class():
@@ -121,13 +114,14 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
     config = small_config()
     pretrained = stacked_pretrained(config, config.seeds)
     model = transfer.make_model(config, 5)
-    task = transfer.target_task(
+    task, start = transfer.target_task(
         config, method, model, pretrained, target.train["y"], 5, jnp.zeros((1, 8, 8, 1))
     )
-    replicas = np.arange(config.seed, config.seed + 4)  # 2 label counts x 2 seeds
-    keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(replicas))
-    state = jax.jit(jax.vmap(task.init))(keys)
-    labelled = np.asarray(state.model_state["labelled"]).sum(axis=1)
+    state = start()  # 2 label counts x 2 seeds
+    keys = jax.random.split(jax.random.key(7), 4)
+    masks = np.asarray(state.model_state["labelled"])
+    np.testing.assert_array_equal(masks > 0, transfer.replica_masks(config, target.train["y"], 5))
+    labelled = masks.sum(axis=1)
     np.testing.assert_array_equal(labelled, [2 * 5, 2 * 5, 3 * 5, 3 * 5])
     for r in range(4):
         mine = jax.tree.map(lambda p, r=r: np.asarray(p[r]), state.params)

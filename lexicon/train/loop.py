@@ -47,12 +47,13 @@ class TrainingDiverged(RuntimeError):
 class Task:
     """What an experiment hands to ``fit``.
 
-    init: key -> TrainState of one replica.
+    init: key -> TrainState of one replica; None for a task that fit always starts from an
+      ``initial_state``.
     step: axis name (or None) -> ``step(state, batch, key) -> (state, metrics)``.
     evaluate: (state, split) -> dict of scalar metrics for one replica, or None.
     """
 
-    init: Callable[[jax.Array], Any]
+    init: Callable[[jax.Array], Any] | None
     step: StepFactory
     evaluate: Callable[[Any, dict], dict] | None = None
 
@@ -265,6 +266,8 @@ def fit(
     train_array = program.put(train)
     eval_arrays = {name: program.put(split) for name, split in eval_splits.items()}
     if initial_state is None:
+        if task.init is None:
+            raise ConfigError("this task has no init; give train.fit an initial_state")
         state = program.init(seed_array)
     else:
         check_initial_state(initial_state, config.seeds)
