@@ -242,3 +242,30 @@ def test_a_second_stage_starts_from_the_given_state(digits, tmp_path):
         train.fit(
             small_config(seeds=3), task, digits.train, tmp_path / "third", initial_state=start
         )
+
+
+def test_dispatched_epochs_take_the_same_steps_as_the_scan(digits, tmp_path):
+    scanned = fit(small_config(seeds=2), digits, tmp_path / "scan")
+    dispatched = fit(small_config(seeds=2, epoch_loop="dispatch"), digits, tmp_path / "dispatch")
+    again = fit(small_config(seeds=2, epoch_loop="dispatch"), digits, tmp_path / "again")
+    for a, b, c in zip(
+        jax.tree.leaves(scanned.state.params),
+        jax.tree.leaves(dispatched.state.params),
+        jax.tree.leaves(again.state.params),
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(c))
+    assert [r["step"] for r in scanned.history] == [r["step"] for r in dispatched.history]
+    for name, values in scanned.step_metrics[-1].items():
+        assert (
+            dispatched.step_metrics[-1][name].shape
+            == values.shape
+            == (2, len(digits.train["y"]) // 32)
+        )
+        np.testing.assert_allclose(dispatched.step_metrics[-1][name], values, rtol=1e-4, atol=1e-5)
+
+
+def test_dispatched_epochs_run_on_one_device():
+    config = small_config(epoch_loop="dispatch", parallel="seeds")
+    with pytest.raises(ConfigError, match="epoch_loop=dispatch runs on one device"):
+        train.loop.check_config(config, 100)

@@ -8,6 +8,7 @@ from lexicon.rules import Choice, Range
 
 PARALLEL = ("none", "data", "seeds")
 MAPPERS = ("shard_map", "pmap")
+EPOCH_LOOPS = ("scan", "dispatch")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -20,6 +21,7 @@ def defaults() -> ml_collections.ConfigDict:
     config.batch_size = 32  # examples per step; 0 = full batch, 1 = stochastic
     config.parallel = "none"  # none | data (split each batch over devices) | seeds
     config.mapper = "shard_map"  # shard_map | pmap: how parallel=data maps the device step
+    config.epoch_loop = "scan"  # scan (one compiled lax.scan) | dispatch (a jitted step per batch)
     config.checkpoint_every = 0  # epochs between orbax checkpoints; 0 = only at the end
     config.resume = False  # continue from the latest checkpoint in --workdir
     config.eval_every = 1  # epochs between evaluations of the validation and test splits
@@ -33,6 +35,7 @@ RULES = {
     "batch_size": Range(0),
     "parallel": Choice(*PARALLEL),
     "mapper": Choice(*MAPPERS),
+    "epoch_loop": Choice(*EPOCH_LOOPS),
     "checkpoint_every": Range(0),
     "eval_every": Range(1),
 }
