@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from lexicon import cli, data, train
-from lexicon.nn.cnn import CNN1D, LeNet5, MultiStream, ResNetSmall, VGGSmall
+from lexicon.nn.cnn import CNN1D, MultiStream, ResNetSmall, VGGSmall, lenet5_for
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Names, Range, positive
@@ -88,19 +88,6 @@ class FlatMLP(nn.Module):
         return MLP(tuple(self.features), activation="relu")(x.reshape(x.shape[0], -1), train)
 
 
-def lenet_paddings(side: int) -> tuple[str, str]:
-    """Paddings of C1 and C3 so that two 5x5 convs and two 2x2 pools fit a side x side image.
-
-    32x32 is the classic valid layout; 28x28 (MNIST) pads C1 ("same") as LeNet-5 padded its
-    digits to 32; smaller images (8x8 digits) keep their size in both convs.
-    """
-    if side >= 32:
-        return "VALID", "VALID"
-    if side >= 20:
-        return "SAME", "VALID"
-    return "SAME", "SAME"
-
-
 def make_model(name: str, config, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """One model of MODELS for inputs of ``input_shape`` (one example, channels last)."""
     if name == "mlp":
@@ -108,13 +95,7 @@ def make_model(name: str, config, input_shape: tuple[int, ...], num_classes: int
     if name == "cnn1d":
         return CNN1D(num_classes=num_classes)
     if name == "lenet5":
-        first, second = lenet_paddings(min(input_shape[:2]))
-        return LeNet5(
-            num_classes=num_classes,
-            activation=config.activation,
-            first_padding=first,
-            second_padding=second,
-        )
+        return lenet5_for(min(input_shape[:2]), num_classes, config.activation)
     if name == "vgg":
         return VGGSmall(num_classes=num_classes)
     if name == "resnet":

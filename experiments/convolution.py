@@ -26,7 +26,7 @@ import scipy.signal
 
 from lexicon import cli, data, train
 from lexicon.nn import conv
-from lexicon.nn.cnn import LeNet5
+from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Range, positive
 
@@ -221,12 +221,7 @@ def shape_table(config, image: np.ndarray) -> list[dict]:
 
 def make_model(config, num_classes: int) -> LeNet5:
     """LeNet-5 with "same" padding, so 8x8 digits go 8 -> 4 -> 2 through its two stages."""
-    return LeNet5(
-        num_classes=num_classes,
-        activation=config.activation,
-        first_padding="SAME",
-        second_padding="SAME",
-    )
+    return lenet5_for(8, num_classes, config.activation)
 
 
 def linear_references(splits) -> dict[str, float]:

@@ -31,7 +31,7 @@ import optax
 from matplotlib.ticker import NullLocator
 
 from lexicon import cli, data, train
-from lexicon.nn.cnn import LeNet5
+from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Names, Range, positive
 
@@ -82,12 +82,7 @@ RULES = {
 
 def make_model(config, num_classes: int) -> LeNet5:
     """LeNet-5 with "same" padding: 8x8 digits go 8 -> 4 -> 2 through the two conv stages."""
-    return LeNet5(
-        num_classes=num_classes,
-        activation=config.activation,
-        first_padding="SAME",
-        second_padding="SAME",
-    )
+    return lenet5_for(8, num_classes, config.activation)
 
 
 def task_splits(splits, split_at: int):

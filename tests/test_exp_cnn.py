@@ -7,6 +7,7 @@ import pytest
 
 from experiments import cnn
 from lexicon import cli
+from lexicon.nn.cnn import lenet_paddings
 from lexicon.rules import ConfigError
 
 
@@ -45,7 +46,7 @@ def test_parameter_counts_are_the_layer_sums():
     "side, expected", [(8, ("SAME", "SAME")), (28, ("SAME", "VALID")), (32, ("VALID", "VALID"))]
 )
 def test_lenet_paddings_fit_the_image(side, expected):
-    assert cnn.lenet_paddings(side) == expected
+    assert lenet_paddings(side) == expected
     model = cnn.make_model("lenet5", cnn.get_config(), (side, side, 1), 10)
     params = stacked_params(model, (side, side, 1), seeds=1)
     # F5 reads 16 maps of 5x5 for 28 and 32 (the classic layout), 2x2 for 8x8 digits.

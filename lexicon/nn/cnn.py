@@ -144,6 +144,30 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x, train))
 
 
+def lenet_paddings(side: int) -> tuple[str, str]:
+    """Paddings of C1 and C3 so that two 5x5 convs and two 2x2 pools fit a side x side image.
+
+    32x32 is the classic valid layout; 28x28 (MNIST) pads C1 ("same") as LeNet-5 padded its
+    digits to 32; smaller images (8x8 digits) keep their size in both convs.
+    """
+    if side >= 32:
+        return "VALID", "VALID"
+    if side >= 20:
+        return "SAME", "VALID"
+    return "SAME", "SAME"
+
+
+def lenet5_for(side: int, num_classes: int, activation: str = "tanh") -> LeNet5:
+    """LeNet-5 with the paddings of :func:`lenet_paddings` for side x side images."""
+    first, second = lenet_paddings(side)
+    return LeNet5(
+        num_classes=num_classes,
+        activation=activation,
+        first_padding=first,
+        second_padding=second,
+    )
+
+
 class VGGSmall(nn.Module):
     """A small VGGNet: stages of 3x3 "same" convs + ReLU, each stage closed by a 2x2 max-pool
     (stride 2); then the maps are flattened into dense ReLU layers and a linear output layer.
