@@ -238,7 +238,7 @@ def diagnostics(model, params, split, pieces: int):
 def run_network(config, splits, activation, workdir):
     model = build_model(config, activation, splits.num_classes)
     base = train.classifier(model, optim.sgd(config.lr), splits.train["x"][:1])
-    task = train.Task(init=base.init, step=gradient_norm_step(model), evaluate=base.evaluate)
+    task = train.Task(init=base.init, make_step=gradient_norm_step(model), evaluate=base.evaluate)
     start = initial_states(config, task)
     result = train.fit(
         config,

@@ -151,7 +151,7 @@ def make_task(config, mode: str, model, example_input) -> train.Task:
     if mode == "standard":
         return dataclasses.replace(base, evaluate=evaluate)
     objective = adversarial_objective(model, config)
-    return train.Task(init=base.init, step=train.gradient_step(objective), evaluate=evaluate)
+    return train.Task(init=base.init, make_step=train.gradient_step(objective), evaluate=evaluate)
 
 
 # --- figures ----------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def make_task(config, num_inputs, num_classes):
             "accuracy": jnp.mean(o.argmax(-1) == split["y"]),
         }
 
-    return train.Task(init=init, step=make_step, evaluate=evaluate)
+    return train.Task(init=init, make_step=make_step, evaluate=evaluate)
 
 
 def gradient_check(config, splits, num_classes, num_nets: int = 5):

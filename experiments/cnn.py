@@ -37,7 +37,6 @@ from lexicon.nn.cnn import CNN1D, MultiStream, ResNetSmall, VGGSmall, lenet5_for
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Names, Range, positive
-from lexicon.train.loop import batch_size_of
 
 IMAGE_MODELS = ("mlp", "lenet5", "vgg", "resnet", "multistream")
 SIGNAL_MODELS = ("mlp", "cnn1d")
@@ -165,11 +164,11 @@ def step_time_ms(task, state, split: dict, config) -> float:
 
     One call trains every seed's replica; ``state`` has the leading seed axis.
     """
-    batch_size = batch_size_of(config, len(split["y"]))
+    batch_size = config.batch_size or len(split["y"])  # 0 = full batch
     batch = jax.tree.map(lambda a: jnp.asarray(a[:batch_size]), split)
     seeds = np.arange(config.seed, config.seed + config.seeds)
     keys = jax.vmap(lambda s: train.stream(s, "step"))(seeds)
-    step = jax.jit(jax.vmap(task.step(None), in_axes=(0, None, 0)))
+    step = jax.jit(jax.vmap(task.make_step(None), in_axes=(0, None, 0)))
     jax.block_until_ready(step(state, batch, keys))  # compile and warm up
     times = []
     for _ in range(config.timing_repeats):

@@ -217,7 +217,7 @@ def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task
             "accuracy": train.accuracy(logits, split["y"]),
         }
 
-    return train.Task(init=init, step=make_step, evaluate=evaluate)
+    return train.Task(init=init, make_step=make_step, evaluate=evaluate)
 
 
 # --- the experiment ----------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def train_and_evaluate(config, workdir):
     splits = data.load("digits", seed=config.data_seed)
     x, y = splits.train["x"], splits.train["y"]
     n = len(y)
-    steps_per_epoch = n // train.loop.batch_size_of(config, n)
+    steps_per_epoch = train.steps_per_epoch(config, n)
     total_steps = steps_per_epoch * config.epochs
     ramp_steps = max(1, int(round(config.ramp * total_steps)))
 

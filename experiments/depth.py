@@ -223,7 +223,7 @@ def make_task(config, widths, example):
         prediction = model.apply({"params": state.params}, split["x"])
         return {"mse": losses.mean_squared_error(prediction, split["y"])}
 
-    return model, train.Task(init=init, step=train.gradient_step(loss_fn), evaluate=evaluate)
+    return model, train.Task(init=init, make_step=train.gradient_step(loss_fn), evaluate=evaluate)
 
 
 def make_data(config):

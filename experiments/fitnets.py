@@ -197,7 +197,7 @@ def make_student_task(config, model, example_input, mode: str, hint_steps: int) 
             ),
         }
 
-    return train.Task(init=init, step=make_step, evaluate=evaluate)
+    return train.Task(init=init, make_step=make_step, evaluate=evaluate)
 
 
 # --- the experiment ----------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def train_and_evaluate(config, workdir):
         hidden=hidden, guided=config.guided, hint_size=hint_size, num_classes=num_classes
     )
     n = len(splits.train["y"])
-    steps_per_epoch = n // train.loop.batch_size_of(config, n)
+    steps_per_epoch = train.steps_per_epoch(config, n)
     hint_epochs = min(config.hint_epochs, config.epochs - 1)
     runs, results = {}, {}
     for mode in STUDENTS:

@@ -204,7 +204,7 @@ def run_one(config, workdir, splits, activation, init_name):
 
     result = train.fit(
         config,
-        train.Task(init=task.init, step=task.step, evaluate=evaluate),
+        train.Task(init=task.init, make_make_step=task.make_step, evaluate=evaluate),
         splits.train,
         workdir / f"{activation}-{init_name}",
         eval_splits={"test": splits.test},

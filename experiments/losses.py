@@ -223,7 +223,7 @@ def regression_task(config, likelihood: bool):
         loss, mse = objective(state.params, split)
         return {"loss": loss, "mse": mse}
 
-    return train.Task(init=init, step=train.gradient_step(loss_fn), evaluate=evaluate)
+    return train.Task(init=init, make_step=train.gradient_step(loss_fn), evaluate=evaluate)
 
 
 def run_regression(config, workdir):

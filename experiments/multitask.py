@@ -138,7 +138,7 @@ def make_task(model, tx, example_input, w1: float, w2: float) -> train.Task:
     def evaluate(state, split):
         return metrics_of(state.params, split)[1]
 
-    return train.Task(init=init, step=train.gradient_step(objective), evaluate=evaluate)
+    return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def train_and_evaluate(config, workdir):
         **{k: with_second_task(s, config.second_task) for k, s in full._asdict().items()}
     )
     small = full._replace(train={k: v[: config.train_size] for k, v in full.train.items()})
-    steps_small = max(1, config.train_size // train.loop.batch_size_of(config, config.train_size))
+    steps_small = max(1, train.steps_per_epoch(config, config.train_size))
     budget = steps_small * config.epochs
 
     sweep = {
@@ -250,7 +250,7 @@ def train_and_evaluate(config, workdir):
     sizes = {"small": (small, single_1, multi, single_2)}
     if config.compare_full:
         n = len(full.train["y"])
-        epochs = max(1, round(budget / max(1, n // train.loop.batch_size_of(config, n))))
+        epochs = max(1, round(budget / max(1, train.steps_per_epoch(config, n))))
         sizes["full"] = (
             full,
             run(config, workdir, "full/single-task-1", full, (1.0, 0.0), epochs),

@@ -188,7 +188,7 @@ def make_task(config, techniques: frozenset[str], example_input, classes: int) -
         )
 
     base = train.classifier(model, tx, example_input)
-    return dataclasses.replace(base, step=train.gradient_step(objective))
+    return dataclasses.replace(base, make_step=train.gradient_step(objective))
 
 
 # --- early stopping, replayed on the recorded validation curve ---------------------------------

@@ -89,11 +89,9 @@ def paired_times(fns, repeats: int) -> list[float]:
 
 def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
     """A function timing one epoch of ``task`` through lexicon.train's compiled program."""
-    from lexicon.train.loop import _Program
-
     config = config.copy_and_resolve_references()
     config.parallel, config.mapper = parallel, mapper
-    program = _Program(task, config, batch_size)
+    program = train.Program(task, config, batch_size=batch_size)
     seeds = program.put(np.arange(config.seeds, dtype=np.int32), program.seed_sharding)
     state = program.init(seeds)
     return program, state, seeds
@@ -105,7 +103,7 @@ def loop_rows(config, splits):
     bs = config.batch_size
     steps = len(x) // bs
     task = classifier_task(config.hidden, x.shape[1])
-    step = jax.jit(task.step(None))
+    step = jax.jit(task.make_step(None))
     state = task.init(jax.random.key(0))
     key = jax.random.key(1)
     batches = [
@@ -222,7 +220,7 @@ def framework_rows(config, name, num_steps=50):
         )
         / num_steps
     }
-    step = jax.jit(task.step(None))
+    step = jax.jit(task.make_step(None))
     state = task.init(jax.random.key(0))
     xb, yb = jnp.asarray(x[:128]), jnp.asarray(y[:128])
 

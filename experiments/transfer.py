@@ -223,7 +223,7 @@ def target_task(config, method, model, pretrained, pool_labels, num_classes, exa
         keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(seeds))
         return jax.jit(jax.vmap(init))(keys, jnp.arange(len(seeds)))
 
-    task = train.Task(init=None, step=train.gradient_step(objective), evaluate=evaluate)
+    task = train.Task(init=None, make_step=train.gradient_step(objective), evaluate=evaluate)
     return task, start
 
 

@@ -108,7 +108,7 @@ def changed(before, after, part):
 
 def test_hints_stage_trains_lower_layers_and_regressor_only_then_resets_adam():
     task, batch = tiny_setup("hints_kd", hint_steps=3)
-    step = jax.jit(task.step(None))
+    step = jax.jit(task.make_step(None))
     state = task.init(jax.random.key(0))
     snapshots = [state.params]
     for t in range(6):
@@ -133,7 +133,7 @@ def test_hints_stage_trains_lower_layers_and_regressor_only_then_resets_adam():
 def test_students_without_hints_train_everything_but_the_regressor(mode):
     task, batch = tiny_setup(mode)
     state = task.init(jax.random.key(0))
-    new, metrics = jax.jit(task.step(None))(state, batch, jax.random.key(1))
+    new, metrics = jax.jit(task.make_step(None))(state, batch, jax.random.key(1))
     assert changed(state.params, new.params, "lower") and changed(state.params, new.params, "upper")
     assert not changed(state.params, new.params, "regressor")
     expected = fitnets.distillation_loss(

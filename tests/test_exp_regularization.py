@@ -31,7 +31,7 @@ def one_step(method, config, seed=0):
     task = reg.make_task(config, reg.techniques_of(method, config), batch["x"][:1], 10)
     state = task.init(jax.random.key(seed))
     key = jax.random.key(seed + 100)
-    new_state, metrics = task.step(None)(state, batch, key)  # eager: cheaper than compiling
+    new_state, metrics = task.make_step(None)(state, batch, key)  # eager: cheaper than compiling
     return state, new_state, batch, key, metrics
 
 

@@ -135,7 +135,7 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
             assert not np.allclose(mine["dense1"]["kernel"], source["dense1"]["kernel"])
 
     # One full-batch step: frozen weights keep their exact values, trained ones move.
-    step = jax.jit(jax.vmap(task.step(None), in_axes=(0, None, 0)))
+    step = jax.jit(jax.vmap(task.make_step(None), in_axes=(0, None, 0)))
     moved, metrics = step(state, jax.tree.map(jnp.asarray, target.train), keys)
     assert np.all(np.isfinite(np.asarray(metrics["loss"])))
     before, after = state.params, moved.params

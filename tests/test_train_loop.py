@@ -102,7 +102,7 @@ def nan_task(bad_step):
 
         return step
 
-    return train.Task(init=init, step=make_step)
+    return train.Task(init=init, make_step=make_step)
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

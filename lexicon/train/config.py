@@ -9,6 +9,11 @@ from lexicon.rules import Choice, Range
 PARALLEL = ("none", "data", "seeds")
 MAPPERS = ("shard_map", "pmap")
 EPOCH_LOOPS = ("scan", "dispatch")
+ON_DIVERGENCE = ("stop", "record")
+# The keys a resumed run may change: they shape neither the state nor the data stream.
+RESUMABLE = frozenset(
+    {"epochs", "resume", "eval_every", "progress", "checkpoint_every", "on_divergence"}
+)
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -26,6 +31,7 @@ def defaults() -> ml_collections.ConfigDict:
     config.resume = False  # continue from the latest checkpoint in --workdir
     config.eval_every = 1  # epochs between evaluations of the validation and test splits
     config.progress = True  # progress bar with ETA on the terminal
+    config.on_divergence = "stop"  # stop | record (freeze and mark a diverged replica, go on)
     return config
 
 
@@ -38,4 +44,6 @@ RULES = {
     "epoch_loop": Choice(*EPOCH_LOOPS),
     "checkpoint_every": Range(0),
     "eval_every": Range(1),
+    "on_divergence": Choice(*ON_DIVERGENCE),
+    "steps_per_epoch": Range(1),
 }

@@ -25,8 +25,12 @@ def mean_over(axis_name: str | None, tree):
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
-def gradient_step(loss_fn: LossFn) -> StepFactory:
-    """A step that differentiates ``loss_fn`` with jax.grad and applies the optimizer."""
+def gradient_step(loss_fn: LossFn, *, grad_metrics: Callable | None = None) -> StepFactory:
+    """A step that differentiates ``loss_fn`` with jax.grad and applies the optimizer.
+
+    ``grad_metrics(grads) -> dict`` adds statistics of the (device-averaged) gradients to the
+    step's metrics, e.g. the gradient norm of every layer.
+    """
 
     def make(axis_name: str | None = None) -> Step:
         def step(state, batch, key):
@@ -36,6 +40,8 @@ def gradient_step(loss_fn: LossFn) -> StepFactory:
             )
             grads, model_state = mean_over(axis_name, (grads, model_state))
             metrics = mean_over(axis_name, {"loss": loss, **metrics})
+            if grad_metrics is not None:
+                metrics = {**metrics, **grad_metrics(grads)}
             return state.apply_gradients(grads, model_state=model_state), metrics
 
         return step

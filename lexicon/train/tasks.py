@@ -42,7 +42,8 @@ def evaluate_in_chunks(fn, split: dict, chunk: int):
     """Averages per-example metrics ``fn(batch) -> dict of (n,) arrays`` over a split.
 
     Large splits are evaluated ``chunk`` examples at a time with lax.map, so evaluating a
-    CNN on 10,000 images does not hold all activations at once.
+    CNN on 10,000 images does not hold all activations at once; the last chunk is padded
+    and the padding is left out of the mean.
     """
     n = len(jax.tree.leaves(split)[0])
     if n <= chunk:
@@ -104,4 +105,4 @@ def classifier(
 
         return evaluate_in_chunks(per_example, split, eval_chunk)
 
-    return Task(init=init, step=gradient_step(objective), evaluate=evaluate)
+    return Task(init=init, make_step=gradient_step(objective), evaluate=evaluate)
