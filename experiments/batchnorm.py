@@ -126,7 +126,7 @@ def make_task(config, batch_norm: bool, lr: float, splits):
             "diverged": 1.0 - finite.astype(jnp.float32),
         }
 
-    return model, train.Task(init=task.init, make_step=tolerate_divergence(task.step), evaluate=evaluate)
+    return model, train.Task(init=task.init, make_step=tolerate_divergence(task.make_step), evaluate=evaluate)
 
 
 def reference_accuracy(splits) -> float:

@@ -222,9 +222,9 @@ def _finite(tree) -> jax.Array:
 
 
 def guarded(state):
-    """The parts of a state that must stay finite: the parameters and optimizer states of every
-    TrainState-like node in it (anything with ``params`` and ``opt_state``), or the whole
-    state when it has none. Other fields (a best-so-far of +inf, a replay buffer) may hold
+    """The parts of a state that must stay finite: the parameters, optimizer states and model
+    states (batch statistics) of every TrainState-like node in it (anything with ``params``
+    and ``opt_state``), or the whole state when it has none. Other fields (a best-so-far of +inf, a replay buffer) may hold
     non-finite values on purpose."""
     found = []
 
@@ -233,7 +233,7 @@ def guarded(state):
 
     for node in jax.tree.leaves(state, is_leaf=is_trainer):
         if is_trainer(node):
-            found.append((node.params, node.opt_state))
+            found.append((node.params, node.opt_state, getattr(node, "model_state", None)))
     return found if found else state
 
 
