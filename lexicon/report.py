@@ -1,12 +1,17 @@
-"""Reports: results tables (mean ± std over seeds) and PNG learning curves.
+"""Reports: results tables (mean ± std over seeds), PNG learning curves, results.json.
 
 python -m lexicon.report WORKDIR         # report.md from WORKDIR/metrics.jsonl
-python -m lexicon.report --index DIR     # DIR/index.md gathering DIR/*/report.md
+python -m lexicon.report --index DIR     # DIR/index.md gathering DIR/*/report.md and the
+                                         # headline figures of every DIR/*/results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import math
+import numbers
 import pathlib
 from collections.abc import Iterable, Sequence
 
@@ -19,6 +24,112 @@ import numpy as np  # noqa: E402
 from lexicon.train.metrics import read  # noqa: E402
 
 REPORT_FILE = "report.md"
+RESULTS_FILE = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A headline figure of a run: its per-seed values and the reference it is held against.
+
+    The verdict rule: with a reference, the figure *matches* when |mean - reference| is at
+    most ``tolerance`` (given by the experiment; by default twice the std over seeds, so one
+    seed is held to the reference exactly), otherwise it lies *above* or *below* it.
+    """
+
+    values: object  # a number or per-seed values
+    reference: float | None = None
+    source: str | None = None  # where the reference comes from (a paper, scikit-learn, ...)
+    tolerance: float | None = None
+
+    def summary(self) -> dict:
+        values = np.asarray(self.values, dtype=np.float64).reshape(-1)
+        out = {
+            "mean": _number(values.mean()),
+            "std": _number(values.std()),
+            "per_seed": [_number(v) for v in values],
+        }
+        if self.reference is not None:
+            out["reference"] = _number(self.reference)
+            out["source"] = self.source
+            out["verdict"] = self.verdict()
+        return out
+
+    def verdict(self) -> str | None:
+        if self.reference is None:
+            return None
+        values = np.asarray(self.values, dtype=np.float64).reshape(-1)
+        mean = float(values.mean())
+        if not math.isfinite(mean):
+            return "not finite"
+        tolerance = 2 * float(values.std()) if self.tolerance is None else self.tolerance
+        gap = mean - float(self.reference)
+        if abs(gap) <= tolerance:
+            return "matches"
+        return "above" if gap > 0 else "below"
+
+
+def _number(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def figures_of(results, prefix: str = "") -> dict[str, dict]:
+    """The headline figures in what an experiment returns: Figures as they are; numbers and
+    per-seed arrays as figures without a reference; nested dicts flattened as ``a/b``.
+    Text and other values are left out."""
+    found: dict[str, dict] = {}
+    if not isinstance(results, dict):
+        return found
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Figure):
+            found[name] = value.summary()
+        elif isinstance(value, dict):
+            found.update(figures_of(value, name + "/"))
+        elif isinstance(value, (numbers.Number, np.ndarray, list, tuple)) and not isinstance(
+            value, bool
+        ):
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            if 0 < array.size <= 4096:
+                found[name] = Figure(array).summary()
+    return found
+
+
+def write_results(workdir, topic: str, results) -> dict[str, dict]:
+    """Writes ``workdir/results.json``: {"topic", "figures": {name: mean, std, per_seed,
+    reference, source, verdict}}; returns the figures."""
+    figures = figures_of(results)
+    path = pathlib.Path(workdir) / RESULTS_FILE
+    path.write_text(json.dumps({"topic": topic, "figures": figures}, indent=1) + "\n")
+    return figures
+
+
+def format_figure(figure: dict) -> str:
+    if figure["mean"] is None:
+        return "not finite"
+    mean, std = figure["mean"], figure["std"] or 0.0
+    digits = 4 if abs(mean) >= 1e-3 or mean == 0 else 2
+    style = "f" if abs(mean) >= 1e-3 or mean == 0 else "e"
+    text = f"{mean:.{digits}{style}}"
+    if len(figure["per_seed"]) > 1:
+        text += f" ± {std:.{digits}{style}}"
+    return text
+
+
+def results_text(figures: dict[str, dict]) -> str:
+    """The headline figures as aligned lines: name, ours, reference, verdict."""
+    width = max(len(name) for name in figures)
+    lines = []
+    for name, figure in figures.items():
+        line = f"{name:<{width}}  {format_figure(figure)}"
+        if figure.get("reference") is not None:
+            source = f" ({figure['source']})" if figure.get("source") else ""
+            line += f"  vs {figure['reference']:.4g}{source}: {figure['verdict']}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def mean_std(values, digits: int = 4) -> str:
@@ -141,9 +252,28 @@ def from_metrics(workdir, title: str | None = None) -> pathlib.Path:
 
 
 def index(directory) -> pathlib.Path:
-    """``directory/index.md``: the first section of every report below ``directory``."""
+    """``directory/index.md``: one table of every run's headline figures against their
+    references (from each ``results.json``), then the first section of every report."""
     directory = pathlib.Path(directory)
     parts = ["# lexicon: all reports\n"]
+    rows = []
+    for path in sorted(directory.glob(f"*/{RESULTS_FILE}")):
+        saved = json.loads(path.read_text())
+        for name, figure in saved.get("figures", {}).items():
+            reference = figure.get("reference")
+            rows.append(
+                (
+                    saved.get("topic", path.parent.name),
+                    name,
+                    format_figure(figure),
+                    "" if reference is None else f"{reference:.4g} ({figure.get('source') or ''})",
+                    figure.get("verdict") or "",
+                )
+            )
+    if rows:
+        parts.append("## Headline figures\n")
+        parts.append(markdown_table(["topic", "figure", "ours", "reference", "verdict"], rows))
+        parts.append("")
     for path in sorted(directory.glob(f"*/{REPORT_FILE}")):
         body = path.read_text().split("\n")
         heading = body[0].lstrip("# ") if body else path.parent.name

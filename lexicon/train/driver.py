@@ -288,13 +288,7 @@ def run_epochs(
                 if config.checkpoint_every and epoch % config.checkpoint_every == 0:
                     save(epoch, state)
                 bar.update(1)
-                bar.set_postfix(
-                    {
-                        k: f"{np.nanmean(np.asarray(v, np.float64)):.4g}"
-                        for k, v in record.items()
-                        if "/" in k and v is not None
-                    }
-                )
+                bar.set_postfix(_progress(record))
                 if diverged.all():
                     log(f"every replica diverged by epoch {epoch}; training ends there")
                     break
@@ -329,19 +323,31 @@ def run_epochs(
     return state, history, step_metrics, diverged_at
 
 
+def _progress(record: dict) -> dict:
+    """The seed means of a record's metrics for the progress bar."""
+    shown = {}
+    for key, value in record.items():
+        if "/" in key:
+            values = np.asarray(np.where(np.equal(value, None), np.nan, value), np.float64)
+            if np.isfinite(values).any():
+                shown[key] = f"{np.nanmean(values):.4g}"
+    return shown
+
+
 def _rows(mask, values):
     values = np.asarray(values)
     return mask.reshape(mask.shape + (1,) * (values.ndim - 1))
 
 
 def _step_of(state):
-    return state.step
+    """The step counter of a state (a struct with ``step``, or a dict with a "step" entry)."""
+    return state["step"] if isinstance(state, dict) else state.step
 
 
 def _divergence_message(bad, finite, seeds, epoch, state) -> str:
     if bad:
         replica, (name, index) = min(bad.items(), key=lambda item: (item[1][1], item[0]))
-        steps = np.atleast_1d(to_host(state.step))
+        steps = np.atleast_1d(to_host(_step_of(state)))
         global_step = int(steps[replica if steps.size > 1 else 0]) + index + 1
         return (
             f"{name} is not finite at step {global_step} (epoch {epoch}, batch {index + 1}, "

@@ -224,8 +224,8 @@ def _finite(tree) -> jax.Array:
 def guarded(state):
     """The parts of a state that must stay finite: the parameters, optimizer states and model
     states (batch statistics) of every TrainState-like node in it (anything with ``params``
-    and ``opt_state``), or the whole state when it has none. Other fields (a best-so-far of +inf, a replay buffer) may hold
-    non-finite values on purpose."""
+    and ``opt_state``), or the whole state when it has none. Other fields (a best-so-far of
+    +inf, a replay buffer) may hold non-finite values on purpose."""
     found = []
 
     def is_trainer(node):
