@@ -5,6 +5,13 @@ parses ``--config.key=value`` overrides of ``get_config()`` and ``--workdir`` wi
 ml_collections, checks every value before anything compiles (one line and exit status 2
 on a bad one), starts ``jax.distributed`` when launched by ``launch.sh --processes``, writes
 ``manifest.json``, runs the experiment and prints where its report is.
+
+What is checked before anything compiles: every key against its rule (the shared ``RULES`` of
+lexicon.train.config and ``SHARED_RULES`` here, the experiment's ``RULES``, and for a key with
+no rule at least the type of its default, ``rules.implicit_rule``); the shared cross-key rules
+(``check_together``); the experiment's own cross-key rules, if its module defines
+``check_config(config)`` (it raises ConfigError, and may look at the data but compiles
+nothing); and the workdir (``check_workdir``).
 """
 
 from __future__ import annotations
@@ -14,19 +21,22 @@ import difflib
 import importlib.metadata
 import inspect
 import json
+import logging
 import os
 import pathlib
 import platform
 import re
 import subprocess
 import sys
+import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 
 from absl import flags
 from ml_collections import config_flags
 
 from lexicon.data import DataError
-from lexicon.rules import ConfigError, check
+from lexicon.rules import INT32_MAX, ConfigError, Range, check, implicit_rule
 
 PACKAGES = (
     "jax",
@@ -41,12 +51,30 @@ PACKAGES = (
     "scikit-learn",
 )
 EXIT_BAD_INPUT = 2
+EXIT_LOST_PROCESS = 3  # a process of a multi-process run lost another one (launch.sh names it)
+HEARTBEAT_TIMEOUT_S = 10  # a process silent this long counts as dead (jax.distributed)
+MAX_EPOCHS = 10**6
+# Bounds on shared keys that lexicon.train.config.RULES leaves open; they replace its rules.
+SHARED_RULES = {
+    "seed": Range(0, INT32_MAX),
+    "data_seed": Range(0, INT32_MAX),
+    "seeds": Range(1, 100_000),
+    "epochs": Range(1, MAX_EPOCHS),
+    "checkpoint_every": Range(0, MAX_EPOCHS),
+    "eval_every": Range(1, MAX_EPOCHS),
+}
 
 
 def fail(message: str, status: int = EXIT_BAD_INPUT):
     """Prints one line to stderr and exits."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     raise SystemExit(status)
+
+
+def value_at(config, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
 
 
 def flat_keys(config, prefix: str = "") -> list[str]:
@@ -101,6 +129,28 @@ def check_keys(argv: list[str], valid: list[str]) -> None:
             fail(f"unknown config key {key!r}; {hint}valid keys: {', '.join(valid)}")
 
 
+def last_tuple_values(argv: list[str], config) -> list[str]:
+    """argv with only the last ``--config.key`` of each tuple key: absl would join the values
+    of a tuple flag given twice, where every other flag keeps its last value."""
+    tuples = {k for k in flat_keys(config) if isinstance(value_at(config, k), (tuple, list))}
+    groups: list[tuple[str | None, list[str]]] = []
+    i = 1
+    while i < len(argv):
+        arg, key, size = argv[i], None, 1
+        if arg == "--":
+            groups.append((None, argv[i:]))
+            break
+        if arg.startswith("--config."):
+            name, equals, _ = arg[len("--config.") :].partition("=")
+            if name in tuples:
+                key, size = name, (1 if equals else 2)
+        groups.append((key, argv[i : i + size]))
+        i += size
+    last = {key: n for n, (key, _) in enumerate(groups) if key is not None}
+    kept = [t for n, (key, ts) in enumerate(groups) if key is None or last[key] == n for t in ts]
+    return argv[:1] + kept
+
+
 def parse(get_config: Callable, argv: list[str]):
     """argv -> (config, workdir or None). Exits with status 2 on any bad flag."""
     config = get_config()
@@ -108,31 +158,136 @@ def parse(get_config: Callable, argv: list[str]):
     for arg in argv[1:]:
         if arg.startswith("--config") and "=" not in arg and not arg.startswith("--config."):
             fail(f"flag {arg!r} is not supported; set single keys with --config.key=value")
+    argv = last_tuple_values(argv, config)
     registry = flags.FlagValues()
-    config_flags.DEFINE_config_dict("config", config, flag_values=registry, sys_argv=argv)
-    flags.DEFINE_string("workdir", None, "where the run writes its outputs", flag_values=registry)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # Nothing but the one error line: absl and ml_collections stay quiet while parsing.
+    absl_logger.setLevel(logging.ERROR)
     try:
-        rest = registry(argv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config_flags.DEFINE_config_dict("config", config, flag_values=registry, sys_argv=argv)
+            flags.DEFINE_string(
+                "workdir", None, "where the run writes its outputs", flag_values=registry
+            )
+            rest = registry(argv)
     except flags.Error as error:
         fail(str(error).splitlines()[0])
     except Exception as error:  # ml_collections raises plain TypeError/ValueError on bad values
         fail(f"{type(error).__name__}: {error}")
+    finally:
+        absl_logger.setLevel(level)
     if len(rest) > 1:
         fail(f"unexpected arguments: {' '.join(rest[1:])}; flags take the form --config.key=value")
     return registry.config, registry.workdir
 
 
+def rules_for(defaults, rules: Mapping | None = None) -> dict:
+    """Every key's rule, in the order of the config: the shared rules (lexicon.train.config
+    and SHARED_RULES), the experiment's, and for a key with neither, the type of its default."""
+    from lexicon.train.config import RULES as TRAIN_RULES
+
+    keys = flat_keys(defaults)
+    shared = {k: r for k, r in (TRAIN_RULES | SHARED_RULES).items() if k in keys}
+    explicit = shared | dict(rules or {})
+    ordered = {}
+    for key in keys:
+        rule = explicit.get(key) or implicit_rule(value_at(defaults, key))
+        if rule is not None:
+            ordered[key] = rule
+    return ordered | {k: r for k, r in explicit.items() if k not in ordered}
+
+
+def check_together(config, experiment_check: Callable | None = None) -> None:
+    """Cross-key rules, before anything compiles: the shared ones, then the experiment's."""
+    keys = set(flat_keys(config))
+    if {"seed", "seeds"} <= keys and config.seed + config.seeds - 1 > INT32_MAX:
+        raise ConfigError(
+            f"config.seed={config.seed} with config.seeds={config.seeds} runs past the largest "
+            f"seed {INT32_MAX} (int32); use seed <= {INT32_MAX - config.seeds + 1}"
+        )
+    parallel = config.get("parallel", "none")
+    if parallel != "none" and config.get("epoch_loop", "scan") != "scan":
+        raise ConfigError(
+            f"config.epoch_loop={config.epoch_loop} runs on one device; use parallel=none "
+            f"or epoch_loop=scan"
+        )
+    if parallel == "seeds" and config.get("mapper") == "pmap":
+        raise ConfigError("config.mapper=pmap applies to parallel=data; use shard_map for seeds")
+    if experiment_check is not None:
+        experiment_check(config)
+
+
+def check_workdir(path) -> pathlib.Path:
+    """The run's directory, made if missing; one line and exit status 2 if it is empty, a
+    file, under a file, or not writable (checked by writing, which also holds for root)."""
+    text = str(path)
+    if not text.strip():
+        fail(
+            "--workdir is empty; name a directory, or leave --workdir out to write under "
+            "runs/<experiment>/"
+        )
+    workdir = pathlib.Path(text).expanduser()
+    if workdir.exists() and not workdir.is_dir():
+        fail(f"--workdir={text} is a file, not a directory; choose another --workdir")
+    existing = workdir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"--workdir={text} lies under {existing}, which is a file; choose another --workdir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"--workdir={text} is not writable ({existing} denies it); choose another --workdir")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        fail(f"--workdir={text} cannot be written: {reason}; choose another --workdir")
+    return workdir
+
+
+def _lost_process_hook(previous):
+    """sys.excepthook of a multi-process run: an error of a collective whose peer is gone
+    (gloo, heartbeat) ends the process at once, in one line or silently under launch.sh,
+    which names the lost process; a normal exit would wait for the dead peer."""
+
+    def hook(kind, error, traceback):
+        text = str(error)
+        signs = ("gloo", "connection reset", "connection closed", "heartbeat", "socket closed")
+        if issubclass(kind, Exception) and any(sign in text.lower() for sign in signs):
+            if not os.environ.get("LEXICON_SUPERVISED"):
+                first = " ".join(text.split())[:200]
+                me = os.environ.get("LEXICON_PROCESS_ID", "?")
+                print(
+                    f"error: process {me} lost another process of the run: {first}", file=sys.stderr
+                )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_LOST_PROCESS)
+        previous(kind, error, traceback)
+
+    return hook
+
+
 def start_distributed() -> None:
-    """Joins the processes started by ``launch.sh --processes N`` (CPU collectives: gloo)."""
+    """Joins the processes started by ``launch.sh --processes N`` (CPU collectives: gloo).
+
+    A process that stops sending heartbeats for HEARTBEAT_TIMEOUT_S seconds (override:
+    LEXICON_HEARTBEAT_TIMEOUT) counts as dead, and the others stop."""
     if "LEXICON_NUM_PROCESSES" not in os.environ:
         return
     import jax
 
+    heartbeat = int(os.environ.get("LEXICON_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    sys.excepthook = _lost_process_hook(sys.excepthook)
     jax.distributed.initialize(
         coordinator_address=os.environ["LEXICON_COORDINATOR"],
         num_processes=int(os.environ["LEXICON_NUM_PROCESSES"]),
         process_id=int(os.environ["LEXICON_PROCESS_ID"]),
+        heartbeat_timeout_seconds=heartbeat,
     )
 
 
@@ -165,21 +320,40 @@ def versions() -> dict[str, str | None]:
 
 
 def write_manifest(workdir: pathlib.Path, topic: str, config, argv: list[str]) -> None:
+    """manifest.json: the run's config, versions, commit and devices. A resumed run keeps the
+    first run's entry and appends itself to ``history``."""
     import jax
 
-    manifest = {
-        "topic": topic,
+    entry = {
         "argv": argv,
-        "config": config.to_dict(),
-        "seed": config.get("seed"),
-        "seeds": config.get("seeds"),
         "versions": versions(),
         "git_commit": git_commit(),
         "process_count": jax.process_count(),
         "devices": [str(d) for d in jax.devices()],
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    (workdir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    path = workdir / "manifest.json"
+    manifest = None
+    if config.get("resume", False) and path.exists():
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            manifest = None
+    if manifest is None:
+        manifest = {
+            "topic": topic,
+            "config": config.to_dict(),
+            "seed": config.get("seed"),
+            "seeds": config.get("seeds"),
+            **entry,
+            "history": [],
+        }
+    else:
+        manifest["config"] = config.to_dict()  # the keys a resume may change (epochs, ...)
+        manifest.setdefault("history", []).append(entry)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.replace(path)
 
 
 def default_workdir(topic: str, config) -> pathlib.Path:
@@ -201,31 +375,80 @@ def run(
         print(usage(topic, (source.__doc__ or "") if source else "", get_config(), get_config))
         raise SystemExit(0)
     config, workdir = parse(get_config, argv)
-
-    from lexicon.train.config import RULES as TRAIN_RULES
-
-    keys = set(flat_keys(config))
-    all_rules = {k: r for k, r in TRAIN_RULES.items() if k in keys} | dict(rules or {})
+    all_rules = rules_for(get_config(), rules)
     try:
         check(config, all_rules)
-    except ConfigError as error:
+        check_together(config, getattr(source, "check_config", None))
+    except (ConfigError, DataError) as error:
         fail(str(error))
+    workdir = check_workdir(default_workdir(topic, config) if workdir is None else workdir)
 
     start_distributed()
     import jax
 
     workdir = pathlib.Path(workdir) if workdir else default_workdir(topic, config)
-    workdir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        write_manifest(workdir, topic, config, argv)
-    from lexicon.train import TrainingDiverged
+    primary = jax.process_index() == 0
+    from lexicon.train import (
+        CheckpointError,
+        TrainingDiverged,
+        TrainingInterrupted,
+        workdir_lock,
+    )
 
     try:
-        results = train_and_evaluate(config, workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with workdir_lock(workdir, enabled=primary):
+            check_workdir_history(workdir, config)
+            if primary:
+                write_manifest(workdir, topic, config, argv)
+            results = train_and_evaluate(config, workdir)
     except (ConfigError, DataError) as error:
         fail(str(error))
     except TrainingDiverged as error:
         fail(str(error), status=1)
-    if jax.process_index() == 0:
+    except TrainingInterrupted as error:
+        print(" ".join(str(error).split()), file=sys.stderr)
+        raise SystemExit(128 + error.signum) from None
+    except CheckpointError as error:
+        # Exit at once: a failed orbax save may leave a thread that blocks a normal exit.
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    if primary:
+        from lexicon import report
+
+        figures = report.write_results(workdir, topic, results)
+        if figures:
+            print("\n" + report.results_text(figures))
         print(f"\n{topic}: done; report: {workdir / 'report.md'}")
     return results
+
+
+def check_workdir_history(workdir: pathlib.Path, config) -> None:
+    """Before anything is written: a fresh run must not land on an earlier run's checkpoints,
+    and a resume must not change what shaped the run it continues (its manifest's config)."""
+    from lexicon.train import RESUMABLE
+    from lexicon.train.checkpoint import differing_keys, plain_config
+
+    saved = [p.parent for p in workdir.rglob("checkpoints/*") if p.name.isdigit()]
+    if not config.get("resume", False):
+        if saved:
+            raise ConfigError(
+                f"{workdir} already holds the checkpoints of an earlier run; continue it with "
+                f"--config.resume=true, or choose a new --workdir"
+            )
+        return
+    manifest = workdir / "manifest.json"
+    if not manifest.exists():
+        return
+    try:
+        earlier = json.loads(manifest.read_text()).get("config", {})
+    except (OSError, json.JSONDecodeError):
+        return
+    changes = differing_keys(earlier, plain_config(config), RESUMABLE)
+    if changes:
+        raise ConfigError(
+            f"resume would change what shaped the saved run: {'; '.join(changes)}; only "
+            f"{', '.join(sorted(RESUMABLE))} may change on resume"
+        )

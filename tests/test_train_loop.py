@@ -8,15 +8,15 @@ import numpy as np
 import optax
 import pytest
 from support import ROOT, run_python
+from train_tasks import classifier_task
 
-from experiments import backprop
 from lexicon import data, train
 from lexicon.rules import ConfigError
 
 
 def small_config(**overrides):
-    config = backprop.get_config()
-    config.update(dict(epochs=2, seeds=1, batch_size=32, progress=False, hidden=(16,)))
+    config = train.defaults()
+    config.update(dict(epochs=2, seeds=1, batch_size=32, progress=False))
     config.update(overrides)
     return config
 
@@ -27,8 +27,9 @@ def digits():
 
 
 def fit(config, digits, workdir):
-    task = backprop.make_task(config, 64, 10)
-    return train.fit(config, task, digits.train, workdir, eval_splits={"val": digits.val})
+    return train.fit(
+        config, classifier_task(), digits.train, workdir, eval_splits={"val": digits.val}
+    )
 
 
 def test_same_seed_in_separate_processes_gives_identical_metrics(tmp_path):
@@ -137,14 +138,15 @@ def test_resume_without_checkpoint_is_refused(digits, tmp_path):
 
 PARALLEL_SCRIPT = """
 import sys, jax, numpy as np
-from experiments import backprop
+sys.path.insert(0, "tests")
+from train_tasks import classifier_task
 from lexicon import data, train
 assert jax.device_count() == 8
 digits = data.load("digits", seed=0)
 def run(**kw):
-    config = backprop.get_config()
-    config.update(dict(epochs=2, seeds=2, batch_size=64, progress=False, hidden=(16,), **kw))
-    task = backprop.make_task(config, 64, 10)
+    config = train.defaults()
+    config.update(dict(epochs=2, seeds=2, batch_size=64, progress=False, **kw))
+    task = classifier_task()
     workdir = sys.argv[1] + "/" + "-".join(map(str, kw.values()))
     return train.fit(config, task, digits.train, workdir, eval_splits={"val": digits.val})
 single = run(parallel="none")
@@ -153,9 +155,9 @@ for mapper in ("shard_map", "pmap"):
     for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(parallel.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(single.final("val/accuracy"), parallel.final("val/accuracy"))
-config = backprop.get_config()
-config.update(dict(epochs=2, seeds=8, batch_size=64, progress=False, hidden=(16,)))
-task = backprop.make_task(config, 64, 10)
+config = train.defaults()
+config.update(dict(epochs=2, seeds=8, batch_size=64, progress=False))
+task = classifier_task()
 a = train.fit(config, task, digits.train, sys.argv[1] + "/s-none")
 config.parallel = "seeds"
 b = train.fit(config, task, digits.train, sys.argv[1] + "/s-seeds")
@@ -232,7 +234,7 @@ def test_a_second_stage_starts_from_the_given_state(digits, tmp_path):
     tx = optax.sgd(0.0)
     start = first.state.replace(tx=tx, opt_state=jax.vmap(tx.init)(first.state.params))
     config = small_config(seeds=2, epochs=1)
-    task = backprop.make_task(config, 64, 10)
+    task = classifier_task()
     second = train.fit(config, task, digits.train, tmp_path / "second", initial_state=start)
     for a, b in zip(jax.tree.leaves(first.state.params), jax.tree.leaves(second.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

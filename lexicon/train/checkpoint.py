@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import jax
@@ -65,10 +66,7 @@ class Checkpointer:
         """Restores the state saved at ``epoch`` into the structure of ``template`` (arrays or
         ``jax.ShapeDtypeStruct``s); a checkpoint of another shape is refused in one line."""
         target = serialization.to_state_dict(template)
-        try:
-            saved = self._manager.item_metadata(epoch)
-        except Exception:  # older orbax versions or a missing metadata file: let restore check
-            saved = None
+        saved = self._saved_tree(epoch)
         if saved is not None:
             mismatch = _first_mismatch(target, saved)
             if mismatch:
@@ -85,6 +83,20 @@ class Checkpointer:
                 f"could not restore the checkpoint of epoch {epoch} in {self.directory}: {message}"
             ) from None
         return serialization.from_state_dict(template, tree)
+
+    def _saved_tree(self, epoch: int):
+        """The saved state's tree of array metadata (shapes), or None where orbax has none."""
+        quiet = logging.getLogger("absl")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            metadata = ocp.StandardCheckpointer().metadata(self.directory / str(epoch) / "default")
+            tree = getattr(metadata, "item_metadata", metadata)
+            return getattr(tree, "tree", tree)
+        except Exception:  # another orbax layout: the restore itself checks the shapes
+            return None
+        finally:
+            quiet.setLevel(level)
 
     def write_config(self, config) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
