@@ -28,8 +28,8 @@ import scipy.optimize
 from lexicon import cli, optim, train
 from lexicon.nn import activations, units
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, Range, positive
+from lexicon.report import Figure, Report, band, mean_std
+from lexicon.rules import Choice, Range, check_batch_size, positive
 
 XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_LABELS = np.array([0, 1, 1, 0], np.int32)
@@ -73,6 +73,11 @@ RULES = {
     "lr": positive(),
     "xor_copies": Range(1, 100_000),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    check_batch_size(config, 4 * config.xor_copies, of="XOR examples (4 x config.xor_copies)")
 
 
 def scientific(values) -> str:
@@ -467,24 +472,28 @@ def train_and_evaluate(config, workdir):
     )
     report.write()
 
-    lms_batch_distance = lms["batch"]["distance"][:, -1]
-    print(
-        f"perceptron: separable set clean in {separable_converged.sum()}/{config.seeds} seeds "
-        f"after {mean_std(perceptron['total_mistakes'], 1)} updates (Novikoff bound "
-        f"{perceptron['bound']:.1f}); XOR never below {perceptron['xor_mistakes'].min()} mistakes"
-    )
-    print(f"batch LMS: ||w - w_lstsq|| = {scientific(lms_batch_distance)}")
-    print(
-        f"XOR accuracy: hidden layer {mean_std(hidden_accuracy, 3)}, "
-        f"no hidden layer {mean_std(linear_accuracy, 3)}"
-    )
     return {
-        "perceptron_separable_converged": float(separable_converged.mean()),
-        "perceptron_total_mistakes": perceptron["total_mistakes"],
-        "novikoff_bound": perceptron["bound"],
-        "xor_perceptron_min_mistakes": int(perceptron["xor_mistakes"].min()),
-        "lms_batch_distance": lms_batch_distance,
-        "xor_hidden_accuracy": hidden_accuracy,
+        "separable_converged": Figure(
+            separable_converged.astype(np.float64),
+            reference=1.0,
+            source="Rosenblatt: every seed ends error-free",
+            tolerance=0.0,
+        ),
+        "separable_updates": Figure(
+            perceptron["total_mistakes"],
+            reference=perceptron["bound"],
+            source="Novikoff upper bound (R / gamma)^2",
+        ),
+        "xor_perceptron_min_mistakes": perceptron["xor_mistakes"].min(axis=1),
+        "lms_distance": Figure(
+            lms["batch"]["distance"][:, -1],
+            reference=0.0,
+            source="numpy.linalg.lstsq",
+            tolerance=1e-4,  # batch LMS reaches the least-squares weights (float32)
+        ),
+        "xor_hidden_accuracy": Figure(
+            hidden_accuracy, reference=1.0, source="one hidden layer solves XOR", tolerance=0.0
+        ),
         "xor_linear_accuracy": linear_accuracy,
     }
 

@@ -59,7 +59,7 @@ def test_experiment_end_to_end(tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "test accuracy" in result.stdout
+    assert "test_accuracy" in result.stdout and "max_grad_diff" in result.stdout
     for name in ("report.md", "curves.png", "metrics.jsonl", "manifest.json"):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())
