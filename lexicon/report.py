@@ -199,6 +199,257 @@ def final_table(history: list[dict]) -> str:
     return markdown_table(["metric", f"final value (mean ± std over {seeds} seeds)"], rows)
 
 
+# ---------------------------------------------------------------------------------------------
+# Standard figures: each is one call that returns a matplotlib figure; Report.figure embeds it.
+
+STYLE = {
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "font.size": 9,
+}
+
+
+def _axes(ax=None, size=(5.0, 3.5)):
+    if ax is not None:
+        return ax.figure, ax
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=size)
+    return fig, ax
+
+
+def plot_curves(
+    runs,
+    *,
+    xlabel: str = "epoch",
+    ylabel: str = "",
+    title: str = "",
+    log_y: bool = False,
+    ax=None,
+):
+    """Curves of several runs, each the seed mean with a ±1 std band.
+
+    runs: label -> (x, values of shape (seeds, points)), e.g. ``Result.curve(key)``.
+    """
+    fig, ax = _axes(ax)
+    with plt.rc_context(STYLE):
+        for label, (x, values) in runs.items():
+            band(ax, x, values, label)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if len(runs) > 1:
+            ax.legend()
+    return fig
+
+
+def plot_bars(
+    values,
+    *,
+    ylabel: str = "",
+    title: str = "",
+    baseline: float | None = None,
+    baseline_label: str = "baseline",
+    ax=None,
+):
+    """One bar per label at the seed mean, with ±1 std error bars and an optional baseline.
+
+    values: label -> per-seed values.
+    """
+    fig, ax = _axes(ax)
+    labels = list(values)
+    arrays = [np.asarray(values[k], dtype=np.float64).reshape(-1) for k in labels]
+    with plt.rc_context(STYLE):
+        ax.bar(
+            range(len(labels)),
+            [a.mean() for a in arrays],
+            yerr=[a.std() for a in arrays],
+            capsize=3,
+            color="tab:blue",
+            alpha=0.8,
+        )
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
+        if baseline is not None:
+            ax.axhline(baseline, color="tab:red", ls="--", lw=1, label=baseline_label)
+            ax.legend()
+        ax.set(ylabel=ylabel, title=title)
+    return fig
+
+
+def plot_images(images, *, columns: int = 10, titles=None, cmap: str = "gray", size=1.0):
+    """A grid of images (n, h, w) or (n, h, w, c), one optional title each."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    n = len(images)
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            rows, columns, figsize=(size * columns, size * rows + 0.2), squeeze=False
+        )
+    for i, ax in enumerate(axes.reshape(-1)):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap=cmap)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scatter(points, labels=None, *, title: str = "", xlabel="", ylabel="", ax=None):
+    """A 2-D scatter of ``points`` (n, 2), coloured by class ``labels`` (n,) when given."""
+    fig, ax = _axes(ax, size=(4.5, 4.0))
+    points = np.asarray(points)
+    with plt.rc_context(STYLE):
+        if labels is None:
+            ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.7)
+        else:
+            labels = np.asarray(labels)
+            for c in np.unique(labels):
+                pick = labels == c
+                ax.scatter(points[pick, 0], points[pick, 1], s=4, alpha=0.7, label=str(c))
+            ax.legend(markerscale=3, fontsize=7, ncols=2)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig
+
+
+def plot_heatmap(
+    matrix, *, row_labels=None, col_labels=None, title: str = "", annotate=True, cmap="viridis"
+):
+    """A heat map of ``matrix`` with labelled rows and columns, values written in the cells."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    rows, cols = matrix.shape
+    fig, ax = _axes(None, size=(1.0 + 0.7 * cols, 0.8 + 0.45 * rows))
+    with plt.rc_context(STYLE):
+        image = ax.imshow(matrix, cmap=cmap, aspect="auto")
+        ax.grid(False)
+        fig.colorbar(image, ax=ax)
+        if row_labels is not None:
+            ax.set_yticks(range(rows), [str(r) for r in row_labels])
+        if col_labels is not None:
+            ax.set_xticks(range(cols), [str(c) for c in col_labels])
+        if annotate:
+            for i in range(rows):
+                for j in range(cols):
+                    if np.isfinite(matrix[i, j]):
+                        ax.text(j, i, f"{matrix[i, j]:.3g}", ha="center", va="center", fontsize=7)
+        ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Does a claim hold across seeds?
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The outcome of ``compare``: the mean difference a - b, its spread and interval, the
+    seeds where a wins, the verdict and the sentence a report prints."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+    wins: int
+    seeds: int
+    paired: bool
+    verdict: str  # "holds", "reversed" or "undecided"
+    sentence: str
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == "holds"
+
+
+def compare(
+    a,
+    b,
+    *,
+    paired: bool,
+    higher_is_better: bool = True,
+    names: tuple[str, str] = ("a", "b"),
+    confidence: float = 0.95,
+    digits: int = 4,
+) -> Comparison:
+    """The one rule by which a report says that "a beats b" holds across seeds.
+
+    ``a`` and ``b`` are per-seed values of the same figure. Paired (the seeds share their
+    initialization and data, so seed i of a and of b differ only in the method): the
+    differences d_i = a_i - b_i get a Student t-interval, mean(d) ± t_{n-1} s_d / sqrt(n).
+    Unpaired: Welch's t-interval for mean(a) - mean(b). The claim *holds* when the whole
+    interval lies on the better side of 0 (above for ``higher_is_better``), is *reversed* when
+    it lies on the worse side, and is *undecided* otherwise, or with fewer than 2 seeds. Wins
+    count the seeds (paired) or the pairs of seeds (unpaired) where a is better than b.
+    """
+    from scipy import stats
+
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    sign = 1.0 if higher_is_better else -1.0
+    if paired:
+        if a.shape != b.shape:
+            raise ValueError(
+                f"paired comparison needs as many values in a as in b: {a.shape}, {b.shape}"
+            )
+        d = a - b
+        n = d.size
+        mean = float(d.mean())
+        std = float(d.std(ddof=1)) if n > 1 else 0.0
+        half = (
+            float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)) if n > 1 else np.inf
+        )
+        wins = int(np.sum(sign * d > 0))
+        total = n
+    else:
+        n = min(a.size, b.size)
+        mean = float(a.mean() - b.mean())
+        va = a.var(ddof=1) / a.size if a.size > 1 else np.nan
+        vb = b.var(ddof=1) / b.size if b.size > 1 else np.nan
+        std = float(np.sqrt(va + vb)) if a.size > 1 and b.size > 1 else 0.0
+        if a.size > 1 and b.size > 1 and std > 0:
+            dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+            half = float(stats.t.ppf(0.5 + confidence / 2, dof) * std)
+        elif a.size > 1 and b.size > 1:
+            half = 0.0
+        else:
+            half = np.inf
+        wins = int(np.sum(sign * (a[:, None] - b[None, :]) > 0))
+        total = a.size * b.size
+    low, high = mean - half, mean + half
+    # On the better side: the interval of sign * (a - b) lies above 0.
+    better_low, better_high = sorted((sign * low, sign * high))
+    if n < 2:
+        verdict = "undecided"
+    elif better_low > 0:
+        verdict = "holds"
+    elif better_high < 0:
+        verdict = "reversed"
+    else:
+        verdict = "undecided"
+    better = "higher" if higher_is_better else "lower"
+    interval = (
+        f"{int(confidence * 100)}% interval [{low:+.{digits}f}, {high:+.{digits}f}]"
+        if np.isfinite(half)
+        else "one seed, no interval"
+    )
+    kind = "paired seeds" if paired else "seed pairs"
+    outcome = {
+        "holds": f"{names[0]} is {better} than {names[1]}",
+        "reversed": f"{names[0]} is not {better} than {names[1]}: the opposite holds",
+        "undecided": f"{names[0]} is not clearly {better} than {names[1]}",
+    }[verdict]
+    sentence = (
+        f"{outcome} ({names[0]} - {names[1]} = {mean:+.{digits}f}, {interval}; "
+        f"{names[0]} better in {wins}/{total} {kind})"
+    )
+    return Comparison(mean, std, low, high, wins, total, paired, verdict, sentence)
+
+
 class Report:
     """Collects markdown sections and figures, then writes ``workdir/report.md``."""
 

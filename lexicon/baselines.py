@@ -1,0 +1,67 @@
+"""The reference models every experiment holds itself against, seeded, one function each.
+
+Each takes a split (dicts with "x" and "y") and returns the test accuracy of a scikit-learn
+model, so that a report can put "ours" beside a model that a user would otherwise pick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _flat(x) -> np.ndarray:
+    x = np.asarray(x)
+    return x.reshape(len(x), -1)
+
+
+def logistic_regression(train: dict, test: dict, *, standardize: bool = False, seed: int = 0):
+    """Multinomial logistic regression (L2, C = 1), optionally on standardized inputs."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = LogisticRegression(max_iter=2000, random_state=seed)
+    if standardize:
+        model = make_pipeline(StandardScaler(), model)
+    model.fit(_flat(train["x"]), train["y"])
+    return float(model.score(_flat(test["x"]), test["y"]))
+
+
+def mlp_classifier(
+    train: dict,
+    test: dict,
+    hidden: Sequence[int],
+    *,
+    activation: str = "relu",
+    solver: str = "adam",
+    seed: int = 0,
+    max_iter: int = 2000,
+    **options,
+) -> float:
+    """scikit-learn's MLPClassifier with the given hidden layers (activation: relu, tanh,
+    logistic or identity)."""
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(
+        hidden_layer_sizes=tuple(hidden),
+        activation=activation,
+        solver=solver,
+        max_iter=max_iter,
+        random_state=seed,
+        **options,
+    )
+    model.fit(_flat(train["x"]), train["y"])
+    return float(model.score(_flat(test["x"]), test["y"]))
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels, *, seed: int = 0):
+    """How linearly decodable the labels are from given features: standardized logistic
+    regression on them (e.g. a layer's activations)."""
+    return logistic_regression(
+        {"x": train_features, "y": train_labels},
+        {"x": test_features, "y": test_labels},
+        standardize=True,
+        seed=seed,
+    )
