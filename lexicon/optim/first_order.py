@@ -292,6 +292,22 @@ def nesterov_theta(carried_params: optax.Params, opt_state: optax.OptState) -> o
     )
 
 
+def evaluation_params(params: optax.Params, opt_state: optax.OptState) -> optax.Params:
+    """The point at which to evaluate the model: the algorithm's theta.
+
+    For Nesterov methods, which carry the look-ahead phi = theta + alpha v, that is
+    ``nesterov_theta(params, opt_state)``; for every other optimizer the carried parameters
+    are theta already.
+    """
+
+    def is_nesterov(node: Any) -> bool:
+        return isinstance(node, ScaleByNesterovState)
+
+    if any(is_nesterov(s) for s in jax.tree.leaves(opt_state, is_leaf=is_nesterov)):
+        return nesterov_theta(params, opt_state)
+    return params
+
+
 # --------------------------------------------------------------------------------------------
 # Document 000: exponential moving average momentum
 # --------------------------------------------------------------------------------------------
@@ -556,3 +572,21 @@ def get(name: str, **hyperparams: Any) -> optax.GradientTransformation:
     except (KeyError, TypeError):
         raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(NAMES)}") from None
     return factory(**hyperparams)
+
+
+def from_config(
+    name: str, block: Any, *, rate_key: str = "lr", skip: tuple = ()
+) -> optax.GradientTransformation:
+    """The optimizer ``name`` built from a config block: ``block[rate_key]`` is the learning
+    rate and every other key a hyperparameter of the factory (keys in ``skip``, such as the
+    rates of other studies, are left out).
+
+    Example: a block ``{lr: 3e-3, rho: 0.9, delta: 1e-6}`` gives
+    ``rmsprop(learning_rate=3e-3, rho=0.9, delta=1e-6)``.
+    """
+    items = dict(block.items())
+    if rate_key not in items:
+        raise ValueError(f"the {name} block has no {rate_key!r} key; it holds {sorted(items)}")
+    rate = items.pop(rate_key)
+    hyperparams = {k: v for k, v in items.items() if k not in skip}
+    return get(name, learning_rate=rate, **hyperparams)

@@ -291,6 +291,63 @@ def _minimize(
 # --------------------------------------------------------------------------------------------
 
 
+def minimize(
+    tx: optax.GradientTransformation,
+    fun: Objective,
+    params0: Any,
+    *args: Any,
+    tol: float = 1e-8,
+    max_iter: int = 1000,
+    keep_params_history: bool = False,
+) -> OptimizeResult:
+    """Full-batch iterations of a first-order transform ``tx`` on the common driver, until
+    ||grad J(theta_k)|| <= tol or ``max_iter`` steps: the first-order counterpart of
+    :func:`newton` and :func:`bfgs`, with the same result and histories.
+
+    For Nesterov methods the carried point is the look-ahead phi = theta + alpha v; the
+    test, the histories and the result use theta (``evaluation_params``).
+    """
+    return _first_order(
+        tx, fun, params0, args, tol, max_iter=max_iter, keep_params_history=keep_params_history
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("tx", "fun", "max_iter", "keep_params_history"))
+def _first_order(tx, fun, params0, args, tol, *, max_iter, keep_params_history):
+    from lexicon.optim.first_order import evaluation_params
+
+    x0, unravel = ravel_pytree(params0)
+
+    def f(x):
+        return fun(unravel(x), *args)
+
+    value_and_grad = jax.value_and_grad(f)
+    lookahead = evaluation_params(params0, tx.init(params0)) is not params0
+
+    def step(x, loss, grad, state):
+        phi, opt_state, grad_phi = state
+        updates, opt_state = tx.update(unravel(grad_phi), opt_state, unravel(phi))
+        phi_tree = optax.apply_updates(unravel(phi), updates)
+        phi = ravel_pytree(phi_tree)[0]
+        loss, grad_phi = value_and_grad(phi)
+        theta, grad = phi, grad_phi
+        if lookahead:
+            theta = ravel_pytree(evaluation_params(phi_tree, opt_state))[0]
+            loss, grad = value_and_grad(theta)
+        return theta, loss, grad, (phi, opt_state, grad_phi)
+
+    state = (x0, tx.init(params0), jax.grad(f)(x0))
+    final = _iterate(step, x0, value_and_grad, state, tol, max_iter, keep_params_history)
+    return OptimizeResult(
+        params=unravel(final.x),
+        num_iterations=final.k,
+        converged=jnp.linalg.norm(final.grad) <= tol,
+        params_history=final.params_history,
+        loss_history=final.loss_history,
+        grad_norm_history=final.grad_norm_history,
+    )
+
+
 def newton(
     fun: Objective,
     params0: Any,
