@@ -1,14 +1,17 @@
-"""Datasets: embedded sources, MNIST-1D, TFDS images, seeded splits."""
+"""Datasets: embedded sources, MNIST-1D, 5,000 MNIST digits, TFDS images, seeded splits."""
 
 from __future__ import annotations
 
 from lexicon.data.sources import (
     EMBEDDED,
+    MNIST5K,
     TFDS_IMAGES,
     DataError,
+    binarize,
     cache_dir,
     digits,
     mnist1d,
+    mnist5k,
     sample_images,
     tfds_images,
 )
@@ -19,14 +22,17 @@ DATASETS = EMBEDDED + TFDS_IMAGES
 __all__ = [
     "DATASETS",
     "EMBEDDED",
+    "MNIST5K",
     "TFDS_IMAGES",
     "DataError",
     "Splits",
+    "binarize",
     "cache_dir",
     "digits",
     "holdout",
     "load",
     "mnist1d",
+    "mnist5k",
     "sample_images",
     "split",
     "standardize",
@@ -46,13 +52,22 @@ def load(
 ) -> Splits:
     """Loads a dataset by name into seeded splits.
 
-    ``digits`` is split at random; ``mnist1d`` and the TFDS sets keep their published test
-    split and carve the validation split from their training data. ``flatten`` turns images
-    into vectors; with ``flatten=False`` digits come as (8, 8, 1) images and MNIST-1D as
-    (40, 1) signals.
+    ``digits`` and ``mnist5k`` are split at random; ``mnist1d`` and the TFDS sets keep their
+    published test split and carve the validation split from their training data. ``flatten``
+    turns images into vectors; with ``flatten=False`` digits come as (8, 8, 1) images,
+    mnist5k as (28, 28, 1) and MNIST-1D as (40, 1) signals. ``mnist5k_binary`` is mnist5k
+    binarized at the fixed threshold 0.5 (``binarize``; a seeded stochastic binarization is
+    ``binarize(x, seed=...)``).
     """
     if name == "digits":
         x, y = digits(images=not flatten)
+        splits = split(x, y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    elif name in MNIST5K:
+        x, y = mnist5k()
+        if name == "mnist5k_binary":
+            x = binarize(x)
+        if flatten:
+            x = x.reshape(len(x), -1)
         splits = split(x, y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     elif name == "mnist1d":
         d = mnist1d()

