@@ -101,7 +101,7 @@ def test_dropout_mlp_eval_matches_plain_mlp_and_training_drops_at_the_right_rate
     def run(v, k):
         evaluation = model.apply(v, x)
         _, captured = model.apply(
-            v, x, deterministic=False, rngs={"dropout": k}, capture_intermediates=True
+            v, x, train=True, rngs={"dropout": k}, capture_intermediates=True
         )
         return evaluation, captured["intermediates"]
 

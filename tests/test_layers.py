@@ -383,3 +383,13 @@ def test_mlp_rejects_unknown_names():
         layers.MLP(features=[3, 1], activation="relu", kernel_init="ones").init(
             jax.random.key(0), x
         )
+
+
+def test_mlp_flatten_takes_images_as_they_are():
+    images = jax.random.normal(jax.random.key(0), (5, 8, 8, 1))
+    flat = layers.MLP(features=[7, 3], activation="relu")
+    shaped = layers.MLP(features=[7, 3], activation="relu", flatten=True)
+    variables = flat.init(jax.random.key(1), images.reshape(5, -1))
+    np.testing.assert_array_equal(
+        shaped.apply(variables, images), flat.apply(variables, images.reshape(5, -1))
+    )

@@ -65,7 +65,8 @@ class DropoutMLP(nn.Module):
     """Multilayer perceptron with input and hidden dropout as document 001 recommends.
 
     The input is dropped with ``input_keep_prob`` (0.8) and the output of every hidden layer
-    with ``hidden_keep_prob`` (0.5); the output layer is linear (logits).
+    with ``hidden_keep_prob`` (0.5); the output layer is linear (logits). Call with
+    ``train=True`` (and a 'dropout' rng) to drop units, ``train=False`` to evaluate.
 
     Attributes:
       hidden_features: widths of the hidden layers.
@@ -82,11 +83,11 @@ class DropoutMLP(nn.Module):
     activation: Callable[[jax.Array], jax.Array] = nn.relu
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        x = Dropout(self.input_keep_prob, name="input_dropout")(x, deterministic)
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = Dropout(self.input_keep_prob, name="input_dropout")(x, not train)
         for layer, width in enumerate(self.hidden_features):
             x = self.activation(nn.Dense(width, name=f"hidden_{layer}")(x))
-            x = Dropout(self.hidden_keep_prob, name=f"hidden_dropout_{layer}")(x, deterministic)
+            x = Dropout(self.hidden_keep_prob, name=f"hidden_dropout_{layer}")(x, not train)
         return nn.Dense(self.out_features, name="output")(x)
 
 
@@ -112,16 +113,14 @@ def mc_dropout_predict(
 ) -> jax.Array:
     """Monte Carlo dropout: average the model's outputs over T sampled dropout masks.
 
-    Calls ``model.apply(variables, inputs, deterministic=False, rngs={rng_collection: k_t})``
+    Calls ``model.apply(variables, inputs, train=True, rngs={rng_collection: k_t})``
     for T keys split from ``key`` and returns the mean of ``output_transform(output)`` (for
     example ``jax.nn.softmax`` to average class probabilities rather than logits).
     """
     transform = output_transform if output_transform is not None else (lambda y: y)
 
     def predict(sample_key):
-        outputs = model.apply(
-            variables, inputs, deterministic=False, rngs={rng_collection: sample_key}
-        )
+        outputs = model.apply(variables, inputs, train=True, rngs={rng_collection: sample_key})
         return transform(outputs)
 
     return monte_carlo_average(predict, key, num_samples)

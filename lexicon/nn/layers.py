@@ -204,6 +204,8 @@ class MLP(nn.Module):
       output_activation: None (linear output, e.g. logits) or an activation name.
       maxout_pieces: pieces per unit when ``activation == 'maxout'``.
       batch_norm_momentum, batch_norm_epsilon: forwarded to :class:`BatchNorm`.
+      flatten: reshape each input to a vector first (images of shape (n, h, w, c) go in as
+        they are).
 
     Call as ``model.apply(variables, x, train=...)``; ``train`` only matters with batch norm
     (train: batch statistics and ``mutable=['batch_stats']``; eval: running averages).
@@ -223,9 +225,12 @@ class MLP(nn.Module):
     maxout_pieces: int = 2
     batch_norm_momentum: float = 0.99
     batch_norm_epsilon: float = 1e-5
+    flatten: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.flatten:
+            x = x.reshape(x.shape[0], -1)
         if not self.features:
             raise ValueError("MLP needs at least one layer in `features`")
         hidden_names = activations.NAMES + LEARNED_ACTIVATIONS
