@@ -27,7 +27,7 @@ import numpy as np
 
 from lexicon import adversarial, cli, data, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Range, positive
 
 MODES = ("standard", "adversarial")
@@ -372,15 +372,23 @@ def train_and_evaluate(config, workdir):
             name=f"curves_{mode}",
         )
     report.write()
-    print(verdict)
-    return {
+    figures = {
         "clean_accuracy": clean,
-        "fgsm_accuracy": sweeps,
-        "random_sign_accuracy": noise,
-        "epsilons": epsilons,
-        "fgsm_accuracy_at_training_epsilon": at_train,
-        "holds": bool(holds),
+        # under FGSM at the training budget, from the last evaluation
+        "fgsm_accuracy": {
+            "standard": at_train["standard"],
+            "adversarial": Figure(
+                at_train["adversarial"],
+                reference=float(at_train["standard"].mean()),
+                source="standard training; Goodfellow et al. 2015: adversarial training "
+                "raises it",
+                tolerance=float(noise_level),  # 'above' is the report's 'holds'
+            ),
+        },
     }
+    if trained:
+        figures["random_sign_accuracy"] = {"standard": noise["standard"][:, trained[0]]}
+    return figures
 
 
 def image_shape(dataset: str) -> tuple[int, ...]:
