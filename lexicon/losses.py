@@ -1,4 +1,4 @@
-"""Loss functions and information quantities (SPEC.md section 3).
+"""Loss functions and information quantities (SPEC.md sections 3 and 6).
 
 Argument order follows optax: model output first (``predictions``, ``logits`` or ``probs``),
 data second (``targets`` or ``labels``). Information quantities take distributions in the
@@ -15,6 +15,9 @@ Reductions, stated once for the whole module:
   categorical losses and one element for the binary ones.
 * :func:`entropy`, :func:`cross_entropy` and :func:`kl_divergence` reduce only the ``axis``
   holding the distribution and return one value per distribution.
+* The latent-variable terms of a VAE (:func:`gaussian_kl`, :func:`gaussian_log_density` and
+  the decoder log-likelihoods ``*_log_likelihood``) sum over ``axis`` and return one value
+  per example.
 
 Logs are natural (nats). The ``*_with_logits``/``softmax_*`` forms are the numerically stable
 ones (log-softmax, log-sigmoid); the probability forms follow the formula literally, use the
@@ -142,3 +145,52 @@ def kl_divergence(p: jax.Array, q: jax.Array, axis: int = -1) -> jax.Array:
     D_KL(P || Q).
     """
     return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)
+
+
+# --- Latent-variable models: Gaussian KL and decoder log-likelihoods (SPEC.md section 6) ------
+
+LOG_2PI = 1.8378770664093453  # log(2 pi)
+
+
+def gaussian_kl(mu: jax.Array, log_var: jax.Array, axis: int = -1) -> jax.Array:
+    """KL(N(mu, diag sigma^2) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1).
+
+    ``log_var`` is log sigma^2, the encoder output of a VAE (document 003 writes it
+    Z_ln(sigma^2)). No document gives this term (SPEC §6 marks it ``[add]``); it is the
+    closed form of Kingma & Welling (2014), appendix B. Sums over ``axis``: one value per
+    distribution.
+    """
+    return 0.5 * jnp.sum(jnp.square(mu) + jnp.exp(log_var) - log_var - 1.0, axis=axis)
+
+
+def gaussian_log_density(
+    x: jax.Array, mean: jax.Array, log_var: jax.Array | float = 0.0, axis: int = -1
+) -> jax.Array:
+    """log N(x; mean, diag sigma^2) = -1/2 sum_j (log 2 pi + log sigma_j^2 + (x_j - mean_j)^2
+    / sigma_j^2), summed over ``axis``: one value per vector.
+
+    With mean 0 and log_var 0 this is the standard normal prior log p(z) of a VAE; with the
+    encoder's (mu, log sigma^2) it is log q(z|x).
+    """
+    log_var = jnp.broadcast_to(jnp.asarray(log_var, dtype=jnp.result_type(x)), jnp.shape(x))
+    return -0.5 * jnp.sum(LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var), axis=axis)
+
+
+def gaussian_log_likelihood(
+    mean: jax.Array, targets: jax.Array, log_var: jax.Array | float = 0.0, axis: int = -1
+) -> jax.Array:
+    """Gaussian decoder log p(x|z) = log N(x; mean, diag sigma^2), summed over ``axis``.
+
+    ``mean`` (and ``log_var``) are the decoder's outputs, ``targets`` the data x. With a
+    fixed sigma this is -(1 / 2 sigma^2) ||x - mean||^2 plus a constant: maximizing it is
+    minimizing the squared error (document 002's reading of MSE as Gaussian likelihood).
+    """
+    return gaussian_log_density(targets, mean, log_var, axis=axis)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array, axis: int = -1) -> jax.Array:
+    """Bernoulli decoder log p(x|z) = sum_j [x_j log p_j + (1 - x_j) log(1 - p_j)],
+    p = sigmoid(logits), summed over ``axis``; the negative of the summed
+    :func:`binary_cross_entropy_with_logits`. Targets may be binary or in [0, 1].
+    """
+    return -jnp.sum(binary_cross_entropy_with_logits(logits, targets, reduction="none"), axis=axis)
