@@ -109,9 +109,15 @@ def test_experiment_end_to_end(tmp_path):
     assert (tmp_path / "report.md").exists() and (tmp_path / "depth.png").exists()
     report = (tmp_path / "report.md").read_text()
     assert "hand-set deep construction" in report and "SVR" in report
-    assert results["exact_deep_mse"] == 0.0 and results["exact_shallow_mse"] < 1e-10
-    assert results["exact_deep_parameters"] == 6 * 4 + 1
-    for key in ("shallow_mse", "deep_mse"):
-        assert results[key].shape == (1, 2)
+    assert results["deep_construction_mse"].values == 0.0
+    assert results["shallow_construction_mse"].values < 1e-10
+    for key in ("deep", "shallow"):
+        assert results[f"{key}_construction_mse"].verdict() == "matches"
+    assert results["deep_construction_params"] == 6 * 4 + 1
+    assert results["shallow_construction_params"] > results["deep_construction_params"]
+    for key in ("best_shallow_mse", "best_deep_mse"):
+        assert results[key].shape == (2,)  # one budget, two seeds
         assert np.all(np.isfinite(results[key])) and np.all(results[key] < 0.5)
-    assert results["svr_mse"].shape == (2,) and np.all(results["svr_mse"] < 0.2)
+    wins = np.mean(results["best_deep_mse"]) < np.mean(results["best_shallow_mse"])
+    assert results["deep_wins"] == int(wins)
+    assert 0 < results["best_svr_mse"] < 0.2
