@@ -298,3 +298,119 @@ def noisy_weights_loss(
         return loss_fn(perturb_weights(params, key, sigma, weight_filter), *args, **kwargs)
 
     return wrapped
+
+
+# --- Penalties on the code of an autoencoder (SPEC.md section 6) ------------------------------
+#
+# An autoencoder minimizes L(x, g(f(x))) + Omega(h, x) with h = f(x). Each penalty below is the
+# Omega of one example, averaged over the examples of a batch (codes h of shape (N, H)), so that
+# it adds to a loss that is itself a mean over examples.
+
+
+def l1_activity_penalty(h: jax.Array, lam: float) -> jax.Array:
+    """Sparse autoencoder, Omega(h) = lambda sum_i |h_i| (documents 002 and 003).
+
+    Document 002 reads it as a Laplace prior p(h_i) = lambda/2 e^{-lambda |h_i|} on the code:
+    -log p(h) = -sum_i log(lambda/2) + Omega(h) (see :func:`laplace_log_prior`). Mean over
+    examples of the per-example sum over the units of ``h`` (N, H).
+    """
+    return lam * jnp.mean(jnp.sum(jnp.abs(h), axis=-1))
+
+
+def laplace_log_prior(h: jax.Array, lam: float) -> jax.Array:
+    """log p(h) = sum_i log(lambda/2 e^{-lambda |h_i|}) = H log(lambda/2) - lambda sum_i |h_i|,
+    per example (document 002): the prior whose negative log is the L1 penalty plus a constant.
+    """
+    return jnp.sum(jnp.log(lam / 2.0) - lam * jnp.abs(h), axis=-1)
+
+
+def bernoulli_kl(rho, rho_hat: jax.Array) -> jax.Array:
+    """KL(rho || rho^) = rho log(rho / rho^) + (1 - rho) log((1 - rho) / (1 - rho^)) between
+    Bernoulli distributions of means rho and rho^, elementwise."""
+    return rho * jnp.log(rho / rho_hat) + (1 - rho) * jnp.log((1 - rho) / (1 - rho_hat))
+
+
+def kl_sparsity_penalty(h: jax.Array, rho: float, beta: float, eps: float = 1e-6) -> jax.Array:
+    """Average-activation target of a sparse autoencoder: beta sum_j KL(rho || rho^_j).
+
+    rho^_j = (1/N) sum_n h_nj is the mean activation of unit j over the batch (units in (0, 1),
+    e.g. sigmoid). Document 003 asks for an average activation close to a small target and
+    gives no formula; this is the usual one [add] (Ng, "Sparse autoencoder", CS294A notes,
+    2011). ``eps`` keeps rho^ inside (0, 1).
+    """
+    rho_hat = jnp.clip(jnp.mean(h, axis=0), eps, 1 - eps)
+    return beta * jnp.sum(bernoulli_kl(rho, rho_hat))
+
+
+def encoder_jacobians(encode: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """df(x)/dx of every example: (N, H, D) for codes of H units and inputs of D features.
+
+    The general form: ``jax.jacfwd`` of the encoder of one example, mapped over the batch with
+    ``jax.vmap``; ``encode`` maps one input (D,) to its code (H,). Forward mode costs D
+    Jacobian-vector products, reverse mode (``jax.jacrev``) H; for an undercomplete code
+    jacrev is cheaper and gives the same matrix.
+    """
+    return jax.vmap(jax.jacfwd(encode))(x)
+
+
+def contractive_penalty(
+    encode: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    lam: float,
+    *,
+    squared: bool = True,
+) -> jax.Array:
+    """Contractive autoencoder, the general form through ``jax.jacfwd`` and ``jax.vmap``.
+
+    squared=True (the default): Omega(h) = lambda ||df(x)/dx||_F^2 (document 003), the sum of
+    the squares of every entry of the encoder Jacobian. squared=False: document 002's
+    Omega(h, x) = lambda sum_i ||grad_x h_i(x)||, the sum over code units of the Euclidean norm
+    of each unit's gradient (the rows of the Jacobian). Mean over the examples of ``x`` (N, D).
+    """
+    jacobians = encoder_jacobians(encode, x)
+    if squared:
+        per_example = jnp.sum(jnp.square(jacobians), axis=(-2, -1))
+    else:
+        per_example = jnp.sum(jnp.sqrt(jnp.sum(jnp.square(jacobians), axis=-1)), axis=-1)
+    return lam * jnp.mean(per_example)
+
+
+def sigmoid_contractive_penalty(
+    kernel: jax.Array,
+    bias: jax.Array,
+    x: jax.Array,
+    lam: float,
+    *,
+    squared: bool = True,
+) -> jax.Array:
+    """The contractive penalty of a sigmoid layer h = sigmoid(x W + b) in closed form.
+
+    dh_j/dx_i = h_j (1 - h_j) W_ij, so
+        ||df/dx||_F^2         = sum_j (h_j (1 - h_j))^2 sum_i W_ij^2     (squared, document 003)
+        sum_j ||grad_x h_j||  = sum_j h_j (1 - h_j) sqrt(sum_i W_ij^2)   (document 002)
+    (Rifai et al. 2011, eq. 5). One matrix product instead of D Jacobian-vector products; it
+    equals :func:`contractive_penalty` of the same layer. ``kernel`` W is (D, H).
+    """
+    h = jax.nn.sigmoid(x @ kernel + bias)
+    slope = h * (1 - h)
+    column_norms_sq = jnp.sum(jnp.square(kernel), axis=0)
+    if squared:
+        per_example = jnp.square(slope) @ column_norms_sq
+    else:
+        per_example = slope @ jnp.sqrt(column_norms_sq)
+    return lam * jnp.mean(per_example)
+
+
+def tangent_directions(
+    encode: Callable[[jax.Array], jax.Array], x: jax.Array, k: int | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Singular values and input-space directions of the encoder Jacobian at one input x (D,).
+
+    J = df/dx = U S V^T. The rows of V^T are the directions of x along which the code changes
+    most; a contractive autoencoder keeps only a few singular values large, and their
+    directions span the tangent plane of the data manifold at x (document 003). Returns
+    (S, V^T[:k]) with S in decreasing order and each direction of unit norm.
+    """
+    jacobian = jax.jacfwd(encode)(x)
+    _, s, vt = jnp.linalg.svd(jacobian, full_matrices=False)
+    return (s, vt) if k is None else (s, vt[:k])

@@ -322,3 +322,102 @@ def test_transforms_need_params():
     ):
         with pytest.raises(ValueError, match="params"):
             tx.update(params, tx.init(params))
+
+
+# --- penalties on an autoencoder's code (SPEC.md section 6) --------------------------------------
+
+
+def test_l1_activity_penalty_is_the_negative_laplace_log_prior_minus_its_constant(x64):
+    """Omega(h) = lambda sum_i |h_i| = -log p(h) + H log(lambda/2), p(h_i) = lambda/2
+    e^{-lambda |h_i|} (document 002); the prior checked against scipy's Laplace density."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    h, lam = rng.normal(size=(7, 5)), 0.3
+    log_prior = np.asarray(regularizers.laplace_log_prior(h, lam))
+    np.testing.assert_allclose(log_prior, stats.laplace.logpdf(h, scale=1 / lam).sum(1), rtol=1e-12)
+    constant = h.shape[1] * np.log(lam / 2)
+    penalty = float(regularizers.l1_activity_penalty(h, lam))
+    np.testing.assert_allclose(penalty, np.mean(-log_prior + constant), rtol=1e-12)
+    np.testing.assert_allclose(penalty, lam * np.mean(np.abs(h).sum(1)), rtol=1e-12)
+
+
+def test_kl_sparsity_penalty_is_the_bernoulli_kl_of_the_mean_activation(x64):
+    rng = np.random.default_rng(1)
+    h, rho, beta = rng.uniform(0.01, 0.99, size=(20, 6)), 0.05, 3.0
+    rho_hat = h.mean(axis=0)
+    kl = [rho * np.log(rho / r) + (1 - rho) * np.log((1 - rho) / (1 - r)) for r in rho_hat]
+    np.testing.assert_allclose(
+        regularizers.kl_sparsity_penalty(h, rho, beta), beta * np.sum(kl), rtol=1e-12
+    )
+    # zero exactly at the target, and its gradient pushes a too-active unit down
+    at_target = np.full((4, 3), rho)
+    assert float(regularizers.kl_sparsity_penalty(at_target, rho, beta)) == pytest.approx(
+        0, abs=1e-12
+    )
+    grad = jax.grad(lambda a: regularizers.kl_sparsity_penalty(a, rho, beta))(jnp.asarray(h))
+    assert np.all(np.asarray(grad) > 0)
+
+
+def sigmoid_layer_jacobian_numpy(w, b, x):
+    """J_ji = dh_j/dx_i = h_j (1 - h_j) W_ij for h = sigmoid(x W + b), written out with loops."""
+    n, (d, k) = len(x), w.shape
+    jac = np.zeros((n, k, d))
+    for e in range(n):
+        h = 1 / (1 + np.exp(-(x[e] @ w + b)))
+        for j in range(k):
+            for i in range(d):
+                jac[e, j, i] = h[j] * (1 - h[j]) * w[i, j]
+    return jac
+
+
+@pytest.mark.parametrize("squared", [True, False])
+def test_contractive_penalty_closed_form_equals_the_jacobian_form(x64, squared):
+    """Two implementations of lambda ||df/dx||_F^2 (003) and lambda sum_i ||grad_x h_i|| (002)
+    agree to 1e-6, and both equal a NumPy transcription of the Jacobian."""
+    rng = np.random.default_rng(2)
+    d, k, lam = 9, 4, 0.7
+    w, b, x = rng.normal(size=(d, k)), rng.normal(size=k), rng.normal(size=(6, d))
+    closed = regularizers.sigmoid_contractive_penalty(w, b, x, lam, squared=squared)
+    general = regularizers.contractive_penalty(
+        lambda v: jax.nn.sigmoid(v @ w + b), x, lam, squared=squared
+    )
+    np.testing.assert_allclose(closed, general, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(closed, general, rtol=1e-12)
+    jac = sigmoid_layer_jacobian_numpy(w, b, x)
+    if squared:
+        expected = lam * np.mean([np.sum(j**2) for j in jac])
+    else:
+        expected = lam * np.mean([np.sum(np.linalg.norm(j, axis=1)) for j in jac])
+    np.testing.assert_allclose(closed, expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        regularizers.encoder_jacobians(lambda v: jax.nn.sigmoid(v @ w + b), x), jac, rtol=1e-12
+    )
+
+
+def test_contractive_forms_agree_in_float32():
+    rng = np.random.default_rng(3)
+    w = rng.normal(scale=0.1, size=(64, 16)).astype(np.float32)
+    b = rng.normal(size=16).astype(np.float32)
+    x = rng.uniform(size=(32, 64)).astype(np.float32)
+    for squared in (True, False):
+        closed = regularizers.sigmoid_contractive_penalty(w, b, x, 1.0, squared=squared)
+        general = regularizers.contractive_penalty(
+            lambda v: jax.nn.sigmoid(v @ w + b), x, 1.0, squared=squared
+        )
+        np.testing.assert_allclose(closed, general, rtol=1e-6)
+
+
+def test_tangent_directions_are_the_jacobians_right_singular_vectors(x64):
+    from scipy.linalg import subspace_angles
+
+    rng = np.random.default_rng(4)
+    w, b, x = rng.normal(size=(8, 3)), rng.normal(size=3), rng.normal(size=8)
+    s, directions = regularizers.tangent_directions(lambda v: jax.nn.sigmoid(v @ w + b), x, k=2)
+    jac = sigmoid_layer_jacobian_numpy(w, b, x[None])[0]
+    _, s_np, vt_np = np.linalg.svd(jac)
+    np.testing.assert_allclose(s, s_np, rtol=1e-10)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, rtol=1e-10)
+    assert np.max(subspace_angles(np.asarray(directions).T, vt_np[:2].T)) < 1e-8
+    # the directions are where the code moves most: |J v_1| = s_1
+    np.testing.assert_allclose(np.linalg.norm(jac @ np.asarray(directions[0])), s_np[0], rtol=1e-10)
