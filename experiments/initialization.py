@@ -25,7 +25,7 @@ import numpy as np
 from lexicon import cli, data, optim, train
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import Choice, Range, positive
 
 INITS = ("zeros", "small_normal", "glorot_uniform", "he_normal")
@@ -204,7 +204,7 @@ def run_one(config, workdir, splits, activation, init_name):
 
     result = train.fit(
         config,
-        train.Task(init=task.init, make_make_step=task.make_step, evaluate=evaluate),
+        train.Task(init=task.init, make_step=task.make_step, evaluate=evaluate),
         splits.train,
         workdir / f"{activation}-{init_name}",
         eval_splits={"test": splits.test},
@@ -387,16 +387,27 @@ def train_and_evaluate(config, workdir):
     )
     report.text(findings(runs, chance))
     report.write()
-    print(findings(runs, chance))
 
-    summary = {"best_constant_accuracy": chance}
+    figures = {}
     for (activation, init_name), run in runs.items():
         name = f"{activation}/{init_name}"
-        summary[f"{name}/test_accuracy"] = run["test_accuracy"]
-        summary[f"{name}/unit_spread"] = run["unit_spread"]
-        summary[f"{name}/variance_ratio"] = variance_ratio(run)
-        summary[f"{name}/predicted_ratio"] = run["predicted_ratio"]
-    return summary
+        if init_name == "zeros":
+            # Units that never break their symmetry: identical, no better than a constant.
+            figures[f"{name}/unit_spread"] = Figure(
+                run["unit_spread"], reference=0.0, source="identical units", tolerance=0.0
+            )
+            figures[f"{name}/test_accuracy"] = Figure(
+                run["test_accuracy"], reference=chance, source="best constant prediction"
+            )
+        else:
+            figures[f"{name}/variance_ratio"] = Figure(
+                variance_ratio(run),
+                reference=run["predicted_ratio"],
+                source="mean-field recursion",
+                tolerance=0.5 * run["predicted_ratio"],  # within 50% of the mean field
+            )
+            figures[f"{name}/test_accuracy"] = run["test_accuracy"]
+    return figures
 
 
 if __name__ == "__main__":
