@@ -29,7 +29,7 @@ import numpy as np
 
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import Choice, Range, positive
 
 
@@ -88,6 +88,11 @@ CLASSIFIERS = {
     "sigmoid outputs + MSE": sigmoid_squared_error,
     "sigmoid outputs + cross-entropy": sigmoid_cross_entropy,
     "softmax + cross-entropy": softmax_cross_entropy,
+}
+SHORT = {  # the classifiers' names in results.json
+    "sigmoid outputs + MSE": "sigmoid_mse",
+    "sigmoid outputs + cross-entropy": "sigmoid_ce",
+    "softmax + cross-entropy": "softmax_ce",
 }
 
 
@@ -476,21 +481,37 @@ def train_and_evaluate(config, workdir):
     nll_params = regression["fits"]["Gaussian NLL"].state.params
     w_nll = np.asarray(nll_params["w"], np.float64)
     sigma = np.exp(np.asarray(nll_params["log_sigma"], np.float64))
-    for name in CLASSIFIERS:
-        print(f"{name}: steps to {config.target_accuracy:g} val accuracy: {steps[name]}")
-    print(
-        f"regression: ||w_mse - w_lstsq|| = {np.linalg.norm(w_mse - least_squares, axis=1)}, "
-        f"||w_nll - w_lstsq|| = {np.linalg.norm(w_nll - least_squares, axis=1)}, "
-        f"sigma {sigma} vs RMS residual {regression['residual_std']:.5f}"
-    )
+    lstsq = "numpy.linalg.lstsq"
     return {
-        "gradient_error": gradient_error,
-        **{f"steps_to_target/{name}": s for name, s in steps.items()},
-        **{f"test_accuracy/{n}": r.final("test/accuracy") for n, r in results.items()},
-        "mse_distance": np.linalg.norm(w_mse - least_squares, axis=1),
-        "nll_distance": np.linalg.norm(w_nll - least_squares, axis=1),
-        "nll_sigma": sigma,
-        "residual_std": regression["residual_std"],
+        "gradient_error": Figure(
+            gradient_error,
+            reference=0.0,
+            source="closed forms (o - t) o (1 - o) and o - t",
+            tolerance=1e-5,  # equal up to float32 rounding
+        ),
+        # dE/dz at z = -10 with target 1: MSE's vanishes, cross-entropy's stays near -1
+        "saturated_gradient": {"mse": gradients[0][0], "cross_entropy": gradients[1][0]},
+        # NaN where a seed never reached the target
+        "steps_to_target": {SHORT[name]: s for name, s in steps.items()},
+        "test_accuracy": {SHORT[n]: r.final("test/accuracy") for n, r in results.items()},
+        "mse_distance": Figure(
+            np.linalg.norm(w_mse - least_squares, axis=1),
+            reference=0.0,
+            source=lstsq,
+            tolerance=1e-4,  # at the least-squares weights (float32)
+        ),
+        "nll_distance": Figure(
+            np.linalg.norm(w_nll - least_squares, axis=1),
+            reference=0.0,
+            source=lstsq,
+            tolerance=1e-4,
+        ),
+        "nll_sigma": Figure(
+            sigma,
+            reference=regression["residual_std"],
+            source=f"RMS residual of {lstsq}",
+            tolerance=1e-4,
+        ),
     }
 
 

@@ -158,15 +158,24 @@ def test_experiment_end_to_end(scale, tmp_path):
     results = experiment.train_and_evaluate(config, tmp_path)
     for name in ("report.md", "saturation.png", "classifiers.png", "regression.png"):
         assert (tmp_path / name).exists(), name
-    assert results["gradient_error"] < 1e-5
-    for name in experiment.CLASSIFIERS:
-        accuracy = results[f"test_accuracy/{name}"]
+    assert results["gradient_error"].values < 1e-5
+    assert results["gradient_error"].verdict() == "matches"
+    saturated = results["saturated_gradient"]  # dE/dz at z = -10, t = 1
+    assert abs(saturated["mse"]) < 1e-4 and saturated["cross_entropy"] == pytest.approx(-1, 1e-3)
+    assert set(results["test_accuracy"]) == set(results["steps_to_target"]) == {
+        "sigmoid_mse",
+        "sigmoid_ce",
+        "softmax_ce",
+    }
+    for name, accuracy in results["test_accuracy"].items():
         assert accuracy.shape == (config.seeds,) and np.all((accuracy >= 0) & (accuracy <= 1))
+        assert results["steps_to_target"][name].shape == (config.seeds,)
     if scale == "tiny":
         return
-    for name in experiment.CLASSIFIERS:
-        assert np.all(results[f"test_accuracy/{name}"] > 0.1), name
-    assert np.all(results["nll_distance"] < 1e-2)
-    np.testing.assert_allclose(results["nll_sigma"], results["residual_std"], rtol=1e-2)
+    for name, accuracy in results["test_accuracy"].items():
+        assert np.all(accuracy > 0.1), name
+    assert np.all(results["nll_distance"].values < 1e-2)
+    sigma = results["nll_sigma"]
+    np.testing.assert_allclose(sigma.values, sigma.reference, rtol=1e-2)  # the RMS residual
     report = (tmp_path / "report.md").read_text()
     assert "learns faster than MSE" in report or "cannot be decided" in report
