@@ -7,13 +7,6 @@ import pytest
 
 from lexicon.nn import activations
 
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # Includes the kinks (0) and the step threshold used below (0.5) exactly.
 POINTS = np.array([-3.0, -1.5, -0.25, -1e-3, 0.0, 1e-3, 0.25, 0.5, 0.75, 1.5, 3.0])
 SLOPE = 0.01

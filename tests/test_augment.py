@@ -5,16 +5,9 @@ import itertools
 
 import jax
 import numpy as np
-import pytest
 import scipy.ndimage
 
 from lexicon.data import augment
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def uniform(seed, shape, high=1.0):

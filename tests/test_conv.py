@@ -20,12 +20,6 @@ DIMENSION_NUMBERS_2D = ("NHWC", "HWIO", "NHWC")
 DIMENSION_NUMBERS_1D = ("NWC", "WIO", "NWC")
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def literal_padding(n, k, s, mode):
     """The padding table of the module docstring, transcribed."""
     if mode == "valid":

@@ -16,12 +16,6 @@ from lexicon.nn import init
 BIG_SHAPE = (1000, 1000)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def draw(initializer, key, shape, dtype=jnp.float32):
     """One compiled draw (cheaper than compiling each primitive of an eager call)."""
     return np.asarray(jax.jit(initializer, static_argnums=(1, 2))(key, shape, dtype))

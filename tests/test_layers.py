@@ -16,12 +16,6 @@ from lexicon.nn import init, layers
 
 
 @pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

@@ -18,12 +18,6 @@ STEPS = 50
 RTOL = 1e-10
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # --------------------------------------------------------------------------------------------
 # Problems: a NumPy gradient for the transcription, a JAX loss for the code
 # --------------------------------------------------------------------------------------------

@@ -21,12 +21,6 @@ from lexicon import optim
 STEPS = 50
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def logistic_problem():
     rng = np.random.default_rng(7)
     x = rng.normal(size=(64, 5))

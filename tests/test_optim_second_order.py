@@ -17,12 +17,6 @@ from lexicon import optim
 L2 = 1e-2
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # --------------------------------------------------------------------------------------------
 # Multiclass logistic regression on sklearn digits, J = mean cross-entropy + (L2/2) ||theta||^2
 # --------------------------------------------------------------------------------------------

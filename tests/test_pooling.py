@@ -11,12 +11,6 @@ import pytest
 from lexicon.nn import pooling
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def same_padding(n, k, s):
     out = math.ceil(n / s)
     total = max((out - 1) * s + k - n, 0)

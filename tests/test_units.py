@@ -9,12 +9,6 @@ from lexicon.nn import units
 
 
 @pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 
