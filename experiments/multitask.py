@@ -25,7 +25,7 @@ import numpy as np
 
 from lexicon import cli, data, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Range, nonnegative, positive
 
 SECOND_TASKS = ("loop", "parity", "ge5")
@@ -345,17 +345,30 @@ def train_and_evaluate(config, workdir):
         "seeds):\n" + "\n".join(lines)
     )
     report.write()
-    for line in lines:
-        print(line[2:])
-    return {
-        "single_task_1": single_1["test1"],
-        "multi_task_1": multi["test1"],
-        "single_task_2": single_2["test2"],
-        "multi_task_2": multi["test2"],
-        "sweep_task_1": {w: sweep[w]["test1"] for w in lambdas},
-        "reference_task_1": ref_1,
-        "reference_task_2": ref_2,
-    }
+    figures = {}
+    for size, (_, s1, m, s2) in sizes.items():
+        prefix = "" if size == "small" else f"{size}/"
+        for task, single, reference in (("1", s1, ref_1), ("2", s2, ref_2)):
+            key = f"test{task}"
+            gain = np.asarray(m[key]) - np.asarray(single[key])
+            figures[f"{prefix}task{task}/single"] = (
+                Figure(
+                    single[key],
+                    reference=reference,
+                    source="scikit-learn MLPClassifier, same layers, single-task",
+                )
+                if size == "small"  # the reference is fit on the small training set
+                else single[key]
+            )
+            # 'above' exactly when the report says multi-task helps: paired gain > its std
+            figures[f"{prefix}task{task}/multi"] = Figure(
+                m[key],
+                reference=float(np.mean(single[key])),
+                source="single-task, same seeds",
+                tolerance=float(np.std(gain)),
+            )
+    figures["task1_by_lambda"] = {f"{w:g}": sweep[w]["test1"] for w in lambdas}
+    return figures
 
 
 if __name__ == "__main__":

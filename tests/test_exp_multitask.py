@@ -80,15 +80,30 @@ def check_outputs(out, path, seeds=2):
     for name in ("report.md", "task1_curves.png", "lambda_sweep.png"):
         assert (path / name).exists(), name
     assert "| lambda |" in (path / name).with_name("report.md").read_text()
-    for key in ("single_task_1", "multi_task_1", "single_task_2", "multi_task_2"):
-        values = np.asarray(out[key])
-        assert values.shape == (seeds,) and np.all(np.isfinite(values))
-        assert np.all((values >= 0) & (values <= 1))
+    small = next(
+        line
+        for line in (path / "report.md").read_text().splitlines()
+        if line.startswith("- small training set")
+    )
+    said = {
+        "task1": small.split("on task 1 multi-task ")[1],
+        "task2": small.split("on task 2 it ")[1],
+    }
+    for task in ("task1", "task2"):
+        single, multi = out[f"{task}/single"], out[f"{task}/multi"]
+        for values in (single.values, multi.values):
+            values = np.asarray(values)
+            assert values.shape == (seeds,) and np.all(np.isfinite(values))
+            assert np.all((values >= 0) & (values <= 1))
+        # Multi-task is held against the single-task runs of the same seeds: 'above' exactly
+        # when the report says it helps.
+        assert multi.reference == pytest.approx(np.mean(single.values))
+        assert (multi.verdict() == "above") == said[task].startswith("helps")
     # lambda = 0 is the single-task run itself.
-    np.testing.assert_array_equal(out["sweep_task_1"][0.0], out["single_task_1"])
+    np.testing.assert_array_equal(out["task1_by_lambda"]["0"], out["task1/single"].values)
     # 20 steps of Adam are enough to leave chance level (0.1) on the digit class behind.
-    assert np.mean(out["multi_task_1"]) > 0.25 and np.mean(out["single_task_1"]) > 0.25
-    assert 0.5 < out["reference_task_1"] <= 1
+    assert np.mean(out["task1/multi"].values) > 0.25 and np.mean(out["task1/single"].values) > 0.25
+    assert 0.5 < out["task1/single"].reference <= 1  # scikit-learn, same layers
 
 
 def test_bad_sizes_and_weights_stop_before_training(tmp_path):
@@ -125,7 +140,8 @@ def test_experiment_end_to_end(tmp_path):
 def test_experiment_with_the_full_training_split(tmp_path):
     out = multitask.train_and_evaluate(tiny_config(sweep=(0.0, 3.0)), tmp_path)
     check_outputs(out, tmp_path)
-    assert 3.0 in out["sweep_task_1"]
+    assert "3" in out["task1_by_lambda"]
+    assert out["full/task1/single"].shape == (2,) and out["full/task1/multi"].reference > 0.25
     assert "full training set (1258 examples)" in (tmp_path / "report.md").read_text()
 
 
