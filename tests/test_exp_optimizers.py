@@ -187,17 +187,20 @@ def test_experiment_end_to_end_fast(tmp_path):
         assert (tmp_path / name).exists(), name
     report = (tmp_path / "report.md").read_text()
     assert "reference: sklearn LogisticRegression" in report and "known minimum" in report
-    optimum = headline["sklearn_objective"]
-    final = np.asarray(headline["logreg_objective"]["nesterov"])
+    figure = headline["logreg_objective"]["nesterov"]
+    optimum, final = figure.reference, np.asarray(figure.values)
+    assert figure.source == "scikit-learn LogisticRegression J*"
     assert final.shape == (2,) and np.isfinite(final).all()
     # Above the optimum, and well below log(10), the loss of the uniform prediction.
     assert (final > optimum - 1e-4).all() and (final < 0.5 * math.log(10)).all()
+    assert figure.verdict() == "above"  # 2 epochs do not reach J*
     for surface in ("quadratic", "rosenbrock"):
-        values = np.asarray(headline["surfaces"][surface]["nesterov"])
+        values = np.asarray(headline["final_f"][surface]["nesterov"].values)
         assert np.isfinite(values).all() and (values >= 0).all()
+        assert headline["final_f"][surface]["nesterov"].tolerance == config.surface_tol
     # Nesterov's first steps on the quadratic lower f from its start, f(-2, 1.5).
     start = float(exp.quadratic(jnp.array([-2.0, 1.5]), config.condition, config.angle))
-    assert max(headline["surfaces"]["quadratic"]["nesterov"]) < start
+    assert max(headline["final_f"]["quadratic"]["nesterov"].values) < start
 
 
 @pytest.mark.slow
@@ -209,9 +212,16 @@ def test_experiment_end_to_end_all_parts(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "are one algorithm" in report  # ema_momentum = momentum at these rates
     objective = headline["logreg_objective"]
-    np.testing.assert_allclose(objective["ema_momentum"], objective["momentum"], rtol=1e-5)
+    np.testing.assert_allclose(
+        objective["ema_momentum"].values, objective["momentum"].values, rtol=1e-5
+    )
     accuracy = np.asarray(list(headline["mlp_test_accuracy"].values()))
     assert ((accuracy > 0.15) & (accuracy <= 1)).all()
-    assert 0.3 < headline["noise_ratio"] < 3.0
-    assert set(headline["decay_gap"]) == {"constant", "linear decay"}
-    assert all(np.isfinite(v) for v in headline["decay_gap"].values())
+    noise = headline["noise_ratio"]
+    assert 0.3 < noise.values < 3.0 and noise.reference == 1.0 and noise.tolerance > 0
+    gaps = headline["decay_gap"]
+    assert set(gaps) == {"constant", "linear_decay"}
+    assert np.isfinite(gaps["constant"]) and np.isfinite(gaps["linear_decay"].values)
+    assert gaps["linear_decay"].reference == gaps["constant"]
+    closer = "linear decay" if gaps["linear_decay"].values < gaps["constant"] else "constant"
+    assert f"the {closer} run ends closer to J*" in report
