@@ -158,26 +158,18 @@ def objective(model, params, x, y):
     return train.cross_entropy(logits, y), logits
 
 
-def gradient_norm_step(model):
-    """The SGD step of train.classifier that also reports every layer's gradient norm."""
+def gradient_norm_task(model, config, example_input):
+    """train.classifier's task, with a step whose loss is ``objective`` and that also logs
+    every layer's gradient norm (train.gradient_step's grad_metrics hook)."""
 
-    def make(axis_name):
-        def step(state, batch, key):
-            del key  # these networks have no dropout
-            (loss, logits), grads = jax.value_and_grad(
-                functools.partial(objective, model), has_aux=True
-            )(state.params, batch["x"], batch["y"])
-            grads = train.mean_over(axis_name, grads)
-            metrics = {
-                "loss": loss,
-                "accuracy": train.accuracy(logits, batch["y"]),
-                **layer_gradient_norms(grads),
-            }
-            return state.apply_gradients(grads), train.mean_over(axis_name, metrics)
+    def loss_fn(params, model_state, batch, key):
+        del key  # these networks have no dropout
+        loss, logits = objective(model, params, batch["x"], batch["y"])
+        return loss, ({"accuracy": train.accuracy(logits, batch["y"])}, model_state)
 
-        return step
-
-    return make
+    base = train.classifier(model, optim.sgd(config.lr), example_input)
+    step = train.gradient_step(loss_fn, grad_metrics=layer_gradient_norms)
+    return train.Task(init=base.init, make_step=step, evaluate=base.evaluate)
 
 
 def build_model(config, activation, num_classes):
@@ -237,8 +229,7 @@ def diagnostics(model, params, split, pieces: int):
 
 def run_network(config, splits, activation, workdir):
     model = build_model(config, activation, splits.num_classes)
-    base = train.classifier(model, optim.sgd(config.lr), splits.train["x"][:1])
-    task = train.Task(init=base.init, make_step=gradient_norm_step(model), evaluate=base.evaluate)
+    task = gradient_norm_task(model, config, splits.train["x"][:1])
     start = initial_states(config, task)
     result = train.fit(
         config,

@@ -8,13 +8,13 @@ pre-activations, one example per row, by
 followed by a learned scale gamma and shift beta. The same deep ReLU net is trained by plain
 SGD (Alg. 8.1) with and without it, over a log-spaced sweep of learning rates. At evaluation
 the batch-norm layers use the running averages of mu and sigma^2 gathered during training
-(eval mode), not the statistics of the evaluated batch. A replica whose parameters become
-NaN or infinite has diverged; it is kept in the sweep and scored as classifying nothing.
+(eval mode), not the statistics of the evaluated batch. A replica whose loss, parameters or
+batch statistics become NaN or infinite has diverged: train.fit (``on_divergence=record``)
+freezes it, marks the epoch and trains the other replicas on; it scores as classifying nothing.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
@@ -46,6 +46,7 @@ def get_config():
     config.bn_epsilon = 1e-5  # delta inside sigma = sqrt(delta + variance)
     config.good_accuracy = 0.9  # a learning rate "trains" if the mean test accuracy reaches this
     config.dataset = "digits"  # digits | mnist1d (standardized with training statistics)
+    config.on_divergence = "record"  # the sweep goes on past a diverged replica, marking it
     return config
 
 
@@ -69,38 +70,6 @@ def learning_rates(config) -> np.ndarray:
     return np.geomspace(config.lr_min, config.lr_max, config.num_lrs)
 
 
-def all_finite(tree) -> jax.Array:
-    """True when every leaf of the pytree is free of NaN and infinities."""
-    finite = jnp.asarray(True)
-    for leaf in jax.tree.leaves(tree):
-        finite = finite & jnp.all(jnp.isfinite(leaf))
-    return finite
-
-
-def tolerate_divergence(step_factory):
-    """Wraps a step so that a diverging replica does not stop the whole sweep.
-
-    train.fit stops at the first non-finite metric, which is right for one run but not for a
-    sweep whose point is to find the rates where training blows up. The wrapped step reports
-    ``diverged`` (1 once the parameters, batch statistics or metrics are no longer finite) and
-    zeroes the other metrics of such a step; the parameters are left as they are (NaN stays
-    NaN), so a diverged replica stays diverged.
-    """
-
-    def make(axis_name):
-        step = step_factory(axis_name)
-
-        def guarded(state, batch, key):
-            state, metrics = step(state, batch, key)
-            finite = all_finite((state.params, state.model_state, metrics))
-            metrics = {k: jnp.where(finite, v, 0.0) for k, v in metrics.items()}
-            return state, {**metrics, "diverged": 1.0 - finite.astype(jnp.float32)}
-
-        return guarded
-
-    return make
-
-
 def make_task(config, batch_norm: bool, lr: float, splits):
     """(model, Task): the deep net, with or without batch norm, trained by SGD at rate lr."""
     model = MLP(
@@ -119,14 +88,9 @@ def make_task(config, batch_norm: bool, lr: float, splits):
             model, state.params, state.model_state, split["x"], train=False
         )
         valid = jnp.all(jnp.isfinite(logits), axis=-1)
-        correct = (jnp.argmax(logits, -1) == split["y"]) & valid
-        finite = all_finite(state.params) & all_finite(state.model_state)
-        return {
-            "accuracy": jnp.mean(correct),
-            "diverged": 1.0 - finite.astype(jnp.float32),
-        }
+        return {"accuracy": jnp.mean((jnp.argmax(logits, -1) == split["y"]) & valid)}
 
-    return model, train.Task(init=task.init, make_step=tolerate_divergence(task.make_step), evaluate=evaluate)
+    return model, train.Task(init=task.init, make_step=task.make_step, evaluate=evaluate)
 
 
 def reference_accuracy(splits) -> float:
@@ -149,7 +113,7 @@ def plot_sweep(lrs, results, reference):
     for variant, colour in zip(VARIANTS, ("C3", "C0")):
         accuracy = np.stack([r["test_accuracy"] for r in results[variant]], axis=1)
         band(ax, lrs, accuracy, LABELS[variant], color=colour, marker="o")
-        diverged = [r["diverged"].mean() > 0 for r in results[variant]]
+        diverged = [r["diverged_at"].any() for r in results[variant]]
         if any(diverged):
             ax.plot(
                 lrs[np.array(diverged)],
@@ -186,13 +150,10 @@ def train_and_evaluate(config, workdir):
                 workdir / f"{variant}-lr{lr:.3g}",
                 eval_splits={"test": splits.test},
             )
-            results[variant].append(
-                {
-                    "test_accuracy": result.final("test/accuracy"),
-                    "diverged": result.final("test/diverged"),
-                    "train_loss": result.final("train/loss"),
-                }
-            )
+            diverged = result.diverged_at > 0  # a diverged replica classifies nothing
+            accuracy = 0.0 if diverged.all() else result.final("test/accuracy")
+            accuracy = np.where(diverged, 0.0, accuracy)
+            results[variant].append({"test_accuracy": accuracy, "diverged_at": result.diverged_at})
     reference = reference_accuracy(splits)
     good = {
         v: good_rates(lrs, [r["test_accuracy"] for r in results[v]], config.good_accuracy)
@@ -221,7 +182,7 @@ def train_and_evaluate(config, workdir):
             (
                 f"{lr:.3g}",
                 *(mean_std(results[v][i]["test_accuracy"]) for v in VARIANTS),
-                " / ".join(f"{int(results[v][i]['diverged'].sum())}" for v in VARIANTS),
+                " / ".join(f"{np.count_nonzero(results[v][i]['diverged_at'])}" for v in VARIANTS),
             )
             for i, lr in enumerate(lrs)
         ],
@@ -245,8 +206,8 @@ def train_and_evaluate(config, workdir):
         "learning_rates": lrs,
         "plain_accuracy": np.stack([r["test_accuracy"] for r in results["plain"]]),
         "batch_norm_accuracy": np.stack([r["test_accuracy"] for r in results["batch_norm"]]),
-        "plain_diverged": np.stack([r["diverged"] for r in results["plain"]]),
-        "batch_norm_diverged": np.stack([r["diverged"] for r in results["batch_norm"]]),
+        "plain_diverged_at": np.stack([r["diverged_at"] for r in results["plain"]]),
+        "batch_norm_diverged_at": np.stack([r["diverged_at"] for r in results["batch_norm"]]),
         "rates_only_batch_norm_trains": only_bn,
         "reference": reference,
     }

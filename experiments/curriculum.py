@@ -16,8 +16,8 @@ list is available at step t:
 
 a linear ramp from the easiest fraction f_0 of the data to all N examples at step T. Each
 step draws its minibatch uniformly (with replacement) from the first pool(t) examples,
-inside the compiled step, with the step's key. Four schedules share this sampler and all
-other settings:
+inside the compiled step, with the step's key: a data-free train.fit, whose steps get no
+batch. Four schedules share this sampler and all other settings:
     all data   pool(t) = N from the start (no curriculum; the usual training)
     random     pacing over a random order (the control: a growing pool, no ordering)
     easy-first pacing over the easy-to-hard order (the curriculum)
@@ -179,10 +179,8 @@ def draw_batch(key, ordered: dict, pool, size: int) -> dict:
 
 
 def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task:
-    """A student whose minibatch is drawn from the first pool(t) examples of ``ordered``.
-
-    The batch that train.fit hands in is ignored: the sampler needs the fixed order, and
-    drawing inside the step keeps the whole schedule in the compiled program.
+    """A student whose minibatch of ``config.batch_size`` (0: N) examples is drawn from the
+    first pool(t) examples of ``ordered``, for a data-free train.fit (the step gets batch=None).
     """
     model = MLP(features=[*config.hidden, 10], activation="relu")
     tx = optim.sgd(config.lr)
@@ -203,8 +201,7 @@ def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task
 
         def step(state, batch, key):
             pool = pool_size(state.step, n, config.start_fraction, ramp_steps) if paced else n
-            # As many examples as fit's own (per-device) batch would hold.
-            drawn = draw_batch(key, {"x": x, "y": y}, pool, batch["y"].shape[0])
+            drawn = draw_batch(key, {"x": x, "y": y}, pool, config.batch_size or n)
             state, metrics = update(state, drawn, key)
             return state, {**metrics, "pool": jnp.asarray(pool, jnp.float32)}
 
@@ -310,14 +307,15 @@ def train_and_evaluate(config, workdir):
     easy_to_hard = curriculum_order(difficulty, y, config.balanced)
 
     orders = {s: schedule_order(s, easy_to_hard, config.data_seed) for s in SCHEDULES}
+    student = config.copy_and_resolve_references()
+    with student.unlocked():  # data-free: each of these steps draws its own minibatch
+        student.steps_per_epoch = steps_per_epoch
     runs = {}
     for schedule, order in orders.items():
-        ordered = {"x": x[order], "y": y[order]}
-        task = make_task(config, ordered, schedule != "all", ramp_steps)
-        result = train.fit(
-            config, task, ordered, workdir / schedule, eval_splits={"test": splits.test}
-        )
-        runs[schedule] = result.history
+        task = make_task(config, {"x": x[order], "y": y[order]}, schedule != "all", ramp_steps)
+        runs[schedule] = train.fit(
+            student, task, None, workdir / schedule, eval_splits={"test": splits.test}
+        ).history
 
     budgets = budget_epochs(runs["all"])
     at = {s: {e: accuracy_at(h, e) for e in budgets} for s, h in runs.items()}

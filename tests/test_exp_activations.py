@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import activations as experiment
-from lexicon import data, optim, train
+from lexicon import data
 from lexicon.nn.layers import MLP
 from lexicon.rules import ConfigError, check
 
@@ -84,16 +84,19 @@ def test_diagnostics_match_numpy_backprop(x64, tiny_problem, activation):
         assert found["activity"][0, 0, 0] == 0 and np.all(found["activity"][0, 0, 1:] > 0)
 
 
-def test_gradient_norm_step_is_sgd_and_reports_layer_norms(x64, tiny_problem):
+def test_gradient_norm_task_is_sgd_and_reports_layer_norms(x64, tiny_problem):
     x, y = tiny_problem
     model = MLP(features=(4, 3), activation="tanh")
-    base = train.classifier(model, optim.sgd(0.1), jnp.zeros((1, 5), jnp.float64))
-    state = base.init(jax.random.key(0))
+    config = experiment.get_config()
+    config.lr = 0.1
+    task = experiment.gradient_norm_task(model, config, jnp.zeros((1, 5), jnp.float64))
+    state = task.init(jax.random.key(0))
     state = state.replace(params=jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), state.params))
     params = jax.tree.map(np.asarray, state.params)
     grads, _, _ = numpy_one_hidden_layer(params, x, y, "tanh")
-    step = experiment.gradient_norm_step(model)(None)
+    step = task.make_step(None)
     new_state, metrics = step(state, {"x": jnp.asarray(x), "y": jnp.asarray(y)}, None)
+    assert set(metrics) == {"loss", "accuracy", "grad_norm_01", "grad_norm_02"}
     np.testing.assert_allclose(metrics["grad_norm_01"], np.linalg.norm(grads[0]), rtol=1e-10)
     np.testing.assert_allclose(metrics["grad_norm_02"], np.linalg.norm(grads[1]), rtol=1e-10)
     np.testing.assert_allclose(
@@ -150,6 +153,10 @@ def test_one_network_fast(tmp_path):
     assert np.all(run["dead_final"] >= run["never_active_final"])
     assert np.all((run["mean_slope_init"] > 0) & (run["mean_slope_init"] < 1))
     assert np.mean(run["result"].final("val/accuracy")) > 0.2
+    # grad_metrics logs every layer's gradient norm, per seed, in each epoch's record.
+    for layer in range(1, config.depth + 2):
+        norms = run["result"].final(f"train/grad_norm_{layer:02d}")
+        assert norms.shape == (2,) and np.all(np.isfinite(norms)) and np.all(norms > 0)
 
 
 @pytest.mark.parametrize("scale", ["tiny", pytest.param("small", marks=pytest.mark.slow)])

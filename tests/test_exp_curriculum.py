@@ -100,18 +100,22 @@ def test_reference_difficulty_is_a_held_out_loss():
 
 
 def test_paced_student_trains_from_the_growing_pool(tmp_path):
-    """One schedule through train.fit: the pool follows pool(t) and the student learns."""
+    """One schedule through a data-free train.fit: the pool follows pool(t), each step draws
+    a full minibatch, and the student learns."""
     splits = curriculum.data.load("digits")
     x, y = splits.train["x"][:320], splits.train["y"][:320]
     config = curriculum.get_config()
     config.update(seeds=2, epochs=4, hidden=(16,), batch_size=32, lr=0.2, progress=False)
+    config.steps_per_epoch = 10
     task = curriculum.make_task(config, {"x": x, "y": y}, paced=True, ramp_steps=25)
-    result = curriculum.train.fit(
-        config, task, {"x": x, "y": y}, tmp_path, eval_splits={"test": splits.test}
-    )
+    result = curriculum.train.fit(config, task, None, tmp_path, eval_splits={"test": splits.test})
+    assert result.history[-1]["step"] == 40
     pools = np.concatenate([m["pool"] for m in result.step_metrics], axis=1)
     expected = [int(curriculum.pool_size(t, 320, config.start_fraction, 25)) for t in range(40)]
     np.testing.assert_array_equal(pools, [expected, expected])
+    # Each step's accuracy is a count over a drawn minibatch of config.batch_size examples.
+    hits = np.concatenate([m["accuracy"] for m in result.step_metrics], axis=1) * 32
+    np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
     assert np.mean(result.final("test/accuracy")) > 0.3  # chance is 0.1
 
 
