@@ -32,7 +32,7 @@ from lexicon.nn import activations
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP, Maxout, PReLU
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, Range, positive
+from lexicon.rules import Choice, Range, check_batch_size, positive
 
 NETWORKS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout")
 RECTIFIERS = ("relu", "leaky_relu", "prelu")  # units that are "active" where in_i > 0
@@ -63,6 +63,11 @@ RULES = {
     "maxout_pieces": Range(1, 64),
     "dataset": Choice(*data.DATASETS),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
 # --- 1. the gallery ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 from lexicon import adversarial, cli, data, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive
+from lexicon.rules import Choice, ConfigError, Items, Range, check_batch_size, positive, widths
 
 MODES = ("standard", "adversarial")
 DATASETS = ("digits", "mnist", "fashion_mnist")  # inputs scaled to [0, 1]
@@ -60,7 +60,15 @@ RULES = {
     "dataset": Choice(*DATASETS),
     "examples": Range(1, 16),
     "scale": Choice("default", "paper"),
+    "hidden": widths(),
+    "eval_epsilons": Items(Range(0, 1), kind=float),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    if config.scale == "default":
+        check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
 def apply_preset(config):

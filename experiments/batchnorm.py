@@ -24,7 +24,14 @@ from lexicon.nn import activations as activation_functions
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive, probability
+from lexicon.rules import (
+    Choice,
+    ConfigError,
+    Range,
+    check_batch_size,
+    positive,
+    probability,
+)
 
 VARIANTS = ("plain", "batch_norm")
 LABELS = {"plain": "without batch norm", "batch_norm": "with batch norm"}
@@ -63,6 +70,13 @@ RULES = {
     "good_accuracy": probability(),
     "dataset": Choice(*data.EMBEDDED),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    if config.lr_max < config.lr_min:
+        raise ConfigError(f"config.lr_max={config.lr_max} is below config.lr_min={config.lr_min}")
+    check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
 def learning_rates(config) -> np.ndarray:

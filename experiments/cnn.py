@@ -36,7 +36,7 @@ from lexicon import cli, data, train
 from lexicon.nn.cnn import CNN1D, MultiStream, ResNetSmall, VGGSmall, lenet5_for
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Names, Range, positive
+from lexicon.rules import Choice, ConfigError, Names, Range, check_batch_size, positive, widths
 
 IMAGE_MODELS = ("mlp", "lenet5", "vgg", "resnet", "multistream")
 SIGNAL_MODELS = ("mlp", "cnn1d")
@@ -71,7 +71,23 @@ RULES = {
     "lr": positive(),
     "activation": Choice("tanh", "relu"),
     "timing_repeats": Range(1, 1000),
+    "hidden": widths(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    datasets = datasets_of(config)
+    plan = {dataset: models_for(config, dataset) for dataset in datasets}
+    if not any(plan.values()):
+        raise ConfigError(f"config.models={config.models!r} has no model for {config.dataset}")
+    if config.scale == "default":
+        for dataset in datasets:
+            val_fraction = 0.0 if dataset == "mnist1d" else 0.1
+            num_train = cli.train_examples(
+                dataset, seed=config.data_seed, val_fraction=val_fraction
+            )
+            check_batch_size(config, num_train, of=f"{dataset} training examples")
 
 
 # --- the models --------------------------------------------------------------------------------

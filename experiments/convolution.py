@@ -28,7 +28,7 @@ from lexicon import cli, data, train
 from lexicon.nn import conv
 from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive
+from lexicon.rules import Choice, ConfigError, Range, check_batch_size, positive
 
 EMBOSS = ((-2.0, -2.0, 0.0), (-2.0, 6.0, 0.0), (0.0, 0.0, 0.0))
 # ITU-R BT.601 luma weights: the usual RGB -> grayscale conversion.
@@ -59,6 +59,23 @@ RULES = {
     "num_kernels": Range(1, 256),
     "kernel_size": Range(1, 64),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    if config.blur_size % 2 == 0:
+        raise ConfigError(f"config.blur_size={config.blur_size} must be odd")
+    side = min(min(image.shape[:2]) for image in data.sample_images().values())
+    if config.image_size > side:
+        raise ConfigError(
+            f"config.image_size={config.image_size} exceeds the {side} pixels of the sample "
+            f"photographs' shorter side; use a value in [8, {side}]"
+        )
+    if config.kernel_size > config.image_size:
+        raise ConfigError(
+            f"config.kernel_size={config.kernel_size} exceeds config.image_size={config.image_size}"
+        )
+    check_batch_size(config, cli.train_examples("digits", seed=config.data_seed))
 
 
 # --- 1. hand-made kernels as filters -----------------------------------------------------------

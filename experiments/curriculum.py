@@ -40,7 +40,7 @@ from scipy.stats import spearmanr
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, Range, positive, probability
+from lexicon.rules import Choice, Range, check_batch_size, positive, probability, widths
 
 SCHEDULES = ("all", "random", "easy_first", "hard_first")
 LABELS = {
@@ -76,7 +76,16 @@ RULES = {
     "teacher_lr": positive(),
     "teacher_folds": Range(2, 10),
     "balanced": Choice(True, False),
+    "hidden": widths(),
+    "teacher_hidden": widths(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    n = cli.train_examples("digits", seed=config.data_seed)
+    seen = n - -(-n // config.teacher_folds)  # a teacher trains on all folds but one
+    check_batch_size(config, seen, of="training examples of a teacher's folds")
 
 
 # --- difficulty from a teacher ----------------------------------------------------------------

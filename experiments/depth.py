@@ -24,7 +24,7 @@ import numpy as np
 from lexicon import cli, losses, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import ConfigError, Range, positive
+from lexicon.rules import ConfigError, Range, check_batch_size, positive
 
 NOTHING_LEARNED_MSE = 1.0 / 12.0  # T^k maps U(0, 1) to U(0, 1), whose variance is 1/12
 
@@ -70,6 +70,15 @@ RULES = {
     "max_k": Range(1, 16),
     "solved_mse": positive(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    if config.svr_eps_max < config.svr_eps_min:
+        raise ConfigError(
+            f"config.svr_eps_max={config.svr_eps_max} is below svr_eps_min={config.svr_eps_min}"
+        )
+    check_batch_size(config, config.num_train, of="training inputs (config.num_train)")
 
 
 # --- the target and its exact constructions ---------------------------------------------------

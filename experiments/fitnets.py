@@ -36,7 +36,15 @@ import numpy as np
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, positive, probability
+from lexicon.rules import (
+    Choice,
+    ConfigError,
+    Range,
+    check_batch_size,
+    positive,
+    probability,
+    widths,
+)
 
 STUDENTS = ("scratch", "kd", "hints_kd")
 LABELS = {
@@ -73,7 +81,21 @@ RULES = {
     "alpha": probability(),
     "lr": positive(),
     "train_size": Range(0),
+    "teacher_hidden": widths(),
+    "student_hidden": widths(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    layers = len(config.student_hidden)
+    if not 1 <= config.guided <= layers:
+        raise ConfigError(
+            f"config.guided={config.guided} must name a hidden layer of the student, in "
+            f"[1, {layers}]"
+        )
+    n = cli.train_examples(config.dataset, seed=config.data_seed)
+    check_batch_size(config, min(n, config.train_size or n))
 
 
 # --- losses ------------------------------------------------------------------------------------

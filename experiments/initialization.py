@@ -26,7 +26,7 @@ from lexicon import cli, data, optim, train
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, Range, positive
+from lexicon.rules import Choice, Range, check_batch_size, positive
 
 INITS = ("zeros", "small_normal", "glorot_uniform", "he_normal")
 ACTIVATIONS = ("tanh", "relu")
@@ -62,6 +62,11 @@ RULES = {
     "lr": positive(),
     "dataset": Choice(*data.EMBEDDED),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
 # --- the variance recursion ------------------------------------------------------------------

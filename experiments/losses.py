@@ -30,7 +30,7 @@ import numpy as np
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, Range, positive
+from lexicon.rules import Choice, Range, check_batch_size, positive
 
 
 def get_config():
@@ -61,6 +61,11 @@ RULES = {
     "regression_steps": Range(1, 1_000_000),
     "regression_lr": positive(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
 # --- classification losses on logits z --------------------------------------------------------

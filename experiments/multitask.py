@@ -26,7 +26,16 @@ import numpy as np
 from lexicon import cli, data, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Range, nonnegative, positive
+from lexicon.rules import (
+    Choice,
+    ConfigError,
+    Items,
+    Range,
+    check_batch_size,
+    nonnegative,
+    positive,
+    widths,
+)
 
 SECOND_TASKS = ("loop", "parity", "ge5")
 SECOND_TASK_NAMES = {
@@ -61,7 +70,19 @@ RULES = {
     "activation": Choice(*SKLEARN_ACTIVATIONS),
     "lr": positive(),
     "weight": nonnegative(),
+    "trunk": widths(),
+    "sweep": Items(nonnegative(), kind=float),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    n = cli.train_examples("digits", seed=config.data_seed)
+    if config.train_size >= n:
+        raise ConfigError(
+            f"config.train_size={config.train_size} must be smaller than the {n} training examples"
+        )
+    check_batch_size(config, config.train_size, of="examples of config.train_size")
 
 
 # --- the tasks and the network ----------------------------------------------------------------

@@ -44,12 +44,15 @@ from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import (
     Choice,
     ConfigError,
+    Items,
     Names,
     Range,
+    check_batch_size,
     nonnegative,
     positive,
     probability,
     split_names,
+    widths,
 )
 
 PARTS = ("logreg", "mlp", "surfaces", "batch", "decay")
@@ -162,7 +165,25 @@ RULES = {
     "adam.rho1": probability(),
     "adam.rho2": probability(),
     "adam.delta": nonnegative(),
+    "hidden": widths(),
+    "noise_batches": Items(Range(1, 1_000_000), kind=int),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    parts = set(split_names(config.parts))
+    if parts & {"logreg", "batch", "decay"}:  # the logistic regression on digits
+        n = cli.train_examples("digits", seed=config.data_seed)
+        check_batch_size(config, n, of="digits training examples")
+        if "batch" in parts and max(config.noise_batches) > n:
+            raise ConfigError(
+                f"config.noise_batches={tuple(config.noise_batches)} must lie in [1, {n}], the "
+                f"digits training examples"
+            )
+    if "mlp" in parts and config.scale == "default":
+        n = cli.train_examples("mnist1d", seed=config.data_seed)
+        check_batch_size(config, n, of="MNIST-1D training examples")
 
 
 def make_optimizer(config, name: str, learning_rate) -> optax.GradientTransformation:

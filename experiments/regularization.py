@@ -40,7 +40,16 @@ from lexicon import cli, data, optim, regularizers, train
 from lexicon.data import augment
 from lexicon.nn.dropout import DropoutMLP
 from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Names, Range, positive, probability, split_names
+from lexicon.rules import (
+    Choice,
+    ConfigError,
+    Names,
+    Range,
+    positive,
+    probability,
+    split_names,
+    widths,
+)
 from lexicon.train.early_stopping import early_stopping
 
 TECHNIQUES = (
@@ -96,7 +105,21 @@ RULES = {
     "patience": Range(1),
     "monitor": Choice(*MONITORS),
     "zero_tol": probability(),
+    "hidden": widths(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    if {"l1", "l1_proximal"} <= set(split_names(config.combined)):
+        raise ConfigError(
+            "config.combined lists both l1 and l1_proximal; keep one of the two L1 variants"
+        )
+    if config.train_size <= config.batch_size:
+        raise ConfigError(
+            f"config.train_size={config.train_size} must exceed config.batch_size="
+            f"{config.batch_size}, or no minibatch step is left to regularize"
+        )
 
 
 def selected_methods(config) -> list[str]:

@@ -49,7 +49,7 @@ LOOKAHEAD = ("nesterov", "rmsprop_nesterov")  # first-order methods that carry t
 
 
 def get_config():
-    config = ml_collections.ConfigDict()
+    config = train.defaults()  # every shared key; the solvers use seed, seeds and data_seed
     config.seed = 0  # seed of the first starting point; seed i uses seed + i
     config.seeds = 3  # starting points theta_0 ~ N(0, init_scale^2), solved together (vmap)
     config.data_seed = 0  # seed of the train/validation/test split of digits
@@ -90,6 +90,12 @@ RULES = {
     "repeats": Range(1, 100),
     **{f"lr.{name}": positive() for name in optim.NAMES},
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    if not split_names(config.methods) + split_names(config.first_order):
+        raise ConfigError("config.methods and config.first_order are both empty; name a method")
 
 
 # --- the problem ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from lexicon import cli, data, optim, train
 from lexicon.nn.cnn import LeNet5
 from lexicon.nn.layers import MLP
 from lexicon.report import Report
-from lexicon.rules import Choice, Names, Range
+from lexicon.rules import Choice, ConfigError, Names, Range, widths
 
 PARTS = ("all", "devices")
 ROWS = ("loop", "devices", "frameworks", "optimizers")
@@ -53,7 +53,24 @@ RULES = {
     "devices": Range(1, 64),
     "rows": Names(ROWS, everything="all"),
     "part": Choice(*PARTS),
+    "hidden": widths(),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    n = cli.train_examples("digits", seed=config.data_seed)
+    if not 1 <= config.batch_size <= n:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} must lie in [1, {n}], the digits training "
+            f"examples: speed times minibatch steps"
+        )
+    rows = RULES["rows"].parse(config.rows)
+    if config.part == "all" and "devices" in rows and config.batch_size % config.devices:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} must be divisible by config.devices="
+            f"{config.devices} for the device rows (or leave devices out of config.rows)"
+        )
 
 
 def classifier_task(hidden, num_inputs, tx=None):

@@ -33,7 +33,7 @@ from matplotlib.ticker import NullLocator
 from lexicon import cli, data, train
 from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Names, Range, positive
+from lexicon.rules import Choice, ConfigError, Items, Names, Range, check_batch_size, positive
 
 METHODS = ("scratch", "features", "finetune")
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
@@ -74,7 +74,16 @@ RULES = {
     "finetune_lr_scale": positive(),
     "feature_layer": Choice(*STAGES),
     "activation": Choice("tanh", "relu"),
+    "label_counts": Items(Range(1, 10_000), kind=int),
 }
+
+
+def check_config(config):
+    """Cross-key rules; cli.run checks them before anything compiles."""
+    splits = data.load("digits", seed=config.data_seed, flatten=False)
+    source, target = task_splits(splits, config.split_at)
+    check_counts(config, target.train["y"], int(target.train["y"].max() + 1))
+    check_batch_size(config, len(source.train["y"]), of="training examples of the source task")
 
 
 # --- tasks -------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ nothing); and the workdir (``check_workdir``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
+import functools
 import importlib.metadata
 import inspect
 import json
@@ -151,6 +153,21 @@ def last_tuple_values(argv: list[str], config) -> list[str]:
     return argv[:1] + kept
 
 
+@contextlib.contextmanager
+def quiet():
+    """No absl log line and no Python warning while flags and values are checked, so that a
+    bad one is reported by its one error line alone."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        absl_logger.setLevel(level)
+
+
 def parse(get_config: Callable, argv: list[str]):
     """argv -> (config, workdir or None). Exits with status 2 on any bad flag."""
     config = get_config()
@@ -160,13 +177,8 @@ def parse(get_config: Callable, argv: list[str]):
             fail(f"flag {arg!r} is not supported; set single keys with --config.key=value")
     argv = last_tuple_values(argv, config)
     registry = flags.FlagValues()
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    # Nothing but the one error line: absl and ml_collections stay quiet while parsing.
-    absl_logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             config_flags.DEFINE_config_dict("config", config, flag_values=registry, sys_argv=argv)
             flags.DEFINE_string(
                 "workdir", None, "where the run writes its outputs", flag_values=registry
@@ -176,16 +188,14 @@ def parse(get_config: Callable, argv: list[str]):
         fail(str(error).splitlines()[0])
     except Exception as error:  # ml_collections raises plain TypeError/ValueError on bad values
         fail(f"{type(error).__name__}: {error}")
-    finally:
-        absl_logger.setLevel(level)
     if len(rest) > 1:
         fail(f"unexpected arguments: {' '.join(rest[1:])}; flags take the form --config.key=value")
     return registry.config, registry.workdir
 
 
 def rules_for(defaults, rules: Mapping | None = None) -> dict:
-    """Every key's rule, in the order of the config: the shared rules (lexicon.train.config
-    and SHARED_RULES), the experiment's, and for a key with neither, the type of its default."""
+    """Every key's rule, in the order of flat_keys: the shared rules (lexicon.train.config and
+    SHARED_RULES), the experiment's, and for a key with neither, the type of its default."""
     from lexicon.train.config import RULES as TRAIN_RULES
 
     keys = flat_keys(defaults)
@@ -217,6 +227,28 @@ def check_together(config, experiment_check: Callable | None = None) -> None:
         raise ConfigError("config.mapper=pmap applies to parallel=data; use shard_map for seeds")
     if experiment_check is not None:
         experiment_check(config)
+
+
+@functools.cache
+def train_examples(dataset: str, **load_args) -> int | None:
+    """Examples in the training split of ``data.load(dataset, **load_args)`` for an embedded
+    dataset (loaded, nothing compiled), for experiments' check_config; None for a TFDS set,
+    which is checked once loaded."""
+    from lexicon import data
+
+    if dataset in data.EMBEDDED:
+        return len(data.load(dataset, **load_args).train["y"])
+    if dataset not in data.TFDS_IMAGES:
+        return None
+    try:  # a TFDS set: its size, and whether it is prepared, without reading it
+        import tensorflow_datasets as tfds
+
+        source = tfds.data_source(dataset, split="train", download=False)
+    except Exception:
+        data.tfds_images(dataset, "train")  # raises the DataError that names the alternatives
+        return None
+    n = len(source)
+    return n - int(round(load_args.get("val_fraction", 0.1) * n))
 
 
 def check_workdir(path) -> pathlib.Path:
@@ -282,6 +314,10 @@ def start_distributed() -> None:
 
     heartbeat = int(os.environ.get("LEXICON_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's preemption service catches SIGTERM in C++ and swallows it; lexicon.train handles
+    # SIGTERM itself (a checkpoint at the next epoch, agreed by all processes), and before
+    # training starts SIGTERM must end the process as it does a single-process run.
+    jax.config.update("jax_enable_preemption_service", False)
     sys.excepthook = _lost_process_hook(sys.excepthook)
     jax.distributed.initialize(
         coordinator_address=os.environ["LEXICON_COORDINATOR"],
@@ -377,8 +413,9 @@ def run(
     config, workdir = parse(get_config, argv)
     all_rules = rules_for(get_config(), rules)
     try:
-        check(config, all_rules)
-        check_together(config, getattr(source, "check_config", None))
+        with quiet():
+            check(config, all_rules)
+            check_together(config, getattr(source, "check_config", None))
     except (ConfigError, DataError) as error:
         fail(str(error))
     workdir = check_workdir(default_workdir(topic, config) if workdir is None else workdir)

@@ -1,13 +1,73 @@
-"""Bad input stops before compiling: one line on stderr, exit status 2."""
+"""The command line: every bad input stops before compiling, with one line on stderr and exit
+status 2; tuple flags; shared keys in every experiment; the multi-process launcher."""
 
+import os
+import signal
 import subprocess
+import sys
+import time
 
+import ml_collections
 import pytest
 from support import ROOT, run_python
 
-from experiments import backprop
-from lexicon import cli
+from lexicon import cli, train
+from lexicon.rules import Choice, ConfigError, check_batch_size, positive, widths
 
+# --- a tiny experiment of this file, for in-process cli.run --------------------------------------
+
+TRAIN_EXAMPLES = 100
+CALLS = []
+
+
+def get_config():
+    config = train.defaults()
+    config.epochs = 2
+    config.hidden = (4,)  # widths of the hidden layers
+    config.lr = 0.1  # learning rate
+    config.gradient = "delta"  # delta | autodiff
+    config.rates = (0.1, 0.2)  # a tuple key without a rule: its default's type still holds
+    config.opt = ml_collections.ConfigDict()
+    config.opt.lr = 0.5  # a nested key
+    return config
+
+
+RULES = {
+    "hidden": widths(),
+    "lr": positive(),
+    "gradient": Choice("delta", "autodiff"),
+    "opt.lr": positive(),
+}
+
+
+def check_config(config):
+    """The experiment's cross-key rules: cli.run finds this function in the module."""
+    check_batch_size(config, TRAIN_EXAMPLES)
+    if config.gradient == "autodiff" and config.lr > 1:
+        raise ConfigError(f"config.lr={config.lr} is above 1, too large for gradient=autodiff")
+
+
+def train_and_evaluate(config, workdir):
+    CALLS.append((config, workdir))
+    return {}
+
+
+def run_tiny(args, workdir):
+    CALLS.clear()
+    argv = ["tiny", f"--workdir={workdir}", "--config.progress=false", *args]
+    return cli.run(get_config, train_and_evaluate, RULES, argv=argv)
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
+
+
+# --- bad input, in process ---------------------------------------------------------------------
+
+PROC = "/proc/lexicon-no-such-dir"  # mkdir fails there, even for root
 BAD = {
     "unknown key": (["--config.learning_rate=0.1"], "unknown config key 'learning_rate'"),
     "float expected": (["--config.lr=fast"], "could not convert string to float"),
@@ -16,26 +76,185 @@ BAD = {
     "out of range": (["--config.lr=-1"], "config.lr=-1.0 is out of range"),
     "zero seeds": (["--config.seeds=0"], "config.seeds=0 is out of range"),
     "bad choice": (["--config.parallel=model"], "choose one of: none, data, seeds"),
-    "unknown dataset": (["--config.dataset=imagenet"], "choose one of: digits, mnist1d"),
-    "unknown gradient": (["--config.gradient=numeric"], "choose one of: delta, autodiff"),
     "unknown flag": (["--learning_rate=3"], "Unknown command line flag"),
     "positional": (["extra"], "unexpected arguments: extra"),
-    "not finite": (["--config.lr=nan"], "must be a finite number"),
-    "batch too large": (["--config.batch_size=100000"], "exceeds the 1258 training examples"),
-    "resume nothing": (["--config.resume=true"], "has no checkpoint"),
+    "nan": (["--config.lr=nan"], "must be a finite number"),
+    "inf": (["--config.lr=inf"], "must be a finite number"),
+    "inf in float32": (["--config.lr=1e39"], "must be a finite number; float32"),
+    "nested inf in float32": (["--config.opt.lr=-1e39"], "config.opt.lr=-1e+39 must be a finite"),
+    "tuple of letters": (["--config.hidden=(a,b)"], "must hold integers"),
+    "tuple with zero": (["--config.hidden=(0,)"], "config.hidden[0]=0 is out of range"),
+    "tuple negative": (["--config.hidden=(-3,)"], "config.hidden[0]=-3 is out of range"),
+    "tuple of floats": (["--config.hidden=(16.5,)"], "item 0 is 16.5"),
+    "tuple of bools": (["--config.hidden=(True,)"], "item 0 is True"),
+    "tuple nested": (["--config.hidden=(1,(2,3))"], "item 1 is (2, 3)"),
+    "tuple empty": (["--config.hidden=()"], "config.hidden=() has 0 items"),
+    "tuple too wide": (["--config.hidden=(100000,)"], "config.hidden[0]=100000 is out of range"),
+    "ruleless tuple type": (["--config.rates=(a,)"], "must hold numbers; item 0 is '(a,)'"),
+    "ruleless tuple empty": (["--config.rates=()"], "config.rates=() has 0 items"),
+    "seed beyond int32": (["--config.seed=1099511627776"], "config.seed=1099511627776 is out"),
+    "negative seed": (["--config.seed=-1"], "config.seed=-1 is out of range"),
+    "seeds run past int32": (
+        ["--config.seed=2147483647", "--config.seeds=2"],
+        "runs past the largest seed 2147483647",
+    ),
+    "negative data_seed": (["--config.data_seed=-1"], "config.data_seed=-1 is out of range"),
+    "huge epochs": (["--config.epochs=1000000000000"], "config.epochs=1000000000000 is out"),
+    "zero eval_every": (["--config.eval_every=0"], "config.eval_every=0 is out of range"),
+    "negative checkpoint_every": (["--config.checkpoint_every=-1"], "is out of range"),
+    "dispatch in parallel": (
+        ["--config.parallel=data", "--config.epoch_loop=dispatch"],
+        "epoch_loop=dispatch runs on one device",
+    ),
+    "pmap for seeds": (["--config.parallel=seeds", "--config.mapper=pmap"], "mapper=pmap"),
+    "batch larger than the data": (
+        ["--config.batch_size=101"],
+        "config.batch_size=101 exceeds the 100 training examples",
+    ),
+    "experiment's cross-key rule": (
+        ["--config.gradient=autodiff", "--config.lr=2"],
+        "too large for gradient=autodiff",
+    ),
+    "workdir empty": (["--workdir="], "--workdir is empty"),
+    "workdir blank": (["--workdir= "], "--workdir is empty"),
+    "workdir unwritable": ([f"--workdir={PROC}/run"], "cannot be written"),
 }
 
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_input_gives_one_line_and_exit_2(name, tmp_path, capsys):
     args, message = BAD[name]
-    argv = ["backprop", f"--workdir={tmp_path}", "--config.progress=false", *args]
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(backprop.get_config, backprop.train_and_evaluate, backprop.RULES, argv=argv)
+        run_tiny(args, tmp_path / "run")
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
-    assert message in err[0]
+    captured = capsys.readouterr()
+    assert message in one_error_line(captured.err)
+    assert not CALLS  # stopped before the experiment started (so before anything compiled)
+
+
+def test_workdir_that_is_a_file_or_under_one(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for workdir, message in ((afile, "is a file"), (afile / "run", "which is a file")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_tiny([], workdir)
+        assert exit_info.value.code == 2
+        assert message in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_workdir_in_a_read_only_directory(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(SystemExit):
+            run_tiny([], locked / "run")
+        assert "not writable" in one_error_line(capsys.readouterr().err)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_check_workdir_creates_and_returns_the_directory(tmp_path):
+    assert cli.check_workdir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert (tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the write test leaves nothing
+
+
+def test_good_input_reaches_the_experiment(tmp_path):
+    run_tiny(["--config.hidden=(8,8)", "--config.rates=(1,2.5)"], tmp_path / "run")
+    (config, workdir), *_ = CALLS
+    assert config.hidden == (8, 8) and config.rates == (1, 2.5)
+    assert workdir == tmp_path / "run"
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def test_a_tuple_flag_given_twice_takes_the_last_value():
+    argv = ["tiny", "--config.hidden=(1,2)", "--config.lr=0.3", "--config.hidden=(3,)"]
+    config, _ = cli.parse(get_config, argv)
+    assert config.hidden == (3,) and config.lr == 0.3
+    config, _ = cli.parse(get_config, ["tiny", "--config.hidden", "(5,6)", "--config.hidden=7"])
+    assert config.hidden == (7,)
+    config, _ = cli.parse(get_config, ["tiny", "--config.rates=(1.0,)", "--config.rates", "2,3"])
+    assert config.rates == (2, 3)
+
+
+def test_rules_for_covers_every_key():
+    rules = cli.rules_for(get_config(), RULES)
+    assert list(rules) == [k for k in cli.flat_keys(get_config()) if k in rules]
+    assert {"seed", "data_seed", "epochs", "hidden", "rates", "opt.lr"} <= set(rules)
+    assert "progress" not in rules  # bool keys: ml_collections checks their type
+
+
+EXPERIMENT_KEYS = """
+import importlib, pathlib
+from lexicon import cli, rules
+from lexicon.train import config as shared
+shared_keys = set(cli.flat_keys(shared.defaults()))
+for path in sorted(pathlib.Path("experiments").glob("[a-z]*.py")):
+    module = importlib.import_module(f"experiments.{path.stem}")
+    defaults = module.get_config()
+    keys = cli.flat_keys(defaults)
+    missing = shared_keys - set(keys)
+    assert not missing, f"{path.stem} lacks the shared keys {sorted(missing)}"
+    config, _ = cli.parse(module.get_config, [path.stem, "--config.progress=false"])
+    assert config.progress is False
+    explicit = set(module.RULES) | set(shared.RULES) | set(cli.SHARED_RULES)
+    for key in keys:
+        value = cli.value_at(defaults, key)
+        if isinstance(value, (tuple, list)):
+            assert key in module.RULES, f"{path.stem}: tuple key {key} has no rule"
+        elif not isinstance(value, bool) and isinstance(value, (int, float)):
+            assert key in explicit, f"{path.stem}: number key {key} has no rule"
+    rules.check(defaults, cli.rules_for(defaults, module.RULES))
+    cli.check_together(defaults, getattr(module, "check_config", None))
+    print(path.stem, "ok")
+"""
+
+
+def test_every_experiment_takes_every_shared_key_and_rules_every_key():
+    """Parsing only (no training): --config.progress=false is a key of every experiment, every
+    tuple and number key has a rule, and the defaults pass them."""
+    result = run_python(["-c", EXPERIMENT_KEYS], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(" ok") >= 17
+
+
+# --- bad input to real experiments, in a fresh process ------------------------------------------
+
+EXPERIMENT_BAD = {
+    "backprop tuple": ("backprop", ["--config.hidden=(0,)"], "config.hidden[0]=0"),
+    "backprop batch": ("backprop", ["--config.batch_size=100000"], "exceeds the 1258"),
+    "optimizers noise": ("optimizers", ["--config.noise_batches=(0,)"], "noise_batches[0]=0"),
+    "optimizers float32": ("optimizers", ["--config.sgd.lr=1e39"], "finite number"),
+    "cnn model": ("cnn", ["--config.models=cnn1d", "--config.dataset=digits"], "cnn1d"),
+    "regularization l1": ("regularization", ["--config.combined=l1,l1_proximal"], "both l1"),
+    "transfer counts": ("transfer", ["--config.label_counts=()"], "label_counts=() has 0"),
+    "transfer rare": ("transfer", ["--config.label_counts=(1000,)"], "rarest target class"),
+    "speed batch": ("speed", ["--config.batch_size=100000"], "must lie in [1, 1258]"),
+    "speed zero width": ("speed", ["--config.hidden=(0,)"], "config.hidden[0]=0"),
+    "second_order empty": (
+        "second_order",
+        ["--config.methods=", "--config.first_order="],
+        "both empty",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENT_BAD))
+def test_experiments_refuse_bad_input_before_compiling(name, tmp_path):
+    """JAX_LOG_COMPILES would add a line to stderr for anything compiled."""
+    topic, args, message = EXPERIMENT_BAD[name]
+    result = run_python(
+        ["-m", f"experiments.{topic}", f"--workdir={tmp_path}", *args],
+        env={"JAX_LOG_COMPILES": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in one_error_line(result.stderr)
+    assert "Traceback" not in result.stdout
 
 
 def test_bad_input_through_launch_sh(tmp_path):
@@ -61,3 +280,129 @@ def test_help_lists_experiments_and_keys():
     keys = run_python(["-m", "experiments.backprop", "--help"])
     assert keys.returncode == 0
     assert "--config.lr=1.0" in keys.stdout and "learning rate" in keys.stdout
+
+
+# --- launch.sh --processes -----------------------------------------------------------------------
+
+LONG_RUN = [
+    "backprop",
+    "--config.epochs=100000",
+    "--config.seeds=1",
+    "--config.hidden=(8,)",
+    "--config.reference=false",
+    "--config.progress=false",
+    "--config.parallel=data",
+]
+
+
+def new_session():
+    """The launcher as in a terminal: SIGINT not ignored (a test worker may ignore it)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def launch(args, **kwargs):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.Popen(
+        ["./launch.sh", *args], cwd=ROOT, env=env, text=True, preexec_fn=new_session, **kwargs
+    )
+
+
+def workers_of(launcher: int) -> dict[int, int]:
+    """{process id: pid} of the processes a launcher started."""
+    found = {}
+    children = subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True)
+    for pid in map(int, children.stdout.split()):
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"LEXICON_PROCESS_ID="):
+                found[int(entry.split(b"=")[1])] = pid
+    return found
+
+
+def wait_for(path, process, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the run ended early"
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop(process, workers: dict[int, int]):
+    """Whatever a failed test left running: the launcher and its processes."""
+    for pid in workers.values():
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_a_user_error_under_processes_is_printed_once_with_exit_2():
+    result = subprocess.run(
+        ["./launch.sh", "--processes", "2", "backprop", "--config.hidden=(0,)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 2
+    assert "config.hidden[0]=0" in one_error_line(result.stderr)
+
+
+def test_a_dead_worker_stops_the_run_within_15_s(tmp_path):
+    run = launch(
+        ["--processes", "2", *LONG_RUN, f"--workdir={tmp_path}"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    workers = {}
+    try:
+        wait_for(tmp_path / "manifest.json", run)  # both processes joined the run
+        workers = workers_of(run.pid)
+        assert set(workers) == {0, 1}
+        os.kill(workers[1], signal.SIGKILL)
+        killed = time.monotonic()
+        run.wait(timeout=15)
+        assert time.monotonic() - killed < 15
+        assert not alive(workers[0])
+        assert run.returncode != 0
+        last = run.stderr.read().strip().splitlines()[-1]
+        assert "process 1 died" in last
+    finally:
+        stop(run, workers)
+
+
+def test_ctrl_c_on_the_launcher_stops_every_process(tmp_path):
+    """SIGINT (and SIGTERM, the same trap) is forwarded to every process as SIGTERM."""
+    run = launch(
+        ["--processes", "2", *LONG_RUN, f"--workdir={tmp_path}"],
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    workers = {}
+    try:
+        wait_for(tmp_path / "manifest.json", run)
+        workers = workers_of(run.pid)
+        assert set(workers) == {0, 1}
+        run.send_signal(signal.SIGINT)  # the launcher alone, as Ctrl-C in a terminal reaches it
+        run.wait(timeout=120)
+        assert run.returncode != 0
+        assert not any(alive(pid) for pid in workers.values())
+    finally:
+        stop(run, workers)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
