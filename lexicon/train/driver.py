@@ -182,13 +182,22 @@ def _first_bad(step_metrics: dict, watch, active) -> dict[int, tuple[str, int]]:
 
 
 def _epoch_means(metrics: dict) -> dict:
-    """Per replica, the mean over the epoch's steps; NaN steps are left out (nanmean)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {
-            k: np.nanmean(np.asarray(v, dtype=np.float64).reshape(np.shape(v)[0], -1), axis=1)
-            for k, v in metrics.items()
-        }
+    """Per replica, the mean over the epoch's steps in the metrics' own dtype; where some
+    steps are NaN (an unwatched metric, or a frozen replica) they are left out (nanmean)."""
+    means = {}
+    for key, values in metrics.items():
+        values = np.asarray(values)
+        values = values.reshape(values.shape[0], -1)
+        mean = values.mean(axis=1)
+        if np.issubdtype(values.dtype, np.floating):
+            holes = np.isnan(values).any(axis=1)
+            if holes.any():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    partial = np.nanmean(values, axis=1).astype(mean.dtype)
+                mean = np.where(holes, partial, mean)
+        means[key] = mean
+    return means
 
 
 def run_epochs(
@@ -244,9 +253,8 @@ def run_epochs(
                 if newly.any() and policy == "stop":
                     raise TrainingDiverged(_divergence_message(bad, finite, seeds, epoch, state))
                 evaluated = {}
-                if program.evaluate is not None and (
-                    epoch % config.eval_every == 0 or epoch == config.epochs
-                ):
+                last = epoch == config.epochs or (diverged | newly).all()
+                if program.evaluate is not None and (epoch % config.eval_every == 0 or last):
                     for name, split in eval_splits.items():
                         values = to_host(program.evaluate(new_state, split))
                         evaluated[name] = values
