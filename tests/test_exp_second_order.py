@@ -141,14 +141,18 @@ def test_experiment_end_to_end(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "reference: scipy L-BFGS-B" in report and "not reached in 200" in report
     assert "Newton's method, iterate by iterate" in report
+    iterations, gaps = headline["iterations"], headline["objective_gap"]
     for method in ("newton", "lbfgs"):
-        assert headline[method]["reached"], method
-        assert abs(headline[method]["gap"]) < 1e-10
-        assert headline[method]["seconds"] > 0
-    assert not headline["nesterov"]["reached"] and headline["nesterov"]["gap"] > 0
-    assert max(headline["newton"]["iterations"]) <= 15
-    ratios = np.asarray(headline["newton_quadratic_ratios"])
-    assert ratios.size >= 3 and np.isfinite(ratios).all() and ratios.max() < 1e3
+        assert iterations[method].shape == (2,) and np.isfinite(iterations[method]).all(), method
+        assert np.all(np.abs(gaps[method].values) < 1e-10) and gaps[method].verdict() == "matches"
+        row = next(line for line in report.splitlines() if line.startswith(f"| {method} |"))
+        assert float(row.split("|")[3]) > 0  # wall time, ms
+    # 200 iterations leave Nesterov short of the tolerance, above J*.
+    assert np.isnan(iterations["nesterov"]).all() and gaps["nesterov"].verdict() == "above"
+    assert np.nanmax(iterations["newton"]) <= 15
+    # Newton converges quadratically: e_{k+1}/e_k falls towards 0, e_{k+1}/e_k^2 stays bounded.
+    rate = headline["newton_rate"]
+    assert rate["linear"] < 0.1 and 0 < rate["quadratic"] < 1e3
 
 
 @pytest.mark.slow
