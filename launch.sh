@@ -145,7 +145,7 @@ run_processes() {
   exit "$code"
 }
 
-[ $# -gt 0 ] || { usage; exit 2; }
+[ $# -gt 0 ] || { echo "launch.sh: name an experiment; run ./launch.sh --help for the list" >&2; exit 2; }
 case "$1" in
   -h|--help|help)
     usage ;;
@@ -165,12 +165,16 @@ case "$1" in
     "$PY" -m lexicon.report --index reports
     if [ ${#failed[@]} -gt 0 ]; then echo "launch.sh: failed: ${failed[*]}" >&2; exit 1; fi ;;
   --processes)
-    [ $# -ge 3 ] || { usage; exit 2; }
+    form="usage: ./launch.sh --processes N [--devices K] <experiment> ..."
+    [ $# -ge 3 ] || { echo "launch.sh: $form" >&2; exit 2; }
     n=$2; shift 2
     devices=1
-    if [ "${1:-}" = "--devices" ]; then devices=$2; shift 2; fi
-    [[ "$n" =~ ^[1-9][0-9]*$ && "$devices" =~ ^[1-9][0-9]*$ ]] \
-      || { echo "launch.sh: --processes and --devices take positive integers" >&2; exit 2; }
+    if [ "${1:-}" = "--devices" ]; then
+      [ $# -ge 3 ] || { echo "launch.sh: $form" >&2; exit 2; }
+      devices=$2; shift 2
+    fi
+    [[ "$n" =~ ^[1-9][0-9]{0,1}$ && "$n" -le 64 && "$devices" =~ ^[1-9][0-9]{0,2}$ ]] \
+      || { echo "launch.sh: --processes takes an integer in [1, 64], --devices one in [1, 999]" >&2; exit 2; }
     setup
     run_processes "$n" "$devices" "$@" ;;
   -*)

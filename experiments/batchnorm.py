@@ -59,7 +59,7 @@ def get_config():
 
 RULES = {
     "depth": Range(1, 100),
-    "width": Range(1),
+    "width": Range(1, 16384),
     "activation": Choice(*activation_functions.NAMES),
     "init": Choice(*(n for n in initializers.NAMES if n != "zeros")),
     "lr_min": positive(),

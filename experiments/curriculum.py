@@ -72,7 +72,7 @@ RULES = {
     "lr": positive(),
     "start_fraction": probability(),
     "ramp": Range(0, 1, open_lo=True),
-    "teacher_epochs": Range(1),
+    "teacher_epochs": Range(1, cli.MAX_EPOCHS),
     "teacher_lr": positive(),
     "teacher_folds": Range(2, 10),
     "balanced": Choice(True, False),

@@ -55,9 +55,9 @@ def get_config():
 
 RULES = {
     "k": Range(1, 12),
-    "num_train": Range(2),
-    "num_test": Range(2),
-    "min_width": Range(1),
+    "num_train": Range(2, 10_000_000),
+    "num_test": Range(2, 10_000_000),
+    "min_width": Range(1, 16384),
     "num_widths": Range(1, 12),
     "deep_depth": Range(0, 64),
     "lr": positive(),
@@ -66,7 +66,7 @@ RULES = {
     "svr_eps_min": positive(),
     "svr_eps_max": positive(),
     "num_svr": Range(1, 50),
-    "svr_train": Range(2),
+    "svr_train": Range(2, 100_000),
     "max_k": Range(1, 16),
     "solved_mse": positive(),
 }
@@ -79,6 +79,12 @@ def check_config(config):
             f"config.svr_eps_max={config.svr_eps_max} is below svr_eps_min={config.svr_eps_min}"
         )
     check_batch_size(config, config.num_train, of="training inputs (config.num_train)")
+    widest = config.min_width * 2 ** (config.num_widths - 1)
+    if widest > 2**20:
+        raise ConfigError(
+            f"config.min_width={config.min_width} with num_widths={config.num_widths} makes "
+            f"a layer of {widest} units; keep min_width * 2^(num_widths - 1) <= {2**20}"
+        )
 
 
 # --- the target and its exact constructions ---------------------------------------------------

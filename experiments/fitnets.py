@@ -74,13 +74,13 @@ def get_config():
 
 RULES = {
     "dataset": Choice("digits", "mnist1d"),
-    "teacher_epochs": Range(1),
+    "teacher_epochs": Range(1, cli.MAX_EPOCHS),
     "guided": Range(1),
-    "hint_epochs": Range(0),
+    "hint_epochs": Range(0, cli.MAX_EPOCHS),
     "temperature": positive(),
     "alpha": probability(),
     "lr": positive(),
-    "train_size": Range(0),
+    "train_size": Range(0, 10_000_000),
     "teacher_hidden": widths(),
     "student_hidden": widths(),
 }

@@ -55,7 +55,7 @@ def get_config():
 
 RULES = {
     "depth": Range(1, 100),
-    "width": Range(1),
+    "width": Range(1, 16384),
     "activation": Choice("both", *ACTIVATIONS),
     "init": Choice("all", *INITS),
     "small_stddev": positive(),

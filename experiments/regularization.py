@@ -102,7 +102,7 @@ RULES = {
     "max_shift": Range(0, 4),
     "max_degrees": Range(0, 180),
     "pixel_noise": Range(0),
-    "patience": Range(1),
+    "patience": Range(1, cli.MAX_EPOCHS),
     "monitor": Choice(*MONITORS),
     "zero_tol": probability(),
     "hidden": widths(),

@@ -68,7 +68,7 @@ RULES = {
     "lr": positive(),
     "target_lr": positive(),
     "split_at": Range(2, 8),
-    "target_steps": Range(1),
+    "target_steps": Range(1, 10_000_000),
     "frozen": Names(LAYERS, nothing="none", allow_empty=True),
     "new_layers": Names(LAYERS, nothing="none", allow_empty=True),
     "finetune_lr_scale": positive(),

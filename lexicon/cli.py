@@ -262,12 +262,12 @@ def check_workdir(path) -> pathlib.Path:
         )
     workdir = pathlib.Path(text).expanduser()
     if workdir.exists() and not workdir.is_dir():
-        fail(f"--workdir={text} is a file, not a directory; choose another --workdir")
+        fail(f"--workdir={text} exists and is not a directory; choose another --workdir")
     existing = workdir.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        fail(f"--workdir={text} lies under {existing}, which is a file; choose another --workdir")
+        fail(f"--workdir={text} lies under {existing}, which is not a directory; choose another")
     if not os.access(existing, os.W_OK | os.X_OK):
         fail(f"--workdir={text} is not writable ({existing} denies it); choose another --workdir")
     try:

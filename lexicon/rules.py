@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 INT32_MAX = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32, the training dtype
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,11 @@ class Range:
             return (
                 f"config.{key}={value!r} must be a finite number; float32, the training dtype, "
                 f"ends at {FLOAT32_MAX:.4g}"
+            )
+        if self.open_lo and self.lo == 0 and isinstance(value, float) and 0 < value < FLOAT32_TINY:
+            return (
+                f"config.{key}={value!r} must be positive in float32, the training dtype, whose "
+                f"smallest normal number is {FLOAT32_TINY:.4g}"
             )
         hi = self.hi
         if hi is None and is_int(value):

@@ -118,6 +118,8 @@ BAD = {
     "workdir empty": (["--workdir="], "--workdir is empty"),
     "workdir blank": (["--workdir= "], "--workdir is empty"),
     "workdir unwritable": ([f"--workdir={PROC}/run"], "cannot be written"),
+    "workdir a device": (["--workdir=/dev/null"], "exists and is not a directory"),
+    "lr zero in float32": (["--config.lr=1e-50"], "must be positive in float32"),
 }
 
 
@@ -135,7 +137,7 @@ def test_bad_input_gives_one_line_and_exit_2(name, tmp_path, capsys):
 def test_workdir_that_is_a_file_or_under_one(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for workdir, message in ((afile, "is a file"), (afile / "run", "which is a file")):
+    for workdir, message in ((afile, "is not a directory"), (afile / "run", "which is not a")):
         with pytest.raises(SystemExit) as exit_info:
             run_tiny([], workdir)
         assert exit_info.value.code == 2

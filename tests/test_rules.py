@@ -58,6 +58,8 @@ def test_check_walks_nested_keys_and_raises_the_first_failure():
 def test_range_checks_float32_and_int32():
     assert "float32" in positive().check("lr", 1e39)  # finite in float64, inf in float32
     assert positive().check("lr", 3e38) is None
+    assert "positive in float32" in positive().check("lr", 1e-50)  # 0 in float32
+    assert positive().check("lr", 1e-30) is None
     assert "finite" in Range().check("x", -math.inf)
     assert "[0, 2147483647]" in Range(0).check("n", 2**40)  # no upper bound: int32
     assert Range(0).check("n", 2**31 - 1) is None
