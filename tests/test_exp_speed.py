@@ -49,23 +49,32 @@ def test_optimizer_twins_compute_the_same_updates():
 def test_speed_end_to_end(tmp_path):
     results = speed.train_and_evaluate(tiny_config(), tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "speed.json").exists()
-    assert all(np.isfinite(v) and v > 0 for v in results.values())
+    twins = {k: v for k, v in results.items() if k.endswith("_over_optax")}
+    assert twins and all(v.reference == 1.0 and v.tolerance == 0.05 for v in twins.values())
+    values = [getattr(v, "values", v) for v in results.values()]
+    assert all(np.isfinite(v) and v > 0 for v in values)
+    # the same ratios as speed.json, under short names
+    ratios = json.loads((tmp_path / "speed.json").read_text())["ratios"]
+    assert sorted(values) == pytest.approx(sorted(ratios.values()))
 
 
 def test_speed_end_to_end_tiny(tmp_path):
     """The loop rows and the device child process; the other rows are left out by the flag."""
     results = speed.train_and_evaluate(tiny_config(rows="loop,devices"), tmp_path)
     assert set(results) == {
-        "per-step dispatch / epoch scan (per step)",
-        "8 vmapped seeds / 1 seed (wall time)",
-        "2 devices, shard_map / 1 device (per step)",
-        "2 devices, pmap / 1 device (per step)",
+        "dispatch_over_scan",
+        "vmap_8_seeds_over_1",
+        "shard_map_2_devices_over_1",
+        "pmap_2_devices_over_1",
     }
     assert all(np.isfinite(v) and v > 0 for v in results.values())
     report = (tmp_path / "report.md").read_text()
     assert "Ratios measured side by side" in report and "optax twin" not in report
-    timings = json.loads((tmp_path / "speed.json").read_text())["timings_s"]
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    timings, ratios = saved["timings_s"], saved["ratios"]
     assert "epoch as lax.scan, 8 seeds" in timings and "1 device" in timings
+    assert results["dispatch_over_scan"] == ratios["per-step dispatch / epoch scan (per step)"]
+    assert results["pmap_2_devices_over_1"] == ratios["2 devices, pmap / 1 device (per step)"]
 
 
 def test_rows_flag_is_checked():
