@@ -31,15 +31,26 @@ RESULTS_FILE = "results.json"
 class Figure:
     """A headline figure of a run: its per-seed values and the reference it is held against.
 
-    The verdict rule: with a reference, the figure *matches* when |mean - reference| is at
-    most ``tolerance`` (given by the experiment; by default twice the std over seeds, so one
-    seed is held to the reference exactly), otherwise it lies *above* or *below* it.
+    The verdict rule, by ``claim``:
+    - ``"match"`` (default): the figure *matches* when |mean - reference| is at most
+      ``tolerance`` (by default twice the std over seeds, so one seed is held to the reference
+      exactly); otherwise it lies *above* or *below* it;
+    - ``"at_least"`` / ``"at_most"``: a bound, such as a target speed-up; the claim *holds*
+      when mean >= reference - tolerance (or mean <= reference + tolerance; tolerance 0 by
+      default) and *fails* otherwise.
+    ``relative=True`` reads the tolerance as a fraction of |reference|.
     """
 
     values: object  # a number or per-seed values
     reference: float | None = None
     source: str | None = None  # where the reference comes from (a paper, scikit-learn, ...)
     tolerance: float | None = None
+    claim: str = "match"  # match | at_least | at_most
+    relative: bool = False
+
+    def __post_init__(self):
+        if self.claim not in ("match", "at_least", "at_most"):
+            raise ValueError(f"claim must be match, at_least or at_most, not {self.claim!r}")
 
     def summary(self) -> dict:
         values = np.asarray(self.values, dtype=np.float64).reshape(-1)
@@ -51,6 +62,8 @@ class Figure:
         if self.reference is not None:
             out["reference"] = _number(self.reference)
             out["source"] = self.source
+            if self.claim != "match":
+                out["claim"] = self.claim
             out["verdict"] = self.verdict()
         return out
 
@@ -61,8 +74,16 @@ class Figure:
         mean = float(values.mean())
         if not math.isfinite(mean):
             return "not finite"
-        tolerance = 2 * float(values.std()) if self.tolerance is None else self.tolerance
-        gap = mean - float(self.reference)
+        reference = float(self.reference)
+        if self.tolerance is None:
+            tolerance = 2 * float(values.std()) if self.claim == "match" else 0.0
+        else:
+            tolerance = self.tolerance * (abs(reference) if self.relative else 1.0)
+        gap = mean - reference
+        if self.claim == "at_least":
+            return "holds" if gap >= -tolerance else "fails"
+        if self.claim == "at_most":
+            return "holds" if gap <= tolerance else "fails"
         if abs(gap) <= tolerance:
             return "matches"
         return "above" if gap > 0 else "below"
@@ -76,11 +97,14 @@ def _number(value):
 def figures_of(results, prefix: str = "") -> dict[str, dict]:
     """The headline figures in what an experiment returns: Figures as they are; numbers and
     per-seed arrays as figures without a reference; nested dicts flattened as ``a/b``.
-    Text and other values are left out."""
+    Text, other values and keys that start with "_" (data returned for callers, not a
+    headline) are left out."""
     found: dict[str, dict] = {}
     if not isinstance(results, dict):
         return found
     for key, value in results.items():
+        if str(key).startswith("_"):
+            continue
         name = f"{prefix}{key}"
         if isinstance(value, Figure):
             found[name] = value.summary()
@@ -127,7 +151,8 @@ def results_text(figures: dict[str, dict]) -> str:
         line = f"{name:<{width}}  {format_figure(figure)}"
         if figure.get("reference") is not None:
             source = f" ({figure['source']})" if figure.get("source") else ""
-            line += f"  vs {figure['reference']:.4g}{source}: {figure['verdict']}"
+            relation = {"at_least": ">=", "at_most": "<="}.get(figure.get("claim"), "vs")
+            line += f"  {relation} {figure['reference']:.4g}{source}: {figure['verdict']}"
         lines.append(line)
     return "\n".join(lines)
 

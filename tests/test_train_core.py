@@ -220,7 +220,11 @@ def test_results_json_is_written_and_read_back_by_the_index(tmp_path):
         "gap": report.Figure(0.5, reference=0.1, source="paper", tolerance=0.05),
         "steps": np.array([10, 12]),
         "nested": {"loss": 0.25},
+        "speedup": report.Figure([1.3, 1.5], reference=1.2, claim="at_least"),
+        "ratio": report.Figure(1.08, reference=1.0, claim="at_most", tolerance=0.05),
+        "close": report.Figure(0.14, reference=0.146, tolerance=0.1, relative=True),
         "note": "text is left out",
+        "_sweep": np.arange(5.0),
     }
     (tmp_path / "topic").mkdir()
     figures = report.write_results(tmp_path / "topic", "topic", results)
@@ -229,7 +233,9 @@ def test_results_json_is_written_and_read_back_by_the_index(tmp_path):
     assert figures["accuracy"]["verdict"] == "matches"  # |0.92 - 0.92| <= 2 std
     assert figures["gap"]["verdict"] == "above"
     assert figures["steps"]["per_seed"] == [10.0, 12.0] and "nested/loss" in figures
-    assert "note" not in figures
+    assert "note" not in figures and "_sweep" not in figures
+    assert figures["speedup"]["verdict"] == "holds" and figures["ratio"]["verdict"] == "fails"
+    assert figures["close"]["verdict"] == "matches"
     index = report.index(tmp_path).read_text()
     assert "| topic | accuracy | 0.9200 ± 0.0100 | 0.92 (scikit-learn) | matches |" in index
     assert "| topic | gap | 0.5000 | 0.1 (paper) | above |" in index
