@@ -53,6 +53,7 @@ class Range:
     lo: float | None = None
     hi: float | None = None
     open_lo: bool = False  # exclude lo itself (e.g. a learning rate must be > 0)
+    open_hi: bool = False  # exclude hi itself (e.g. a decay rate must be < 1)
 
     def check(self, key, value):
         if not is_number(value):
@@ -72,11 +73,11 @@ class Range:
             hi = INT32_MAX
         bad = (
             self.lo is not None and (value < self.lo or (self.open_lo and value == self.lo))
-        ) or (hi is not None and value > hi)
+        ) or (hi is not None and (value > hi or (self.open_hi and value == hi)))
         if bad:
             lo = "-inf" if self.lo is None else self.lo
             hi = "inf" if hi is None else hi
-            interval = f"{'(' if self.open_lo else '['}{lo}, {hi}]"
+            interval = f"{'(' if self.open_lo else '['}{lo}, {hi}{')' if self.open_hi else ']'}"
             return f"config.{key}={value!r} is out of range; valid values lie in {interval}"
         return None
 

@@ -25,6 +25,8 @@ def test_choice_and_range_messages_name_the_valid_values():
     assert "choose one of: a, b" in Choice("a", "b").check("k", "c")
     assert positive().check("lr", 0.0).endswith("(0, inf]")
     assert Range(1, 3).check("n", 2) is None
+    assert Range(0, 1, open_hi=True).check("rho", 1.0).endswith("[0, 1)")
+    assert Range(0, 1, open_hi=True).check("rho", 0.999) is None
     assert "finite" in Range().check("x", math.nan)
 
 
