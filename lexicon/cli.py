@@ -209,6 +209,20 @@ def rules_for(defaults, rules: Mapping | None = None) -> dict:
     return ordered | {k: r for k, r in explicit.items() if k not in ordered}
 
 
+def device_count() -> int:
+    """The devices a run will see, known before anything compiles: under launch.sh
+    --processes (jax.distributed not started yet) the processes times each one's CPU devices;
+    otherwise JAX's count."""
+    processes = os.environ.get("LEXICON_NUM_PROCESSES")
+    if processes:
+        flags_text = os.environ.get("XLA_FLAGS", "")
+        counts = re.findall(r"--xla_force_host_platform_device_count=(\d+)", flags_text)
+        return int(processes) * (int(counts[-1]) if counts else 1)
+    import jax
+
+    return jax.device_count()
+
+
 def check_together(config, experiment_check: Callable | None = None) -> None:
     """Cross-key rules, before anything compiles: the shared ones, then the experiment's."""
     keys = set(flat_keys(config))
@@ -225,6 +239,18 @@ def check_together(config, experiment_check: Callable | None = None) -> None:
         )
     if parallel == "seeds" and config.get("mapper") == "pmap":
         raise ConfigError("config.mapper=pmap applies to parallel=data; use shard_map for seeds")
+    if parallel in ("data", "seeds"):
+        devices = device_count()
+        if parallel == "data" and config.get("batch_size", 0) % devices:
+            raise ConfigError(
+                f"config.batch_size={config.batch_size} must be divisible by the {devices} "
+                f"devices for parallel=data"
+            )
+        if parallel == "seeds" and config.seeds % devices:
+            raise ConfigError(
+                f"config.seeds={config.seeds} must be divisible by the {devices} devices for "
+                f"parallel=seeds"
+            )
     if experiment_check is not None:
         experiment_check(config)
 

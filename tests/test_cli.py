@@ -157,6 +157,21 @@ def test_workdir_in_a_read_only_directory(tmp_path, capsys):
         locked.chmod(0o700)
 
 
+def test_device_checks_before_jax_distributed_starts(tmp_path, capsys, monkeypatch):
+    """Under launch.sh --processes 2 --devices 3 the run will see 6 devices."""
+    monkeypatch.setenv("LEXICON_NUM_PROCESSES", "2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
+    assert cli.device_count() == 6
+    for args, message in (
+        (["--config.parallel=data", "--config.batch_size=16"], "batch_size=16 must be divisible"),
+        (["--config.parallel=seeds", "--config.seeds=4"], "seeds=4 must be divisible by the 6"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            run_tiny(args, tmp_path / "run")
+        assert exit_info.value.code == 2
+        assert message in one_error_line(capsys.readouterr().err)
+
+
 def test_check_workdir_creates_and_returns_the_directory(tmp_path):
     assert cli.check_workdir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert (tmp_path / "a" / "b").is_dir()
