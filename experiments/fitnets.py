@@ -18,7 +18,7 @@ A teacher net, wide and shallow, is trained first. A deep, thin student then lea
    H(p, q) = -sum_c p_c log q_c. With the T^2 factor the soft term's gradient is
    T (q^T - p^T) per logit, which tends to (z_student - z_teacher) / C for large T (C
    classes, zero-mean logits), so it does not fade as T grows. Stage 2 starts from a fresh
-   optimizer state.
+   optimizer state (the two stages run through train.stages).
 
 Three students with the same architecture and initializations are compared under the same
 number of steps: from scratch (cross-entropy on labels only), distillation only (L_KD from
@@ -158,55 +158,31 @@ def teacher_outputs(model, params, x, layer: int):
     return logits, state["intermediates"]["activations"][layer]
 
 
-# --- the students' task ------------------------------------------------------------------------
+# --- the students' stages ----------------------------------------------------------------------
 
 
-def make_student_task(config, model, example_input, mode: str, hint_steps: int) -> train.Task:
-    """The three students: scratch (labels only), kd (L_KD), hints_kd (L_HT then L_KD).
-
-    Batches carry the teacher's logits and hint layer, computed once. The step picks the
-    objective from state.step, so the two stages are one compiled program; the optimizer
-    state is reset where stage 2 begins.
-    """
-    if mode not in STUDENTS:
-        raise ValueError(f"unknown student {mode!r}; choose one of {', '.join(STUDENTS)}")
+def student_task(config, model, example_input, objective: str) -> train.Task:
+    """A student trained on one objective: "labels" (cross-entropy), "hints" (L_HT) or
+    "distill" (L_KD). Batches carry the teacher's logits and hint layer, computed once; every
+    objective reports both losses."""
     tx = optim.adam(config.lr)
-    steps_of_hints = hint_steps if mode == "hints_kd" else 0
 
     def init(key):
         params = model.init(key, example_input)["params"]
         return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    def objective(params, batch, hinting):
+    def loss(params, model_state, batch, key):
         logits, predicted_hint = model.apply({"params": params}, batch["x"])
         hint = hint_loss(predicted_hint, batch["hint"])
-        if mode == "scratch":
+        if objective == "labels":
             output = train.cross_entropy(logits, batch["y"])
         else:
             output = distillation_loss(
                 logits, batch["teacher_logits"], batch["y"], config.temperature, config.alpha
             )[0]
-        total = jnp.where(hinting, hint, output)
-        return total, {
-            "hint_loss": hint,
-            "output_loss": output,
-            "accuracy": train.accuracy(logits, batch["y"]),
-        }
-
-    def make_step(axis_name):
-        def step(state, batch, key):
-            hinting = state.step < steps_of_hints
-            fresh = jnp.logical_and(steps_of_hints > 0, state.step == steps_of_hints)
-            opt_state = jax.tree.map(
-                lambda new, old: jnp.where(fresh, new, old), tx.init(state.params), state.opt_state
-            )
-            grad_fn = jax.value_and_grad(objective, has_aux=True)
-            (loss, metrics), grads = grad_fn(state.params, batch, hinting)
-            grads = train.mean_over(axis_name, grads)
-            metrics = train.mean_over(axis_name, {"loss": loss, **metrics})
-            return state.replace(opt_state=opt_state).apply_gradients(grads), metrics
-
-        return step
+        metrics = {"hint_loss": hint, "output_loss": output}
+        metrics["accuracy"] = train.accuracy(logits, batch["y"])
+        return (hint if objective == "hints" else output), (metrics, model_state)
 
     def evaluate(state, split):
         logits, predicted_hint = model.apply({"params": state.params}, split["x"])
@@ -219,7 +195,32 @@ def make_student_task(config, model, example_input, mode: str, hint_steps: int) 
             ),
         }
 
-    return train.Task(init=init, make_step=make_step, evaluate=evaluate)
+    return train.Task(init=init, make_step=train.gradient_step(loss), evaluate=evaluate)
+
+
+def plan(config, model, example_input, student: str, hint_epochs: int) -> list[train.Stage]:
+    """The stages of a student, config.epochs in all: scratch trains on the labels, kd on L_KD;
+    hints_kd spends its first hint_epochs on L_HT, then L_KD from a fresh Adam state."""
+
+    def stage(objective, epochs, tx=None):
+        task = student_task(config, model, example_input, objective)
+        return train.Stage(objective, task, epochs, tx)
+
+    if student == "scratch":
+        return [stage("labels", config.epochs)]
+    if student == "kd" or not hint_epochs:
+        return [stage("distill", config.epochs)]
+    distill = stage("distill", config.epochs - hint_epochs, optim.adam(config.lr))
+    return [stage("hints", hint_epochs), distill]
+
+
+def joined(results: dict) -> list[dict]:
+    """One history over the stages of a student, epochs counted from the start of the first."""
+    history = []
+    for result in results.values():
+        offset = history[-1]["epoch"] if history else 0
+        history += [{**record, "epoch": record["epoch"] + offset} for record in result.history]
+    return history
 
 
 # --- the experiment ----------------------------------------------------------------------------
@@ -318,15 +319,11 @@ def train_and_evaluate(config, workdir):
     n = len(splits.train["y"])
     steps_per_epoch = train.steps_per_epoch(config, n)
     hint_epochs = min(config.hint_epochs, config.epochs - 1)
-    runs, results = {}, {}
+    runs, results, test = {}, {}, {"test": splits.test}
     for mode in STUDENTS:
-        task = make_student_task(
-            config, student, splits.train["x"][:1], mode, hint_epochs * steps_per_epoch
-        )
-        result = train.fit(
-            config, task, splits.train, workdir / mode, eval_splits={"test": splits.test}
-        )
-        runs[mode], results[mode] = result.history, result
+        stages = plan(config, student, splits.train["x"][:1], mode, hint_epochs)
+        staged = train.stages(config, stages, splits.train, workdir / mode, eval_splits=test)
+        runs[mode], results[mode] = joined(staged), list(staged.values())[-1]
     accuracy = {m: results[m].final("test/accuracy") for m in STUDENTS}
     # The hints student trains its outputs for epochs - hint_epochs; the others, read at that
     # epoch, have had as many steps on the output loss (but no hint stage).

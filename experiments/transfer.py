@@ -16,8 +16,10 @@ stay exactly the pretrained ones.
 
 Every (label count, seed) pair is one replica of a single vmapped program per method: replica
 r uses label count label_counts[r // seeds], its own random labelled subset (drawn from its
-key), and the pretrained network of seed r % seeds. The labelled subset is small, so the
-target task trains full batch: each step sees every labelled example of the replica.
+key), and the pretrained network of seed r % seeds. The subsets are the replicas' own
+training data (train.fit's per_replica): the target pool weighted 1 on the replica's labelled
+examples and 0 elsewhere, one shape for every label count. The labelled subset is small, so
+the target task trains full batch: each step sees every labelled example of the replica.
 """
 
 from __future__ import annotations
@@ -95,17 +97,11 @@ def make_model(config, num_classes: int) -> LeNet5:
 
 
 def task_splits(splits, split_at: int):
-    """(source, target) Splits: digits < split_at, and the rest with labels minus split_at.
-
-    Each target split also carries "index", the position of every example in its split.
-    """
+    """(source, target) Splits: digits < split_at, and the rest with labels minus split_at."""
 
     def part(split, source):
         keep = split["y"] < split_at if source else split["y"] >= split_at
-        out = {"x": split["x"][keep], "y": split["y"][keep] - (0 if source else split_at)}
-        if not source:
-            out["index"] = np.arange(int(keep.sum()), dtype=np.int32)
-        return out
+        return {"x": split["x"][keep], "y": split["y"][keep] - (0 if source else split_at)}
 
     return tuple(data.Splits(*(part(s, source) for s in splits)) for source in (True, False))
 
@@ -119,6 +115,23 @@ def labelled_mask(key, labels: jax.Array, per_class, num_classes: int) -> jax.Ar
         rank = jnp.argsort(jnp.argsort(jnp.where(in_class, scores, jnp.inf)))
         mask = mask | (in_class & (rank < per_class))
     return mask.astype(jnp.float32)
+
+
+def labelled_data(config, pool, num_classes: int) -> dict:
+    """Per-replica training data: replica r's copy of the target pool, with "weight" 1.0 on
+    label_counts[r // seeds] examples per class (drawn from its init key) and 0.0 elsewhere."""
+    replicas = len(config.label_counts) * config.seeds
+    weights = [
+        labelled_mask(
+            jax.random.split(train.stream(config.seed + r, "init"))[1],
+            jnp.asarray(pool["y"]),
+            config.label_counts[r // config.seeds],
+            num_classes,
+        )
+        for r in range(replicas)
+    ]
+    copies = {k: np.broadcast_to(v, (replicas, *np.shape(v))) for k, v in pool.items()}
+    return {**copies, "weight": np.asarray(weights)}
 
 
 def layer_output(model: LeNet5, params, x: jax.Array, layer: str) -> jax.Array:
@@ -166,44 +179,25 @@ def optimizer(method: str, config) -> optax.GradientTransformation:
     )
 
 
-def target_task(config, method, model, pretrained, pool_labels, num_classes, example):
-    """The Task of one method and the starting states of its replicas, which span
-    (label count, seed) pairs.
+def target_task(config, method, model, num_classes, example) -> train.Task:
+    """The Task of one method on the target task; it trains on the per-replica labelled_data.
 
     Parameters: scratch and finetune use the LeNet-5's own (classifier = the new output layer);
-    features holds {"network": the pretrained LeNet-5, "head": a new linear layer on
-    config.feature_layer}. The replica's labelled subset lives in ``model_state["labelled"]``
-    (a 0/1 weight per pool example): part of the replica's state, never trained.
-
-    Returns ``(task, start)``: ``start()`` builds the stacked TrainStates of every replica, and
-    train.fit starts from them (the task has no init of its own, since a replica's label
-    count and pretrained network depend on its index).
+    features holds {"network": the LeNet-5, "head": a new linear layer on
+    config.feature_layer}. ``init`` draws a fresh network; ``reuse`` then puts the pretrained
+    layers in place for features and finetune.
     """
-    seeds = np.arange(config.seed, config.seed + len(config.label_counts) * config.seeds)
-    counts = jnp.asarray(np.repeat(config.label_counts, config.seeds), jnp.int32)
-    pool_labels = jnp.asarray(pool_labels)
     head = nn.Dense(num_classes)
-    tx = optimizer(method, config)
 
-    def init(key, replica):
-        init_key, mask_key = jax.random.split(key)
+    def init(key):
+        init_key, _ = jax.random.split(key)  # the other half draws the labelled subset
         params = model.init(init_key, example)["params"]
-        if method != "scratch":
-            mine = jax.tree.map(lambda p: p[replica % config.seeds], pretrained)
-            # A new output layer for the new task (and, to fine-tune, new upper layers);
-            # every other layer starts pretrained.
-            new = ["classifier"]
-            if method == "finetune":
-                new += RULES["new_layers"].parse(config.new_layers)
-            params = {**mine, **{layer: params[layer] for layer in new}}
         if method == "features":
             width = layer_output(model, params, example, config.feature_layer).shape[-1]
             head_params = head.init(init_key, jnp.zeros((1, width)))["params"]
             params = {"network": params, "head": head_params}
-        mask = labelled_mask(mask_key, pool_labels, counts[replica], num_classes)
-        return train.TrainState.create(
-            apply_fn=model.apply, params=params, tx=tx, model_state={"labelled": mask}
-        )
+        tx = optimizer(method, config)
+        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
     def logits_of(params, x):
         if method == "features":
@@ -213,7 +207,7 @@ def target_task(config, method, model, pretrained, pool_labels, num_classes, exa
 
     def objective(params, model_state, batch, key):
         logits = logits_of(params, batch["x"])
-        weight = model_state["labelled"][batch["index"]]
+        weight = batch["weight"]
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
         hits = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
         total = jnp.sum(weight)
@@ -227,26 +221,28 @@ def target_task(config, method, model, pretrained, pool_labels, num_classes, exa
             "accuracy": train.accuracy(logits, split["y"]),
         }
 
-    def start():
-        """Replica r starts from the init stream of seed config.seed + r."""
-        keys = jax.vmap(lambda s: train.stream(s, "init"))(jnp.asarray(seeds))
-        return jax.jit(jax.vmap(init))(keys, jnp.arange(len(seeds)))
+    return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
 
-    task = train.Task(init=None, make_step=train.gradient_step(objective), evaluate=evaluate)
-    return task, start
+
+def reuse(config, method, state, pretrained):
+    """The starting state of features and finetune: the replicas' fresh ``state`` with the
+    pretrained layers (of seed r % seeds for replica r) in place of all but the new ones: the
+    output layer and, to fine-tune, config.new_layers."""
+    tuned = RULES["new_layers"].parse(config.new_layers) if method == "finetune" else ()
+    new = {"classifier", *tuned}
+    reps = len(config.label_counts)
+    old = {
+        layer: jax.tree.map(lambda p: np.tile(p, (reps,) + (1,) * (p.ndim - 1)), params)
+        for layer, params in pretrained.items()
+        if layer not in new
+    }
+    params = {**state.params, **old}
+    if method == "features":
+        params = {**state.params, "network": {**state.params["network"], **old}}
+    return train.start_optimizer(state.replace(params=params), state.tx)
 
 
 # --- references --------------------------------------------------------------------------------
-
-
-def replica_masks(config, pool_labels, num_classes) -> np.ndarray:
-    """The labelled subsets of every replica, (counts * seeds, pool), recomputed on the host."""
-    masks = []
-    for r in range(len(config.label_counts) * config.seeds):
-        _, mask_key = jax.random.split(train.stream(config.seed + r, "init"))
-        count = config.label_counts[r // config.seeds]
-        masks.append(labelled_mask(mask_key, jnp.asarray(pool_labels), count, num_classes))
-    return np.asarray(masks) > 0
 
 
 def linear_probes(config, model, pretrained, target, masks) -> dict[str, np.ndarray]:
@@ -298,24 +294,21 @@ def pretrain(config, source, workdir):
     return train.fit(pre, task, source.train, workdir, eval_splits={"test": source.test})
 
 
-def transfer(config, method, target, pretrained, workdir):
-    num_classes = int(target.train["y"].max() + 1)
+def transfer(config, method, labelled, evals, pretrained, workdir):
+    num_classes = int(labelled["y"].max() + 1)
     model = make_model(config, num_classes)
-    task, start = target_task(
-        config,
-        method,
-        model,
-        pretrained,
-        target.train["y"],
-        num_classes,
-        jnp.zeros((1, 8, 8, 1)),
-    )
+    task = target_task(config, method, model, num_classes, jnp.zeros((1, 8, 8, 1)))
     run = config.copy_and_resolve_references()
     run.seeds = len(config.label_counts) * config.seeds
     run.epochs = config.target_steps
-    run.batch_size = 0  # full batch: every step sees the whole pool, weighted by the mask
+    run.batch_size = 0  # full batch: every step sees the replica's whole pool, weighted
+    run.parallel = "none" if config.parallel == "data" else config.parallel  # no shared batch
+    start = None  # scratch: the task's init
+    if method != "scratch":
+        fresh = jax.vmap(lambda seed: task.init(train.stream(seed, "init")))
+        start = reuse(config, method, jax.jit(fresh)(train.replica_seeds(run)), pretrained)
     return train.fit(
-        run, task, target.train, workdir, eval_splits={"test": target.test}, initial_state=start()
+        run, task, labelled, workdir, eval_splits=evals, initial_state=start, per_replica=True
     )
 
 
@@ -446,14 +439,15 @@ def train_and_evaluate(config, workdir):
     check_counts(config, target.train["y"], num_classes)
 
     pretrained = pretrain(config, source, workdir / "pretrain")
+    params = pretrained.state.params
+    labelled = labelled_data(config, target.train, num_classes)
     accuracy, histories = {}, {}
     for method in METHODS:
-        result = transfer(config, method, target, pretrained.state.params, workdir / method)
+        result = transfer(config, method, labelled, {"test": target.test}, params, workdir / method)
         accuracy[method] = per_count(result.final("test/accuracy"), config)
         histories[method] = result.history
-    masks = replica_masks(config, target.train["y"], num_classes)
     model = make_model(config, source.num_classes)
-    probes = linear_probes(config, model, pretrained.state.params, target, masks)
+    probes = linear_probes(config, model, params, target, labelled["weight"] > 0)
     sentence, wins = verdict(config, accuracy)
 
     report = Report(workdir, "Transfer learning: digits 0-4 to digits 5-9 with few labels")

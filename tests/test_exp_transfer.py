@@ -38,7 +38,6 @@ def test_task_splits_relabel_the_target(tasks):
     full = data.load("digits", seed=0, flatten=False)
     for split, original in zip(target, full):
         np.testing.assert_array_equal(split["y"], original["y"][original["y"] >= 5] - 5)
-        np.testing.assert_array_equal(split["index"], np.arange(len(split["y"])))
     assert len(source.train["y"]) + len(target.train["y"]) == len(full.train["y"])
 
 
@@ -52,6 +51,23 @@ def test_labelled_mask_draws_per_class():
         np.testing.assert_array_equal(np.bincount(np.asarray(labels)[mask > 0], minlength=4), n)
     other = transfer.labelled_mask(jax.random.key(9), labels, 7, 4)
     assert not np.array_equal(np.asarray(other), np.asarray(masks[2]))
+
+
+def test_labelled_data_gives_each_replica_its_subset(tasks):
+    """Replica r: a copy of the pool, weight 1 on label_counts[r // seeds] per class."""
+    _, target = tasks
+    config = small_config(seed=3)
+    labelled = transfer.labelled_data(config, target.train, 5)
+    pool = len(target.train["y"])
+    assert labelled["x"].shape == (4, pool, 8, 8, 1) and labelled["weight"].shape == (4, pool)
+    for r, count in enumerate([2, 2, 3, 3]):
+        np.testing.assert_array_equal(labelled["y"][r], target.train["y"])
+        mine = labelled["weight"][r] > 0
+        np.testing.assert_array_equal(np.bincount(target.train["y"][mine], minlength=5), count)
+        key = jax.random.split(transfer.train.stream(3 + r, "init"))[1]
+        expected = transfer.labelled_mask(key, jnp.asarray(target.train["y"]), count, 5)
+        np.testing.assert_array_equal(labelled["weight"][r], expected)
+    assert not np.array_equal(labelled["weight"][0], labelled["weight"][1])
 
 
 def test_layer_output_shapes():
@@ -107,37 +123,35 @@ def test_optimizer_groups_match_optax():
 
 @pytest.mark.parametrize("method", ["features", "finetune"])
 def test_target_task_starts_from_the_right_weights(method, tasks):
-    """The replicas' starting weights and labelled subsets; frozen weights stay put.
+    """reuse puts each replica's pretrained layers in place; a step on the replicas' labelled
+    data leaves frozen weights exactly as they were and averages over the subset only.
 
     (scratch, the plain case, runs in the end-to-end test.)"""
     _, target = tasks
     config = small_config()
     pretrained = stacked_pretrained(config, config.seeds)
     model = transfer.make_model(config, 5)
-    task, start = transfer.target_task(
-        config, method, model, pretrained, target.train["y"], 5, jnp.zeros((1, 8, 8, 1))
-    )
-    state = start()  # 2 label counts x 2 seeds
-    keys = jax.random.split(jax.random.key(7), 4)
-    masks = np.asarray(state.model_state["labelled"])
-    np.testing.assert_array_equal(masks > 0, transfer.replica_masks(config, target.train["y"], 5))
-    labelled = masks.sum(axis=1)
-    np.testing.assert_array_equal(labelled, [2 * 5, 2 * 5, 3 * 5, 3 * 5])
+    task = transfer.target_task(config, method, model, 5, jnp.zeros((1, 8, 8, 1)))
+    fresh = jax.jit(jax.vmap(task.init))(jax.random.split(jax.random.key(1), 4))
+    state = transfer.reuse(config, method, fresh, pretrained)  # 2 label counts x 2 seeds
     for r in range(4):
         mine = jax.tree.map(lambda p, r=r: np.asarray(p[r]), state.params)
+        new = jax.tree.map(lambda p, r=r: np.asarray(p[r]), fresh.params)
         source = jax.tree.map(lambda p, r=r: np.asarray(p[r % 2]), pretrained)
         if method == "features":
             for layer in transfer.LAYERS:
                 jax.tree.map(np.testing.assert_array_equal, mine["network"][layer], source[layer])
+            jax.tree.map(np.testing.assert_array_equal, mine["head"], new["head"])
         else:
             for layer in ("conv1", "conv2"):
                 jax.tree.map(np.testing.assert_array_equal, mine[layer], source[layer])
-            assert not np.allclose(mine["dense1"]["kernel"], source["dense1"]["kernel"])
+            for layer in ("dense1", "dense2", "classifier"):
+                jax.tree.map(np.testing.assert_array_equal, mine[layer], new[layer])
 
     # One full-batch step: frozen weights keep their exact values, trained ones move.
-    step = jax.jit(jax.vmap(task.make_step(None), in_axes=(0, None, 0)))
-    moved, metrics = step(state, jax.tree.map(jnp.asarray, target.train), keys)
-    assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+    labelled = jax.tree.map(jnp.asarray, transfer.labelled_data(config, target.train, 5))
+    keys = jax.random.split(jax.random.key(7), 4)
+    moved, metrics = jax.jit(jax.vmap(task.make_step(None)))(state, labelled, keys)
     before, after = state.params, moved.params
     if method == "features":
         before, after = before["network"], after["network"]
@@ -146,6 +160,19 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
         jax.tree.map(np.testing.assert_array_equal, after[layer], before[layer])
     trained = "head" if method == "features" else "classifier"
     assert not np.allclose(moved.params[trained]["kernel"], state.params[trained]["kernel"])
+    # The loss and accuracy are those of the replica's labelled examples (10 or 15) alone.
+    hits = np.asarray(metrics["accuracy"]) * np.array([10, 10, 15, 15])
+    np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
+    mine = np.asarray(labelled["weight"][3]) > 0
+    params = jax.tree.map(lambda p: p[3], state.params)
+    x, y = target.train["x"][mine], target.train["y"][mine]
+    if method == "features":
+        h = transfer.layer_output(model, params["network"], x, config.feature_layer)
+        logits = transfer.nn.Dense(5).apply({"params": params["head"]}, h)
+    else:
+        logits = model.apply({"params": params}, x)
+    expected = transfer.train.cross_entropy(logits, y)
+    np.testing.assert_allclose(metrics["loss"][3], expected, rtol=1e-5)
 
 
 def test_label_counts_are_checked_before_training(tasks):
@@ -179,4 +206,9 @@ def test_experiment_end_to_end_tiny(tmp_path):
     for method in transfer.METHODS:
         accuracy = results["accuracy"][method]
         assert accuracy.shape == (1, 1) and 0 <= accuracy[0, 0] <= 1
+        # The replica trains on its own 2 labelled images per class: accuracy in tenths.
+        records = transfer.train.read_metrics(tmp_path / method)
+        assert [r["step"] for r in records] == [1, 2]
+        hits = np.asarray([r["train/accuracy"] for r in records]) * 10
+        np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
     assert "regression on the raw pixels matches or beats" in (tmp_path / "report.md").read_text()
