@@ -1,6 +1,7 @@
 """The command line: every bad input stops before compiling, with one line on stderr and exit
 status 2; tuple flags; shared keys in every experiment; the multi-process launcher."""
 
+import json
 import os
 import signal
 import subprocess
@@ -260,18 +261,41 @@ EXPERIMENT_BAD = {
 }
 
 
-@pytest.mark.parametrize("name", list(EXPERIMENT_BAD))
-def test_experiments_refuse_bad_input_before_compiling(name, tmp_path):
-    """JAX_LOG_COMPILES would add a line to stderr for anything compiled."""
-    topic, args, message = EXPERIMENT_BAD[name]
-    result = run_python(
-        ["-m", f"experiments.{topic}", f"--workdir={tmp_path}", *args],
-        env={"JAX_LOG_COMPILES": "1"},
-        timeout=120,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in one_error_line(result.stderr)
-    assert "Traceback" not in result.stdout
+REFUSE_IN_ONE_PROCESS = """
+import contextlib, importlib, io, json, sys, tempfile
+import jax
+from lexicon import cli
+
+compiles = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: compiles.append(name) if "backend_compile" in name else None
+)
+results = {}
+for name, (topic, args, message) in json.loads(sys.argv[1]).items():
+    module = importlib.import_module(f"experiments.{topic}")
+    err, code = io.StringIO(), None
+    argv = [topic, f"--workdir={tempfile.mkdtemp()}", *args]
+    with contextlib.redirect_stderr(err):
+        try:
+            cli.run(module.get_config, module.train_and_evaluate, module.RULES, argv=argv)
+        except SystemExit as exit:
+            code = exit.code
+    results[name] = {"code": code, "err": err.getvalue(), "compiles": len(compiles)}
+print(json.dumps(results))
+"""
+
+
+def test_experiments_refuse_bad_input_before_compiling():
+    """In one fresh process: every case stops with one line and exit status 2, and nothing
+    has been compiled (jax.monitoring reports every backend compile)."""
+    result = run_python(["-c", REFUSE_IN_ONE_PROCESS, json.dumps(EXPERIMENT_BAD)], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, (_, _, message) in EXPERIMENT_BAD.items():
+        outcome = results[name]
+        assert outcome["code"] == 2, (name, outcome)
+        assert message in one_error_line(outcome["err"]), name
+        assert outcome["compiles"] == 0, (name, outcome)
 
 
 def test_bad_input_through_launch_sh(tmp_path):
