@@ -239,6 +239,11 @@ def check_together(config, experiment_check: Callable | None = None) -> None:
         )
     if parallel == "seeds" and config.get("mapper") == "pmap":
         raise ConfigError("config.mapper=pmap applies to parallel=data; use shard_map for seeds")
+    if parallel == "none" and int(os.environ.get("LEXICON_NUM_PROCESSES", "1")) > 1:
+        raise ConfigError(
+            "a multi-process run shares its work across the processes: use "
+            "--config.parallel=data or seeds with --processes"
+        )
     if parallel in ("data", "seeds"):
         devices = device_count()
         if parallel == "data" and config.get("batch_size", 0) % devices:
@@ -445,6 +450,10 @@ def run(
     except (ConfigError, DataError) as error:
         fail(str(error))
     workdir = check_workdir(default_workdir(topic, config) if workdir is None else workdir)
+    try:
+        check_workdir_history(pathlib.Path(workdir), config)
+    except ConfigError as error:
+        fail(str(error))
 
     start_distributed()
     import jax
@@ -461,7 +470,7 @@ def run(
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         with workdir_lock(workdir, enabled=primary):
-            check_workdir_history(workdir, config)
+            check_workdir_history(workdir, config)  # again, now that no other run can write
             if primary:
                 write_manifest(workdir, topic, config, argv)
             results = train_and_evaluate(config, workdir)
@@ -495,6 +504,8 @@ def check_workdir_history(workdir: pathlib.Path, config) -> None:
     from lexicon.train.checkpoint import differing_keys, plain_config
 
     saved = [p.parent for p in workdir.rglob("checkpoints/*") if p.name.isdigit()]
+    if config.get("resume", False) and not saved:
+        raise ConfigError(f"config.resume=true but {workdir} has no checkpoint to resume")
     if not config.get("resume", False):
         if saved:
             raise ConfigError(
