@@ -148,7 +148,7 @@ class Network(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         mlp = DropoutMLP(self.hidden, self.classes, self.input_keep, self.hidden_keep)
-        return mlp(x, deterministic=not train)
+        return mlp(x, train=train)
 
 
 def make_task(config, techniques: frozenset[str], example_input, classes: int) -> train.Task:
