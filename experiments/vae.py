@@ -88,6 +88,7 @@ RULES = {
     "dataset": Choice(*SOURCES),
     "binarize": Choice(*BINARIZATIONS),
     "likelihood": Choice(*vae.LIKELIHOODS),
+    "decoder_log_var": Range(-20.0, 20.0),
     "latent_sizes": widths(max_width=4096, max_layers=8),
     "hidden": widths(),
     "activation": Choice("tanh", "relu", "sigmoid", "softplus", "elu"),
