@@ -215,12 +215,8 @@ def plan(config, model, example_input, student: str, hint_epochs: int) -> list[t
 
 
 def joined(results: dict) -> list[dict]:
-    """One history over the stages of a student, epochs counted from the start of the first."""
-    history = []
-    for result in results.values():
-        offset = history[-1]["epoch"] if history else 0
-        history += [{**record, "epoch": record["epoch"] + offset} for record in result.history]
-    return history
+    """One history over the stages of a student (train.stages counts epochs across them)."""
+    return [record for result in results.values() for record in result.history]
 
 
 # --- the experiment ----------------------------------------------------------------------------

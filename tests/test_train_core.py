@@ -55,7 +55,7 @@ def test_a_data_free_run_needs_steps_per_epoch(tmp_path):
 def test_two_players_idle_player_does_not_move_and_resume_is_bitwise(tmp_path):
     task = duel_task()
     # One step per epoch: epoch 1 moves the generator, epoch 2 the discriminator.
-    start = jax.vmap(task.init)(jax.vmap(lambda s: train.stream(s, "init"))(np.arange(2)))
+    start = train.init_states(config(seeds=2), task)
     first = train.fit(config(epochs=1, seeds=2, steps_per_epoch=1), task, None, tmp_path / "r")
     leaves_equal(first.state.disc, start.disc)  # params and optimizer state both
     assert not np.array_equal(first.state.gen.params["a"], start.gen.params["a"])
@@ -177,6 +177,7 @@ def test_stages_start_from_the_last_stage_with_a_fresh_optimizer(tmp_path):
     leaves_equal(results["adam"].state.params, results["frozen"].state.params)
     assert results["sgd"].history[-1]["step"] == 4 * 4
     assert results["sgd"].history[-1]["train/loss"][0] < results["adam"].history[0]["train/loss"][0]
+    assert [r["epoch"] for r in results["sgd"].history] == [4]  # epochs count across stages
     # Resuming the whole plan continues stage by stage and ends where it ended.
     again = train.stages(config(seeds=2, resume=True), plan, data, tmp_path)
     leaves_equal(again["sgd"].state, results["sgd"].state)
@@ -239,3 +240,14 @@ def test_results_json_is_written_and_read_back_by_the_index(tmp_path):
     index = report.index(tmp_path).read_text()
     assert "| topic | accuracy | 0.9200 ± 0.0100 | 0.92 (scikit-learn) | matches |" in index
     assert "| topic | gap | 0.5000 | 0.1 (paper) | above |" in index
+
+
+def test_stages_that_keep_the_step_and_optimizer_equal_one_run(tmp_path):
+    data = regression_data()
+    task = least_squares(optax.adam(0.05))
+    plan = [train.Stage("first", task, epochs=2), train.Stage("second", task, epochs=3)]
+    staged = train.stages(config(seeds=2), plan, data, tmp_path / "staged")
+    straight = train.fit(config(seeds=2, epochs=5), task, data, tmp_path / "straight")
+    leaves_equal(staged["second"].state, straight.state)
+    joined = staged["first"].history + staged["second"].history
+    assert joined == straight.history

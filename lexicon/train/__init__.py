@@ -5,7 +5,14 @@ from lexicon.train.config import RESUMABLE, RULES, defaults
 from lexicon.train.driver import TrainingDiverged, TrainingInterrupted, WorkdirBusy, workdir_lock
 from lexicon.train.loop import Result, Stage, Task, fit, stages, start_optimizer
 from lexicon.train.metrics import read as read_metrics
-from lexicon.train.program import Program, replica_seeds, steps_per_epoch, stream, to_host
+from lexicon.train.program import (
+    Program,
+    init_states,
+    replica_seeds,
+    steps_per_epoch,
+    stream,
+    to_host,
+)
 from lexicon.train.state import TrainState
 from lexicon.train.steps import gradient_step, mean_over
 from lexicon.train.tasks import (
@@ -37,6 +44,7 @@ __all__ = [
     "evaluate_in_chunks",
     "fit",
     "gradient_step",
+    "init_states",
     "mean_over",
     "read_metrics",
     "replica_seeds",

@@ -228,7 +228,7 @@ def run_epochs(
         total=config.epochs, initial=start, unit="epoch", disable=not (config.progress and primary)
     )
     step_metrics: list[dict] = []
-    saved_epoch = start if start else None
+    saved_epoch = start if config.resume else None  # a resumed run's checkpoint is on disk
     good_state, good_epoch = state, start
     diverged = diverged_at > 0
 

@@ -155,6 +155,7 @@ def fit(
     eval_splits: dict[str, dict] | None = None,
     initial_state: Any = None,
     per_replica: bool = False,
+    first_epoch: int = 1,
     log: Callable[[str], None] = print,
 ) -> Result:
     """Trains ``config.seeds`` replicas of ``task`` for ``config.epochs`` epochs.
@@ -172,7 +173,8 @@ def fit(
     ``initial_state`` (a state with the leading seed axis, e.g. the ``state`` of an earlier
     Result) replaces ``task.init``: training starts from it, at its own step count and with
     its own optimizer; ``state.replace(tx=..., opt_state=...)`` changes the optimizer (see
-    ``stages``).
+    ``stages``). ``first_epoch`` numbers the epochs of a later stage after the earlier ones
+    (epochs first_epoch .. config.epochs), so each epoch keeps its own shuffle and record.
     """
     workdir = pathlib.Path(workdir)
     custom = task.epoch is not None
@@ -193,7 +195,12 @@ def fit(
     with workdir_lock(workdir, log=log, enabled=primary):
         checkpointer = Checkpointer(workdir / "checkpoints")
         try:
-            start = 0
+            start = first_epoch - 1
+            if first_epoch < 1 or start >= config.epochs:
+                raise ConfigError(
+                    f"epochs {first_epoch}..{config.epochs} are empty; give first_epoch in "
+                    f"[1, {config.epochs}]"
+                )
             if config.resume:
                 start = _check_resume(config, checkpointer)
             elif checkpointer.latest() is not None:
@@ -205,7 +212,7 @@ def fit(
             seed_array = program.put(seeds, program.seed_sharding)
             history: list[dict] = []
             diverged_at = np.zeros(len(seeds), np.int64)
-            if start:
+            if config.resume:
                 # The template's shapes come from tracing alone: a mismatch stops before compiling.
                 template = (
                     shapes_of(initial_state)
@@ -277,12 +284,16 @@ def stages(
 ) -> dict[str, Result]:
     """Runs ``plan`` in order, each stage in ``workdir/<name>``, starting from the parameters
     (and step count) the stage before it ended with. The first stage starts from
-    ``initial_state`` or its task's init. Returns the Result of every stage by name."""
+    ``initial_state`` or its task's init. Epochs are counted across the stages: a stage of E
+    epochs after T earlier ones runs epochs T+1 .. T+E, with their own shuffles, so a plan
+    whose stages share their step and optimizer trains exactly as one run would. Returns the
+    Result of every stage by name."""
     results: dict[str, Result] = {}
     state = initial_state
+    done = 0
     for stage in plan:
         stage_config = config.copy_and_resolve_references()
-        stage_config.epochs = stage.epochs
+        stage_config.epochs = done + stage.epochs
         if config.resume:  # a stage that never started begins afresh
             stage_dir = pathlib.Path(workdir) / stage.name / "checkpoints"
             stage_config.resume = stage_dir.is_dir() and any(
@@ -301,10 +312,12 @@ def stages(
             eval_splits=eval_splits,
             initial_state=state,
             per_replica=per_replica,
+            first_epoch=done + 1,
             log=log,
         )
         results[stage.name] = result
         state = result.state
+        done += stage.epochs
     return results
 
 

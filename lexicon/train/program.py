@@ -53,6 +53,14 @@ def replica_seeds(config) -> np.ndarray:
     return np.arange(config.seed, config.seed + config.seeds, dtype=np.int64).astype(np.int32)
 
 
+def init_states(config, task):
+    """The states ``task.init`` gives the replicas of this config (leading seed axis): the
+    start of a run, for a caller that changes it before handing it to ``fit`` as
+    ``initial_state`` (e.g. pretrained layers put into fresh networks)."""
+    seeds = replica_seeds(config)
+    return jax.jit(jax.vmap(lambda seed: task.init(stream(seed, "init"))))(seeds)
+
+
 def batch_size_of(config, num_examples: int) -> int:
     return num_examples if config.batch_size == 0 else config.batch_size
 
