@@ -65,3 +65,32 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, se
         standardize=True,
         seed=seed,
     )
+
+
+def pca_reconstruction(train_x, test_x, components: int, *, seed: int = 0) -> dict:
+    """PCA with ``components`` components fitted on the training inputs (scikit-learn).
+
+    Returns ``error``, the mean over test examples of ||x - x^||^2 with x^ the projection of x
+    on the principal subspace (the optimum of any linear autoencoder with that code size),
+    ``components`` (k, D, orthonormal rows), and the ``train_codes`` and ``test_codes``."""
+    from sklearn.decomposition import PCA
+
+    train_x, test_x = _flat(train_x).astype(np.float64), _flat(test_x).astype(np.float64)
+    model = PCA(components, random_state=seed).fit(train_x)
+    test_codes = model.transform(test_x)
+    error = np.mean(np.sum((test_x - model.inverse_transform(test_codes)) ** 2, axis=1))
+    return {
+        "error": float(error),
+        "components": model.components_,
+        "train_codes": model.transform(train_x),
+        "test_codes": test_codes,
+    }
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, *, neighbors=5):
+    """Test accuracy of a k-nearest-neighbour classifier on given features (e.g. 2-D codes):
+    how well the classes separate in that space, with no model fitted to it."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    model = KNeighborsClassifier(neighbors).fit(_flat(train_features), train_labels)
+    return float(model.score(_flat(test_features), test_labels))

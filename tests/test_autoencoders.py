@@ -171,3 +171,23 @@ def test_corruption_is_seed_deterministic_and_has_its_law(kind, level):
 def test_unknown_noise_is_refused():
     with pytest.raises(ValueError, match="gaussian, masking"):
         ae.corrupt(jax.random.key(0), jnp.zeros(3), "salt", 0.1)
+
+
+def test_stacked_classifier_heads_the_last_code_and_can_freeze_it():
+    x = np.random.default_rng(6).uniform(size=(4, 10)).astype(np.float32)
+    y = np.array([0, 1, 2, 0])
+    model = ae.StackedClassifier((10, 6, 3), classes=3)
+    params = model.init(jax.random.key(0), x)["params"]
+    assert set(params) == {"stack", "head"} and set(params["stack"]) == {"layer_0", "layer_1"}
+    code = ae.TiedStack((10, 6, 3)).apply({"params": params["stack"]}, x, method="encode")
+    logits = code @ params["head"]["kernel"] + params["head"]["bias"]
+    np.testing.assert_allclose(model.apply({"params": params}, x), logits, rtol=1e-5, atol=1e-6)
+
+    def loss(p, frozen):
+        out = ae.StackedClassifier((10, 6, 3), 3, frozen=frozen).apply({"params": p}, x)
+        return -jnp.mean(jax.nn.log_softmax(out)[jnp.arange(4), y])
+
+    free, frozen = jax.grad(loss)(params, False), jax.grad(loss)(params, True)
+    assert float(jnp.abs(free["stack"]["layer_0"]["kernel"]).max()) > 0
+    assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(frozen["stack"]))
+    np.testing.assert_allclose(free["head"]["kernel"], frozen["head"]["kernel"], rtol=1e-6)

@@ -62,3 +62,17 @@ def test_stochastic_binarization_is_seeded_and_unbiased(cached):
     assert abs(a.mean() - x.mean()) < 4 * np.sqrt(x.mean() / a.size)
     # pixels at exactly 0 or 1 stay what they are
     assert (a[x == 0] == 0).all() and (a[x == 1] == 1).all()
+
+
+def test_per_class_subsets_are_balanced_seeded_and_per_replica():
+    y = np.repeat(np.arange(3), 20)
+    split = {"x": np.arange(60, dtype=np.float32)[:, None], "y": y}
+    few = data.per_class_subsets(split, 4, [0, 1], seed=9)
+    assert few["x"].shape == (2, 12, 1) and few["y"].shape == (2, 12)
+    for replica in range(2):
+        np.testing.assert_array_equal(np.bincount(few["y"][replica]), [4, 4, 4])
+        # x and y stay paired: x = index, y = index // 20
+        np.testing.assert_array_equal(few["x"][replica, :, 0] // 20, few["y"][replica])
+    again = data.per_class_subsets(split, 4, [0, 1], seed=9)
+    np.testing.assert_array_equal(few["x"], again["x"])
+    assert not np.array_equal(few["x"][0], few["x"][1])

@@ -15,7 +15,7 @@ from lexicon.data.sources import (
     sample_images,
     tfds_images,
 )
-from lexicon.data.splits import Splits, holdout, split, standardize
+from lexicon.data.splits import Splits, holdout, per_class_subsets, split, standardize
 
 DATASETS = EMBEDDED + TFDS_IMAGES
 
@@ -33,6 +33,7 @@ __all__ = [
     "load",
     "mnist1d",
     "mnist5k",
+    "per_class_subsets",
     "sample_images",
     "split",
     "standardize",

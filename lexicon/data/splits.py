@@ -62,6 +62,22 @@ def holdout(
     )
 
 
+def per_class_subsets(split: dict, per_class: int, seeds, *, seed: int = 0) -> dict:
+    """``per_class`` examples of every class of ``split``, one draw for each of ``seeds``.
+
+    Returns the arrays of ``split`` with a leading axis over the seeds, (len(seeds),
+    per_class * classes, ...), ready for ``train.fit(..., per_replica=True)``: replica i trains
+    on the few labels drawn with ``(seed, seeds[i], per_class)``, the same in every run.
+    """
+    y = split["y"]
+    picks = []
+    for s in seeds:
+        rng = np.random.default_rng([seed, int(s), per_class])
+        members = [np.flatnonzero(y == c) for c in np.unique(y)]
+        picks.append(np.concatenate([rng.choice(m, per_class, replace=False) for m in members]))
+    return {k: v[np.stack(picks)] for k, v in split.items()}
+
+
 def standardize(splits: Splits, *, per_feature: bool = True, eps: float = 1e-6) -> Splits:
     """Zero mean, unit variance, with statistics from the training split only."""
     x = splits.train["x"]

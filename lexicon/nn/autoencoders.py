@@ -343,3 +343,29 @@ def corrupt(key: jax.Array, x: jax.Array, kind: str, level: float) -> jax.Array:
         keep = jax.random.bernoulli(key, 1.0 - level, x.shape)
         return jnp.where(keep, x, jnp.zeros_like(x))
     raise ValueError(f"unknown noise {kind!r}; choose one of {', '.join(NOISES)}")
+
+
+class StackedClassifier(nn.Module):
+    """A softmax classifier on the last code of a :class:`TiedStack` (001's deep autoencoder:
+    "at the end, use the last hidden layer as the input of a classifier").
+
+    ``layer_reconstruction`` is the stack's greedy pretraining loss for one layer; with
+    ``frozen=True`` the classifier's gradient stops at the code, so only the head learns.
+    """
+
+    sizes: Sequence[int]
+    classes: int
+    frozen: bool = False
+    activation: Activation = nn.sigmoid
+
+    def setup(self):
+        self.stack = TiedStack(self.sizes, self.activation)
+        self.head = nn.Dense(self.classes)
+
+    def layer_reconstruction(self, x: jax.Array, layer: int) -> tuple[jax.Array, jax.Array]:
+        return self.stack.layer_reconstruction(x, layer)
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        del train  # no dropout or batch norm: the same in training and evaluation
+        h = self.stack.encode(x)
+        return self.head(jax.lax.stop_gradient(h) if self.frozen else h)

@@ -1,0 +1,94 @@
+"""The autoencoders experiment: the linear AE spans PCA's subspace; config checks; end to end."""
+
+import numpy as np
+import pytest
+from scipy.linalg import subspace_angles
+from scipy.stats import ortho_group
+
+from experiments import autoencoders as exp
+from lexicon import baselines
+from lexicon.nn import autoencoders as ae
+from lexicon.rules import ConfigError
+
+
+def test_linear_autoencoder_trained_with_mse_spans_the_top_k_pca_subspace(tmp_path):
+    """A fixed problem: 10-D Gaussian data with a clear eigengap after 3 directions, rotated
+    and shifted; a linear AE with a 3-unit code, trained through train.fit on squared error."""
+    rng = np.random.default_rng(0)
+    scales = np.sqrt([9.0, 5.0, 3.0, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02])
+    rotation = ortho_group.rvs(10, random_state=1)
+    x = (rng.normal(size=(600, 10)) * scales) @ rotation + rng.normal(size=10)
+    x = x.astype(np.float32)
+    config = exp.get_config()
+    config.update(seeds=2, batch_size=50, progress=False)
+    model = ae.dense_autoencoder(10, 3)
+    result, params = exp.fit(config, tmp_path, model, x[:500], x[500:], lr=0.03, epochs=60)
+    pca = baselines.pca_reconstruction(x[:500], x[500:], 3)
+    for decoder in np.asarray(params["decoder"]["output"]["kernel"], np.float64):
+        largest = np.degrees(subspace_angles(decoder.T, pca["components"].T)).max()
+        assert largest < 1.0, largest
+    np.testing.assert_allclose(result.final("test/loss"), pca["error"], rtol=0.01)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dataset": "digits", "code_sizes": (2, 100)}, "64 inputs"),
+        ({"dataset": "digits", "overcomplete": 64}, "64 inputs"),
+        ({"code_sizes": (8, 32)}, "codes2d needs 2"),
+        ({"stack": ()}, "config.stack"),
+        ({"noise": "masking", "noise_level": 1.0}, "below 1"),
+    ],
+)
+def test_bad_configs_stop_before_training(changes, message, tmp_path):
+    config = exp.get_config()
+    config.update(changes)
+    with pytest.raises(ConfigError, match=message):
+        exp.train_and_evaluate(config, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def tiny_config(**changes):
+    config = exp.get_config()
+    config.update(
+        dataset="digits",
+        seeds=2,
+        epochs=3,
+        linear_epochs=40,
+        code_sizes=(2, 4),
+        hidden=(32,),
+        units=32,
+        stack=(32, 16),
+        pretrain_epochs=2,
+        labels_per_class=(5,),
+        finetune_steps=20,
+        overcomplete=128,
+        noise_levels=(0.0, 0.3),
+        progress=False,
+    )
+    config.update(changes)
+    return config
+
+
+def test_experiment_end_to_end_tiny(tmp_path):
+    figures = exp.train_and_evaluate(tiny_config(), tmp_path)
+    for name in (
+        "report.md",
+        "code_size.png",
+        "codes_deep_ae.png",
+        "activations.png",
+        "denoising_images.png",
+        "tangents.png",
+        "stacked.png",
+        "identity.png",
+    ):
+        assert (tmp_path / name).exists(), name
+    value = {k: np.mean(f.values) for k, f in figures.items()}
+    reference = {k: f.reference for k, f in figures.items()}
+    # the linear AE is PCA: same error, and its 2-D subspace is PCA's
+    assert abs(value["pca/linear_ae_error_k4"] / reference["pca/linear_ae_error_k4"] - 1) < 0.02
+    assert value["pca/largest_angle_deg_k4"] < 3.0
+    # the overcomplete AE copies, the contractive AE contracts
+    assert value["identity/gain"] > 0.95
+    assert value["contractive/jacobian"] < reference["contractive/jacobian"]
+    assert set(figures) >= {"sparse/near_zero_L1", "denoising/error", "stacked/accuracy_5"}
