@@ -148,7 +148,10 @@ def test_one_network_fast(tmp_path):
     run = experiment.run_network(config, splits, "relu", tmp_path)
     assert run["norms_init"].shape == run["norms_final"].shape == (2, config.depth + 1)
     assert np.all(np.isfinite(run["norms_init"])) and np.all(run["norms_init"] > 0)
-    assert np.all((run["dead_final"] >= 0) & (run["dead_final"] <= 1))
+    # A fraction of the depth * width hidden units; ReLU kills some in this run (2 and 1 of 16).
+    units = config.depth * config.width
+    np.testing.assert_allclose(run["dead_final"] * units, np.round(run["dead_final"] * units))
+    assert np.any(run["dead_final"] > 0) and np.all(run["dead_final"] < 0.5)
     # A ReLU unit that is never active gets no gradient, so it is counted as dead.
     assert np.all(run["dead_final"] >= run["never_active_final"])
     assert np.all((run["mean_slope_init"] > 0) & (run["mean_slope_init"] < 1))
@@ -171,11 +174,19 @@ def test_experiment_end_to_end(scale, tmp_path):
     for name in experiment.NETWORKS:
         accuracy = results[f"test_accuracy/{name}"]
         assert accuracy.shape == (config.seeds,), name
-        assert np.all((accuracy >= 0) & (accuracy <= 1)), name
+        assert np.all(np.isfinite(accuracy)), name
+        # Every network but sigmoid leaves chance (0.1) behind even in the tiny run (lowest:
+        # relu and leaky_relu at 0.173 tiny, 0.212 small).
+        if name != "sigmoid":
+            assert np.all(accuracy > 0.13), name
         assert np.all(np.isfinite(results[f"gradient_ratio_init/{name}"])), name
+        if name in ("leaky_relu", "prelu", "maxout"):  # their gradient never vanishes: no unit dies
+            assert np.all(results[f"dead_final/{name}"] == 0), name
+    # Sigmoid's small derivative leaves it at chance (0.09 tiny, 0.10 small) where tanh learns
+    # (0.29 tiny, 0.40 and 0.58 small).
+    sigmoid, tanh = (results[f"test_accuracy/{n}"] for n in ("sigmoid", "tanh"))
+    assert np.mean(tanh) > np.mean(sigmoid) + 0.1
     if scale == "small":
         # Sigmoid's derivative is at most 1/4, so the first layer gets far less gradient.
         sigmoid, tanh = (results[f"gradient_ratio_init/{n}"] for n in ("sigmoid", "tanh"))
         assert np.all(sigmoid < tanh)
-        for remedy in ("leaky_relu", "prelu", "maxout"):
-            assert np.all(results[f"dead_final/{remedy}"] == 0), remedy

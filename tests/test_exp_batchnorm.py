@@ -99,7 +99,9 @@ def test_experiment_end_to_end_fast(tmp_path):
     (record,) = train.read_metrics(tmp_path / "plain-lr1e+03")
     assert record["diverged_at"] == [1, 1] and record["test/accuracy"] == [None, None]
     assert np.all(results["plain_accuracy"] == 0)
-    assert np.all((results["batch_norm_accuracy"] >= 0) & (results["batch_norm_accuracy"] <= 1))
+    # Batch norm does not rescue a rate this large either: its net too blows up in epoch 1.
+    np.testing.assert_array_equal(results["batch_norm_diverged_at"], [[1, 1]])
+    assert np.all(results["batch_norm_accuracy"] == 0)
 
 
 @pytest.mark.slow
@@ -112,8 +114,9 @@ def test_experiment_end_to_end(tmp_path):
     assert "with batch norm" in report and "logistic regression" in report
     np.testing.assert_allclose(results["learning_rates"], [0.1, 1000.0])
     for key in ("plain_accuracy", "batch_norm_accuracy"):
-        assert results[key].shape == (2, 2)
-        assert np.all((results[key] >= 0) & (results[key] <= 1))
+        assert results[key].shape == (2, 2) and np.all(np.isfinite(results[key]))
+        # eps = 0.1 trains both nets far above chance (0.1): observed 0.79 to 0.88.
+        assert np.all(results[key][0] > 0.6), key
     # At eps = 0.1 nothing diverges; at eps = 1000 the plain net blows up (scored 0).
     np.testing.assert_array_equal(results["plain_diverged_at"][0], [0, 0])
     assert np.all(results["plain_diverged_at"][1] > 0)

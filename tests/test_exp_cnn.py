@@ -136,10 +136,13 @@ def test_experiment_end_to_end(tmp_path):
     assert set(figures["digits"]) == {"mlp", "logistic_regression"}
     assert set(figures["mnist1d"]) == {"mlp", "cnn1d", "logistic_regression"}
     rows = table_rows(tmp_path / "report.md")
-    for key in ("digits/mlp", "mnist1d/mlp", "mnist1d/cnn1d"):
+    # Chance is 0.1 on both; two epochs reach 0.92 and 0.93 on digits, 0.43 to 0.48 on MNIST-1D.
+    floors = {"digits/mlp": 0.8, "mnist1d/mlp": 0.3, "mnist1d/cnn1d": 0.3}
+    for key, floor in floors.items():
         dataset, model = key.split("/")
         accuracy = np.asarray(getattr(figures[dataset][model], "values", figures[dataset][model]))
-        assert accuracy.shape == (2,) and np.all((accuracy > 0.15) & (accuracy <= 1)), key
+        assert accuracy.shape == (2,) and np.all(np.isfinite(accuracy)), key
+        assert np.all(accuracy > floor), key
         step_ms = float(rows[dataset, model][3])
         assert step_ms > 0 and np.isfinite(step_ms)
     # MNIST-1D models are held against Greydanus (2020) within 3 points.

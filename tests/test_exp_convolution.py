@@ -144,12 +144,13 @@ def test_experiment_end_to_end(scale, tmp_path):
     assert results["valid_map_side"].values == maps[0]
     assert results["max_filter_gap"].values < 1e-4 and results["max_lax_gap"].values < 1e-4
     accuracy = np.asarray(results["test_accuracy"].values)
-    assert accuracy.shape == (config.seeds,) and np.all((accuracy >= 0) & (accuracy <= 1))
+    assert accuracy.shape == (config.seeds,) and np.all(np.isfinite(accuracy))
+    # Chance is 0.1; LeNet-5 on 8x8 digits reaches 0.51 (tiny), 0.81 and 0.86 (small).
+    assert np.all(accuracy > {"tiny": 0.3, "small": 0.6}[scale])
     report = (tmp_path / "report.md").read_text()
     assert "scipy.signal" in report and str(maps) in report
     blur = next(line for line in report.splitlines() if line.startswith("| blur |"))
     assert float(blur.split("|")[4]) == pytest.approx(1.0, rel=0.02)  # intensity out / in
     if scale == "small":
-        assert np.all(accuracy > 0.3)
         assert 0.5 < results["test_accuracy"].reference <= 1.0  # pixels + Sobel maps
         assert 0.5 < results["logistic_regression_pixels"] <= 1.0

@@ -129,10 +129,14 @@ def test_experiment_end_to_end(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "Bengio" in report and "| schedule |" in report
     for schedule in curriculum.SCHEDULES:
-        for key in ("early_accuracy", "final_accuracy"):
-            values = np.asarray(out[key][schedule])
-            assert values.shape == (2,) and np.all((values >= 0) & (values <= 1))
-        assert np.mean(out["final_accuracy"][schedule]) > 0.2  # chance is 0.1
+        early = np.asarray(out["early_accuracy"][schedule])
+        final = np.asarray(out["final_accuracy"][schedule])
+        assert early.shape == final.shape == (2,), schedule
+        assert np.all(np.isfinite(early)) and np.all(np.isfinite(final)), schedule
+        # Chance is 0.1: observed 0.19 to 0.30 early, 0.36 to 0.50 at the end, and every run
+        # gains at least 0.14 between the two.
+        assert np.all(early > 0.15) and np.all(final > 0.3), schedule
+        assert np.all(final > early + 0.07), schedule
     # The teachers' ranking of difficulty agrees with logistic regression's.
     assert out["difficulty_agreement"] > 0.3
     assert isinstance(out["claim_holds"], bool)
@@ -147,4 +151,6 @@ def test_experiment_end_to_end_tiny(tmp_path):
         assert (tmp_path / name).exists(), name
     for schedule in curriculum.SCHEDULES:
         values = np.asarray(out["final_accuracy"][schedule])
-        assert values.shape == (1,) and 0 <= values[0] <= 1
+        # Plumbing only: one epoch of 8 hidden units stays at chance (0.11 observed); the slow
+        # run above holds the accuracies to a floor.
+        assert values.shape == (1,) and np.isfinite(values[0]) and 0 <= values[0] <= 1

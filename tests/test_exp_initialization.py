@@ -157,10 +157,17 @@ def test_experiment_end_to_end_every_init(tmp_path):
     assert (tmp_path / "report.md").exists() and (tmp_path / "variances.png").exists()
     report = (tmp_path / "report.md").read_text()
     assert "Glorot uniform" in report and "mean field" in report
+    accuracy = {}
     for init_name in exp.INITS:
-        accuracy = results[f"tanh/{init_name}/test_accuracy"]
-        accuracy = np.asarray(getattr(accuracy, "values", accuracy))
-        assert accuracy.shape == (2,) and np.all((0 <= accuracy) & (accuracy <= 1))
+        values = results[f"tanh/{init_name}/test_accuracy"]
+        accuracy[init_name] = np.asarray(getattr(values, "values", values))
+        assert accuracy[init_name].shape == (2,) and np.all(np.isfinite(accuracy[init_name]))
+    # Glorot and He train (0.69 to 0.77 observed); zeros and the small normal, whose signal
+    # vanishes, stay at a constant prediction (0.089, below chance 0.1).
+    for init_name in ("glorot_uniform", "he_normal"):
+        assert np.all(accuracy[init_name] > 0.5), init_name
+    for init_name in ("zeros", "small_normal"):
+        assert np.all(accuracy[init_name] < 0.2), init_name
     # Zeros: identical units and no better than a constant prediction.
     np.testing.assert_array_equal(results["tanh/zeros/unit_spread"].values, 0.0)
     zeros = results["tanh/zeros/test_accuracy"]

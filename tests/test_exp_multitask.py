@@ -89,12 +89,15 @@ def check_outputs(out, path, seeds=2):
         "task1": small.split("on task 1 multi-task ")[1],
         "task2": small.split("on task 2 it ")[1],
     }
+    # Task 1 (the digit, chance 0.1): 0.37 to 0.44 observed. Task 2 (has a loop, 37% of the
+    # test digits, so the majority class scores 0.63): 0.81 to 0.88 observed.
+    floors = {"task1": 0.25, "task2": 0.7}
     for task in ("task1", "task2"):
         single, multi = out[f"{task}/single"], out[f"{task}/multi"]
         for values in (single.values, multi.values):
             values = np.asarray(values)
             assert values.shape == (seeds,) and np.all(np.isfinite(values))
-            assert np.all((values >= 0) & (values <= 1))
+            assert np.all(values > floors[task]), task
         # Multi-task is held against the single-task runs of the same seeds: 'above' exactly
         # when the report says it helps.
         assert multi.reference == pytest.approx(np.mean(single.values))
@@ -123,9 +126,11 @@ def test_one_multitask_run_through_train_fit(tmp_path):
     splits = splits._replace(train={k: v[:64] for k, v in splits.train.items()})
     out = multitask.run(tiny_config(), tmp_path, "multi", splits, (1.0, 0.5), epochs=10)
     assert [r["epoch"] for r in out["history"]][-1] == 10
-    for key in ("test1", "test2", "train1"):
-        assert out[key].shape == (2,) and np.all((out[key] >= 0) & (out[key] <= 1))
-    assert np.mean(out["test1"]) > 0.25  # chance is 0.1
+    # Chance is 0.1 for the digit and 0.53 (the majority: odd) for parity. Observed: test1
+    # 0.38 and 0.43, test2 0.70 and 0.71, train1 0.50 and 0.52.
+    for key, floor in (("test1", 0.25), ("test2", 0.6), ("train1", 0.3)):
+        assert out[key].shape == (2,) and np.all(np.isfinite(out[key])), key
+        assert np.all(out[key] > floor), key
     assert (tmp_path / "multi" / "metrics.jsonl").exists()
 
 

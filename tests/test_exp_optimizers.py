@@ -216,7 +216,9 @@ def test_experiment_end_to_end_all_parts(tmp_path):
         objective["ema_momentum"].values, objective["momentum"].values, rtol=1e-5
     )
     accuracy = np.asarray(list(headline["mlp_test_accuracy"].values()))
-    assert ((accuracy > 0.15) & (accuracy <= 1)).all()
+    # MNIST-1D, chance 0.1: every optimizer reaches 0.43 to 0.47 in two epochs.
+    assert accuracy.shape == (4, 2) and np.isfinite(accuracy).all()
+    assert (accuracy > 0.3).all()
     noise = headline["noise_ratio"]
     assert 0.3 < noise.values < 3.0 and noise.reference == 1.0 and noise.tolerance > 0
     gaps = headline["decay_gap"]

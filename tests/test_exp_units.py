@@ -31,6 +31,11 @@ def test_trajectory_is_the_literal_perceptron_rule(x64):
 def test_separable_set_keeps_its_margin():
     points, labels, (normal, offset) = experiment.separable_set(300, 0.1, seed=3)
     assert points.shape == (300, 2) and np.all(np.abs(points) <= 1)
+    # They fill the square on both sides of the line: each coordinate spans nearly [-1, 1] and
+    # each class holds a fair share (111 and 189 of 300 for this seed).
+    assert np.all(points.min(axis=0) < -0.9) and np.all(points.max(axis=0) > 0.9)
+    assert min(np.sum(labels == 1), np.sum(labels == -1)) > 60
+    assert np.linalg.norm(normal) == pytest.approx(1.0)  # so |signed| is the distance
     signed = points.astype(np.float64) @ normal + offset
     assert np.all(np.abs(signed) >= 0.1 - 1e-6)
     np.testing.assert_array_equal(labels, np.where(signed >= 0, 1.0, -1.0))
