@@ -17,12 +17,6 @@ from lexicon import losses
 
 
 @pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 
