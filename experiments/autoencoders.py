@@ -31,7 +31,7 @@ from scipy.linalg import subspace_angles
 from lexicon import baselines, cli, data, losses, regularizers, train
 from lexicon.nn import autoencoders as ae
 from lexicon.report import Figure, Report, compare, mean_std, plot_curves, plot_images, plot_scatter
-from lexicon.rules import Choice, ConfigError, Names, Range, positive, probability
+from lexicon.rules import Choice, ConfigError, Items, Names, Range, positive, probability, widths
 
 FEATURES = {"mnist5k": 784, "digits": 64, "mnist1d": 40}
 IMAGE_SHAPES = {"mnist5k": (28, 28), "digits": (8, 8), "mnist1d": (1, 40)}
@@ -82,17 +82,14 @@ RULES = {
     **{key: Range(0) for key in ("l1", "beta", "noise_level", "contractive")},
     **{key: Range(1) for key in ("linear_epochs", "pretrain_epochs", "finetune_steps")},
     **{key: Range(1, 16384) for key in ("units", "overcomplete")},
+    **{key: widths() for key in ("code_sizes", "hidden", "stack")},
+    "labels_per_class": Items(Range(1, 500), kind=int),
+    "noise_levels": Items(Range(0, 10), kind=float),
 }
-SIZES = {"code_sizes": 1, "hidden": 1, "stack": 1, "labels_per_class": 1, "noise_levels": 0}
 
 
 def check_config(config):
     """Cross-key rules; cli.run checks them before anything compiles."""
-    for key, least in SIZES.items():
-        if not config[key] or any(
-            not isinstance(v, (int, float)) or v < least for v in config[key]
-        ):
-            raise ConfigError(f"config.{key}={tuple(config[key])} must hold numbers >= {least}")
     d = FEATURES[config.dataset]
     if max(config.code_sizes) > d or config.overcomplete <= d:
         raise ConfigError(f"{config.dataset} has {d} inputs: code_sizes <= {d} < overcomplete")
@@ -253,7 +250,11 @@ def one_layer_part(config, splits, parts, workdir, report, out):
             "tangents": regularizers.tangent_directions(encode, probe[0], k=5)[1],
         }
 
-    m = {n: jax.tree.map(np.asarray, measures(runs[n][1])) for n in names}
+    m = {}
+    for n in names:
+        print("measuring", n, jax.tree.map(lambda a: (a.shape, a.dtype), runs[n][1]), flush=True)
+        m[n] = jax.tree.map(np.asarray, measures(runs[n][1]))
+        print("done", n, flush=True)
     bins, at, k = np.linspace(0, 1, 21), levels.index(c.noise_level), min(30, d, c.units)
     for n in names:
         h = m[n]["h"]

@@ -8,7 +8,7 @@ from scipy.stats import ortho_group
 from experiments import autoencoders as exp
 from lexicon import baselines
 from lexicon.nn import autoencoders as ae
-from lexicon.rules import ConfigError
+from lexicon.rules import ConfigError, check
 
 
 def test_linear_autoencoder_trained_with_mse_spans_the_top_k_pca_subspace(tmp_path):
@@ -44,6 +44,7 @@ def test_bad_configs_stop_before_training(changes, message, tmp_path):
     config = exp.get_config()
     config.update(changes)
     with pytest.raises(ConfigError, match=message):
+        check(config, exp.RULES)  # the rules cli.run applies first, then the experiment's own
         exp.train_and_evaluate(config, tmp_path)
     assert not any(tmp_path.iterdir())
 
@@ -92,3 +93,24 @@ def test_experiment_end_to_end_tiny(tmp_path):
     assert value["identity/gain"] > 0.95
     assert value["contractive/jacobian"] < reference["contractive/jacobian"]
     assert set(figures) >= {"sparse/near_zero_L1", "denoising/error", "stacked/accuracy_5"}
+
+
+@pytest.mark.slow
+def test_experiment_on_mnist5k(tmp_path):
+    """The claims of the report at a reduced scale of the default run (2 seeds)."""
+    config = exp.get_config()
+    config.update(seeds=2, epochs=10, code_sizes=(2, 8), labels_per_class=(10,), progress=False)
+    figures = exp.train_and_evaluate(config, tmp_path)
+    value = {k: np.asarray(f.values) for k, f in figures.items()}
+    reference = {k: f.reference for k, f in figures.items()}
+    assert np.all(value["pca/largest_angle_deg_k2"] < 1.0)
+    assert np.all(value["pca/largest_angle_deg_k8"] < 2.0)
+    assert np.all(value["pca/linear_ae_error_k8"] < 1.01 * reference["pca/linear_ae_error_k8"])
+    assert np.all(value["pca/deep_ae_error_k8"] < reference["pca/deep_ae_error_k8"])
+    for form in ("L1", "KL"):  # both penalties at least double the near-zero activations
+        assert np.all(value[f"sparse/near_zero_{form}"] > 2 * reference[f"sparse/near_zero_{form}"])
+    assert np.all(value["denoising/error"] < 0.9 * reference["denoising/error"])
+    assert np.all(value["contractive/jacobian"] < 0.5 * reference["contractive/jacobian"])
+    assert np.all(value["contractive/change"] < reference["contractive/change"])
+    assert np.all(value["identity/gain"] > 0.98)
+    assert 0.5 < np.mean(value["stacked/accuracy_10"]) <= 1
