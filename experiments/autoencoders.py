@@ -250,11 +250,7 @@ def one_layer_part(config, splits, parts, workdir, report, out):
             "tangents": regularizers.tangent_directions(encode, probe[0], k=5)[1],
         }
 
-    m = {}
-    for n in names:
-        print("measuring", n, jax.tree.map(lambda a: (a.shape, a.dtype), runs[n][1]), flush=True)
-        m[n] = jax.tree.map(np.asarray, measures(runs[n][1]))
-        print("done", n, flush=True)
+    m = {n: jax.tree.map(np.asarray, measures(runs[n][1])) for n in names}
     bins, at, k = np.linspace(0, 1, 21), levels.index(c.noise_level), min(30, d, c.units)
     for n in names:
         h = m[n]["h"]
