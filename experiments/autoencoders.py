@@ -239,21 +239,24 @@ def one_layer_part(config, splits, parts, workdir, report, out):
     def measures(params):
         encode = lambda v: model.apply({"params": params}, v, method="encode")  # noqa: E731
         r = jax.vmap(lambda v: model.apply({"params": params}, v))(noisy)
-        jacobians = regularizers.encoder_jacobians(encode, probe)
+        j = regularizers.encoder_jacobians(encode, probe)
         moved = jnp.linalg.norm(encode(probe + delta) - encode(probe), axis=-1)
         return {
             "h": encode(jnp.asarray(x_test)),
             "noise": jnp.sum((r - x_test) ** 2, -1).mean(-1),
-            "jacobian": jnp.mean(jnp.sum(jacobians**2, axis=(1, 2))),
-            "spectrum": jnp.linalg.svd(jacobians, compute_uv=False).mean(0),
+            "jacobian": jnp.mean(jnp.sum(j**2, axis=(1, 2))),
             "change": jnp.mean(moved / jnp.linalg.norm(delta, axis=-1)),
-            "tangents": regularizers.tangent_directions(encode, probe[0], k=5)[1],
+            "gram": j @ j.swapaxes(1, 2) if c.units <= d else j.swapaxes(1, 2) @ j,
+            "first": j[0],  # df/dx at one test digit
         }
 
+    # The SVDs run on the host: two batched LAPACK SVDs in one XLA:CPU program can deadlock.
     m = {n: jax.tree.map(np.asarray, measures(runs[n][1])) for n in names}
     bins, at, k = np.linspace(0, 1, 21), levels.index(c.noise_level), min(30, d, c.units)
     for n in names:
-        h = m[n]["h"]
+        gram, h = m[n].pop("gram").astype(np.float64), m[n]["h"]
+        m[n]["spectrum"] = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0, None))[..., ::-1].mean(1)
+        m[n]["tangents"] = np.linalg.svd(m[n].pop("first"), full_matrices=False)[2][:, :5]
         m[n]["near"], m[n]["mean_h"] = (h < c.near_zero).mean((1, 2)), h.mean((1, 2))
         m[n]["hist"] = np.stack([np.histogram(v, bins)[0] / v.size for v in h])
 
@@ -274,8 +277,8 @@ def one_layer_part(config, splits, parts, workdir, report, out):
         values = (m[n]["near"], m[n]["mean_h"], m[n]["noise"][:, at], m[n]["jacobian"])
         cells = [mean_std(v, 3) for v in (*values, m[n]["change"])]
         rows.append((n, mean_std(runs[n][0].final("test/loss"), 2), *cells))
-    caption = f"One-layer AEs, {c.units} sigmoid units; L1 lambda {c.l1}; KL rho {c.rho}, beta "
-    report.table(head, rows, caption=f"{caption}{c.beta}; CAE lambda {c.contractive}")
+    caption = f"{c.units} sigmoid units; lambda {c.l1}; rho {c.rho}, beta {c.beta}; CAE lambda "
+    report.table(head, rows, caption=f"One-layer AEs, {caption}{c.contractive}")
     figures, plain = out["figures"], m["plain"]
     for n in {"L1", "KL"} & set(names):
         figures[f"sparse/near_zero_{n}"] = against(m[n]["near"], plain["near"], "plain AE")
