@@ -177,15 +177,16 @@ def pca_part(config, splits, workdir, report, out):
         angles = [np.degrees(subspace_angles(w.T, pca["components"].T)).max() for w in decoders]
         for name, result in zip(errors, (linear, deep)):
             errors[name].append(result.final("test/loss"))
-        cells = [mean_std(v[-1], 3) for v in errors.values()]
-        rows.append((k, f"{pca['error']:.3f}", *cells, mean_std(angles, 2)))
+        cells = [f"{pca[key]:.3f}" for key in ("eigengap", "error")]
+        cells += [mean_std(v[-1], 3) for v in errors.values()]
+        rows.append((k, *cells, mean_std(angles, 2)))
         out["figures"][f"pca/largest_angle_deg_k{k}"] = against(angles, 0, "PCA", 1.0)
     curves = {name: (sizes, np.stack(v, axis=1)) for name, v in errors.items()}
     curves["PCA"] = (sizes, np.array([[out["pca"][k]["error"] for k in sizes]]))
     fig = plot_curves(curves, xlabel="code size", ylabel="test error", log_y=True)
     report.figure(fig, "code_size", "test ||g(f(x)) - x||^2 vs code size (seed mean ± std)")
-    head = "code size|PCA|linear AE|deep AE|largest principal angle, linear AE to PCA".split("|")
-    report.table(head, rows, caption="Test error per example; angles in degrees")
+    head = "k|lambda_k+1 / lambda_k|PCA|linear AE|deep AE|largest angle, linear AE to PCA"
+    report.table(head.split("|"), rows, caption="Test error per example; angles in degrees")
     k, pca_error = sizes[-1], out["pca"][sizes[-1]]["error"]
     for name, values in errors.items():
         key = f"pca/{name.split()[0]}_ae_error_k{k}"
@@ -378,8 +379,7 @@ def identity_part(config, splits, workdir, report, out):
 def train_and_evaluate(config, workdir):
     check_config(config)
     splits = data.load(config.dataset, seed=config.data_seed)
-    if config.dataset == "mnist1d":
-        splits = data.standardize(splits)
+    splits = data.standardize(splits) if config.dataset == "mnist1d" else splits
     parts, out = RULES["parts"].parse(config.parts), {"figures": {}}
     sizes = f"{len(splits.train['y'])} training and {len(splits.test['y'])} test examples"
     report = Report(workdir, "Autoencoders").text(f"`{config.dataset}`: {sizes}.")

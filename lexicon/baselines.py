@@ -72,18 +72,23 @@ def pca_reconstruction(train_x, test_x, components: int, *, seed: int = 0) -> di
 
     Returns ``error``, the mean over test examples of ||x - x^||^2 with x^ the projection of x
     on the principal subspace (the optimum of any linear autoencoder with that code size),
-    ``components`` (k, D, orthonormal rows), and the ``train_codes`` and ``test_codes``."""
+    ``components`` (k, D, orthonormal rows), the ``train_codes`` and ``test_codes``, and
+    ``eigengap``, lambda_{k+1} / lambda_k of the training covariance: near 1, the k-th direction
+    is barely told apart from the next, and the subspace is ill-determined."""
     from sklearn.decomposition import PCA
 
     train_x, test_x = _flat(train_x).astype(np.float64), _flat(test_x).astype(np.float64)
     model = PCA(components, random_state=seed).fit(train_x)
     test_codes = model.transform(test_x)
     error = np.mean(np.sum((test_x - model.inverse_transform(test_codes)) ** 2, axis=1))
+    variances = np.linalg.svd(train_x - train_x.mean(0), compute_uv=False) ** 2
+    gap = variances[components] / variances[components - 1] if components < len(variances) else 0
     return {
         "error": float(error),
         "components": model.components_,
         "train_codes": model.transform(train_x),
         "test_codes": test_codes,
+        "eigengap": float(gap),
     }
 
 

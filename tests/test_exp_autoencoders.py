@@ -30,6 +30,21 @@ def test_linear_autoencoder_trained_with_mse_spans_the_top_k_pca_subspace(tmp_pa
     np.testing.assert_allclose(result.final("test/loss"), pca["error"], rtol=0.01)
 
 
+def test_pca_reconstruction_is_the_projection_on_the_top_k_eigenvectors():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 6)) * [3.0, 2.0, 1.0, 0.5, 0.2, 0.1] + 4.0
+    x_test = rng.normal(size=(50, 6)) * [3.0, 2.0, 1.0, 0.5, 0.2, 0.1] + 4.0
+    out = baselines.pca_reconstruction(x, x_test, 2)
+    mean = x.mean(0)
+    values, vectors = np.linalg.eigh(np.cov((x - mean).T))
+    top = vectors[:, ::-1][:, :2]
+    projected = (x_test - mean) @ top @ top.T + mean
+    np.testing.assert_allclose(out["error"], np.mean(np.sum((x_test - projected) ** 2, 1)))
+    np.testing.assert_allclose(out["eigengap"], values[-3] / values[-2], rtol=1e-10)
+    assert np.degrees(subspace_angles(out["components"].T, top)).max() < 1e-6
+    assert baselines.knn_accuracy(x, x[:, 0] > 4, x_test, x_test[:, 0] > 4) > 0.9
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
