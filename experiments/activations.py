@@ -462,14 +462,6 @@ def train_and_evaluate(config, workdir):
     )
     report.text(dead_unit_verdict(runs))
     report.write()
-
-    for name, run in runs.items():
-        print(
-            f"{name:>10}: test accuracy {mean_std(run['result'].final('test/accuracy'), 3)}, "
-            f"layer-1/layer-{config.depth} gradient ratio at init "
-            f"{scientific(ratio(run['norms_init']))}, dead units at the end "
-            f"{mean_std(run['dead_final'], 3)}"
-        )
     return {
         "max_derivative_error": max(float(np.max(np.abs(v[1] - v[2]))) for v in values.values()),
         **{f"test_accuracy/{n}": r["result"].final("test/accuracy") for n, r in runs.items()},

@@ -215,7 +215,6 @@ def train_and_evaluate(config, workdir):
         claim += " At this scale the claim does not show: no rate trains only with batch norm."
     report.text(claim)
     report.write()
-    print(claim)
     return {
         "learning_rates": lrs,
         "plain_accuracy": np.stack([r["test_accuracy"] for r in results["plain"]]),

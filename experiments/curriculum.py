@@ -386,11 +386,6 @@ def train_and_evaluate(config, workdir):
         " to the end of training."
     )
     report.write()
-    print(
-        f"early test accuracy (ramp): easy-first {mean_std(early['easy_first'])}, random "
-        f"{mean_std(early['random'])}, all {mean_std(early['all'])}, hard-first "
-        f"{mean_std(early['hard_first'])}; claim {'holds' if holds else 'does not hold'}"
-    )
     return {
         "early_accuracy": early,
         "final_accuracy": final,

@@ -35,7 +35,7 @@ import numpy as np
 
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import (
     Choice,
     ConfigError,
@@ -397,14 +397,12 @@ def train_and_evaluate(config, workdir):
         "seeds):\n" + "\n".join(f"- {line}" for line in lines)
     )
     report.write()
-    print(f"teacher test accuracy {teacher_accuracy:.4f}")
-    for mode in STUDENTS:
-        print(f"{LABELS[mode]}: test accuracy {mean_std(accuracy[mode])}")
-    for line in lines:
-        print(line)
     return {
         "teacher_accuracy": teacher_accuracy,
-        "test_accuracy": accuracy,
+        "test_accuracy": {
+            m: Figure(a, reference=reference, source="scikit-learn MLPClassifier, student layers")
+            for m, a in accuracy.items()
+        },
         "teacher_agreement": agreement,
         "hint_loss": final_hint,
         "same_output_steps_accuracy": same_output,

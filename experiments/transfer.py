@@ -479,14 +479,6 @@ def train_and_evaluate(config, workdir):
     )
     figures(report, config, accuracy, probes, histories, pretrained.history)
     report.write()
-
-    for i, n in enumerate(config.label_counts):
-        print(
-            f"{n} labels/class: "
-            + ", ".join(f"{m} {mean_std(accuracy[m][i])}" for m in METHODS)
-            + f", pixels {mean_std(probes['pixels'][i])}"
-        )
-    print(sentence)
     return {
         "accuracy": accuracy,
         "probes": probes,

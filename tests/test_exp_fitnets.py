@@ -223,10 +223,10 @@ def test_experiment_end_to_end(tmp_path):
     assert "Hinton" in report and "Romero" in report
     assert 0.5 < out["teacher_accuracy"] <= 1
     for mode in fitnets.STUDENTS:
-        values = np.asarray(out["test_accuracy"][mode])
+        values = np.asarray(out["test_accuracy"][mode].values)
         assert values.shape == (2,) and np.all((values >= 0) & (values <= 1))
         assert np.all(np.isfinite(out["teacher_agreement"][mode]))
-    assert np.mean(out["test_accuracy"]["scratch"]) > 0.2  # chance is 0.1
+    assert np.mean(out["test_accuracy"]["scratch"].values) > 0.2  # chance is 0.1
     assert 0.5 < out["reference"] <= 1
 
 
@@ -235,7 +235,7 @@ def test_experiment_end_to_end_tiny(tmp_path):
     out = fitnets.train_and_evaluate(config, tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "curves.png").exists()
     for mode in fitnets.STUDENTS:
-        values = np.asarray(out["test_accuracy"][mode])
+        values = np.asarray(out["test_accuracy"][mode].values)
         assert values.shape == (1,) and 0 <= values[0] <= 1
     # One epoch leaves no room for a hint stage: the hints student is the kd student, bitwise.
     assert not (tmp_path / "hints_kd" / "hints").exists()
