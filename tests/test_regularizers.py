@@ -12,12 +12,6 @@ import pytest
 from lexicon import regularizers
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 class TwoLayer(nn.Module):
     @nn.compact
     def __call__(self, x):
