@@ -262,6 +262,18 @@ _STEP_BUILDERS = {
 }
 
 
+def _result(final: _Carry, unravel, tol) -> OptimizeResult:
+    """The driver's final carry as the result every minimizer returns."""
+    return OptimizeResult(
+        params=unravel(final.x),
+        num_iterations=final.k,
+        converged=jnp.linalg.norm(final.grad) <= tol,
+        params_history=final.params_history,
+        loss_history=final.loss_history,
+        grad_norm_history=final.grad_norm_history,
+    )
+
+
 @functools.partial(
     jax.jit, static_argnames=("method", "fun", "max_iter", "options", "keep_params_history")
 )
@@ -276,14 +288,7 @@ def _minimize(
     value_and_grad = jax.value_and_grad(f)
     step, method_state = _STEP_BUILDERS[method](f, value_and_grad, x0, options)
     final = _iterate(step, x0, value_and_grad, method_state, tol, max_iter, keep_params_history)
-    return OptimizeResult(
-        params=unravel(final.x),
-        num_iterations=final.k,
-        converged=jnp.linalg.norm(final.grad) <= tol,
-        params_history=final.params_history,
-        loss_history=final.loss_history,
-        grad_norm_history=final.grad_norm_history,
-    )
+    return _result(final, unravel, tol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,14 +343,7 @@ def _first_order(tx, fun, params0, args, tol, *, max_iter, keep_params_history):
 
     state = (x0, tx.init(params0), jax.grad(f)(x0))
     final = _iterate(step, x0, value_and_grad, state, tol, max_iter, keep_params_history)
-    return OptimizeResult(
-        params=unravel(final.x),
-        num_iterations=final.k,
-        converged=jnp.linalg.norm(final.grad) <= tol,
-        params_history=final.params_history,
-        loss_history=final.loss_history,
-        grad_norm_history=final.grad_norm_history,
-    )
+    return _result(final, unravel, tol)
 
 
 def newton(
