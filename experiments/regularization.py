@@ -454,16 +454,8 @@ def plot_gaps(methods, values: dict[str, dict[str, np.ndarray]]):
 
 
 def check_methods(config) -> list[str]:
-    combined = techniques_of("combined", config)
-    if {"l1", "l1_proximal"} <= combined:
-        raise ConfigError(
-            "config.combined lists both l1 and l1_proximal; keep one of the two L1 variants"
-        )
-    if config.train_size <= config.batch_size:
-        raise ConfigError(
-            f"config.train_size={config.train_size} must exceed config.batch_size="
-            f"{config.batch_size}, or no minibatch step is left to regularize"
-        )
+    """The methods to run, after the cross-key rules (also when called without cli.run)."""
+    check_config(config)
     return selected_methods(config)
 
 
