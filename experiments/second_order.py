@@ -27,7 +27,6 @@ program, which iterates until its slowest seed stops).
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
@@ -35,7 +34,6 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
-import optax
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
@@ -45,7 +43,6 @@ from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_nam
 
 METHODS = ("newton", "newton_cg", "bfgs", "lbfgs")
 CLASSES = ("binary", "multiclass")
-LOOKAHEAD = ("nesterov", "rmsprop_nesterov")  # first-order methods that carry theta + alpha v
 
 
 def get_config():
@@ -191,65 +188,6 @@ def scipy_reference(config, x, t, num_outputs) -> dict:
 # --- the methods --------------------------------------------------------------------------------
 
 
-def first_order_minimize(tx, lookahead, params0, x, t, l2, tol, *, max_iter):
-    """Full-batch iterations of ``tx`` until ||grad J(theta_k)|| <= tol or ``max_iter`` steps.
-
-    For Nesterov methods the carried point is theta + alpha v and the test uses theta
-    (``optim.nesterov_theta``). Returns an ``optim.OptimizeResult`` (no params history).
-    """
-    value_and_grad = jax.value_and_grad(objective)
-    loss0, grad0 = value_and_grad(params0, x, t, l2)
-    norm0 = optax.tree.norm(grad0)
-    rows = max_iter + 1
-    dtype = norm0.dtype
-    carry = (
-        jnp.asarray(0, jnp.int32),
-        params0,
-        tx.init(params0),
-        grad0,
-        params0,
-        norm0,
-        jnp.full((rows,), jnp.nan, dtype).at[0].set(loss0),
-        jnp.full((rows,), jnp.nan, dtype).at[0].set(norm0),
-    )
-
-    def cond(carry):
-        k, *_, norm, _, _ = carry
-        return (k < max_iter) & (norm > tol)
-
-    def body(carry):
-        k, phi, opt_state, grad_phi, _, _, loss_history, norm_history = carry
-        updates, opt_state = tx.update(grad_phi, opt_state, phi)
-        phi = optax.apply_updates(phi, updates)
-        loss, grad_phi = value_and_grad(phi, x, t, l2)
-        theta, grad_theta = phi, grad_phi
-        if lookahead:
-            theta = optim.nesterov_theta(phi, opt_state)
-            loss, grad_theta = value_and_grad(theta, x, t, l2)
-        norm = optax.tree.norm(grad_theta)
-        k = k + 1
-        return (
-            k,
-            phi,
-            opt_state,
-            grad_phi,
-            theta,
-            norm,
-            loss_history.at[k].set(loss),
-            norm_history.at[k].set(norm),
-        )
-
-    k, _, _, _, theta, norm, loss_history, norm_history = jax.lax.while_loop(cond, body, carry)
-    return optim.OptimizeResult(
-        params=theta,
-        num_iterations=k,
-        converged=norm <= tol,
-        params_history=jnp.zeros((rows, 0), dtype),
-        loss_history=loss_history,
-        grad_norm_history=norm_history,
-    )
-
-
 def solver(config, method: str):
     """A jitted ``(starts, x, t, l2, tol) -> OptimizeResult`` over the seed axis of ``starts``."""
     if method in METHODS:
@@ -265,12 +203,11 @@ def solver(config, method: str):
 
     else:
         tx = optim.get(method, learning_rate=config.lr[method])
-        solve = functools.partial(
-            first_order_minimize,
-            tx,
-            method in LOOKAHEAD,
-            max_iter=config.first_order_max_iter,
-        )
+        max_iter = config.first_order_max_iter
+
+        def solve(params0, x, t, l2, tol):
+            return optim.minimize(tx, objective, params0, x, t, l2, tol=tol, max_iter=max_iter)
+
     return jax.jit(jax.vmap(solve, in_axes=(0, None, None, None, None)))
 
 

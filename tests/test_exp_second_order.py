@@ -47,12 +47,19 @@ def test_numpy_objective_matches_jax(x64, num_outputs):
     assert value == pytest.approx(data_term + penalty, rel=1e-12)
 
 
-def test_first_order_minimize_is_literal_gradient_descent(x64):
+def test_optim_minimize_on_the_objective_is_literal_gradient_descent(x64):
     """SGD on the full batch: theta <- theta - eps g until ||g|| <= tol, history row by row."""
     x, t, params = random_problem(1, seed=3)
     l2, eps, tol = 0.1, 0.5, 1e-3
-    result = exp.first_order_minimize(
-        optim.sgd(eps), False, jax.tree.map(jnp.asarray, params), x, t, l2, tol, max_iter=500
+    result = optim.minimize(
+        optim.sgd(eps),
+        exp.objective,
+        jax.tree.map(jnp.asarray, params),
+        x,
+        t,
+        l2,
+        tol=tol,
+        max_iter=500,
     )
     theta, losses, norms = flat(params, 1), [], []
     while True:
@@ -70,18 +77,18 @@ def test_first_order_minimize_is_literal_gradient_descent(x64):
     np.testing.assert_allclose(flat(result.params, 1), theta, rtol=1e-12)
 
 
-def test_first_order_minimize_tests_nesterov_at_theta(x64):
+def test_optim_minimize_tests_nesterov_at_theta(x64):
     """Nesterov (Alg 8.3): the gradient is taken at theta + alpha v, the record at theta."""
     x, t, params = random_problem(1, seed=4)
     l2, eps, alpha, steps = 0.1, 0.3, 0.9, 12
-    result = exp.first_order_minimize(
+    result = optim.minimize(
         optim.nesterov(eps, alpha),
-        True,
+        exp.objective,
         jax.tree.map(jnp.asarray, params),
         x,
         t,
         l2,
-        0.0,
+        tol=0.0,
         max_iter=steps,
     )
     theta, v = flat(params, 1), np.zeros(5)
