@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from lexicon import cli, data, optim, train
+from lexicon.bench import median_time, paired_times
 from lexicon.nn.cnn import LeNet5
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report
@@ -77,31 +78,6 @@ def classifier_task(hidden, num_inputs, tx=None):
     """The timed model: a ReLU MLP with 10 outputs and cross-entropy, Adam by default."""
     model = MLP((*hidden, 10), activation="relu")
     return train.classifier(model, tx or optax.adam(1e-3), jnp.zeros((1, num_inputs)))
-
-
-def median_time(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block until its result is ready)."""
-    fn()  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def paired_times(fns, repeats: int) -> list[float]:
-    """Median wall time of each function, calling them in turn so that load on the machine
-    falls on all of them alike."""
-    for fn in fns:
-        fn()  # compile and warm up
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
 
 
 def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
