@@ -19,7 +19,7 @@ from train_tasks import classifier_task, config, least_squares, regression_data
 from lexicon import train
 from lexicon.rules import ConfigError
 
-TESTS = ROOT / "tests"
+TESTS = ROOT / "tests" / "helpers"
 
 
 def leaves_equal(a, b):
