@@ -264,3 +264,66 @@ def neighbour_precision(words, vectors, category: dict, k: int = 5) -> float:
         for w in words
     ]
     return float(np.mean(hits))
+
+
+def pca(vectors, components: int = 2) -> np.ndarray:
+    """The rows of ``vectors`` projected on their top principal components (centred SVD)."""
+    centred = np.asarray(vectors, np.float64) - np.mean(vectors, axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:components].T
+
+
+def direction(words, vectors, pairs) -> np.ndarray:
+    """The mean offset v_b - v_a over the word pairs (a, b): a factor's direction, e.g.
+    gender from (man, woman), (king, queen), ..."""
+    index = {w: i for i, w in enumerate(words)}
+    vectors = np.asarray(vectors, np.float64)
+    return np.mean([vectors[index[b]] - vectors[index[a]] for a, b in pairs], axis=0)
+
+
+def neighbours_text(words, vectors, word: str, k: int = 5, scores: bool = True) -> str:
+    """'w1 0.93, w2 0.88, ...': the k nearest neighbours of ``word`` as a table cell."""
+    found = nearest(words, vectors, word, k)
+    return ", ".join(f"{n} {s:.2f}" if scores else n for n, s in found)
+
+
+def benchmark(words, vectors, questions, pairs: dict) -> dict:
+    """The figures of one set of word vectors: analogy accuracy (overall and per section,
+    with the questions answered and skipped), Spearman's rho on each word-pair set of
+    ``pairs`` (name -> pairs), and the 3CosAdd answer to man : woman :: king : ?."""
+    result = evaluate_analogies(words, vectors, questions)
+    out = {
+        "analogy": result.accuracy,
+        "answered": result.answered,
+        "skipped": result.skipped,
+        "sections": {s: result.section_accuracy(s) for s in result.sections},
+    }
+    for name, data in pairs.items():
+        out[name], out[f"{name}_pairs"], _ = word_similarity(words, vectors, data)
+    known = all(w in words for w in ("man", "woman", "king"))
+    out["king_man_woman"] = analogy(words, vectors, "man", "woman", "king")[0][0] if known else "-"
+    return out
+
+
+def table_against_onehot(table: dict = DOCUMENT_TABLE) -> dict:
+    """king - man + woman in a table of vectors and in the one-hot codes of its words: the
+    largest component of king - man + woman - queen in the table, the table's 3CosAdd answer,
+    and how many candidates tie for the one-hot answer (every one: all cosines are 0)."""
+    words = list(table)
+    dense = np.asarray([table[w] for w in words], np.float64)
+    onehot = np.eye(len(words))
+    i = {w: k for k, w in enumerate(words)}
+    error = np.abs(dense[i["king"]] - dense[i["man"]] + dense[i["woman"]] - dense[i["queen"]])
+    target = onehot[i["king"]] - onehot[i["man"]] + onehot[i["woman"]]
+    scores = cosine_similarity(target, onehot)[0]
+    candidates = [i[w] for w in words if w not in ("king", "man", "woman")]
+    return {
+        "words": words,
+        "dense": dense,
+        "onehot": onehot,
+        "error": float(error.max()),
+        "answer": analogy(words, dense, "man", "woman", "king")[0][0],
+        "tied": int(np.sum(np.isclose(scores[candidates], scores[candidates].max()))),
+        "candidates": len(candidates),
+        "onehot_score": float(scores[i["queen"]]),
+    }
