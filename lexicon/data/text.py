@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bz2
 import dataclasses
+import importlib.util
 import pathlib
 import re
 from collections import Counter
@@ -54,9 +55,10 @@ def paragraphs(text: str) -> list[list[str]]:
 def gensim_test_data() -> pathlib.Path:
     """gensim's ``test/test_data`` folder: questions-words.txt, wordsim353.tsv, simlex999.txt,
     lee_background.cor and the Wikipedia excerpt ship in the wheel."""
-    from gensim.test.utils import datapath
-
-    return pathlib.Path(datapath("questions-words.txt")).parent
+    spec = importlib.util.find_spec("gensim")  # found without importing gensim (slow)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("gensim is not installed; pip install gensim")
+    return pathlib.Path(spec.submodule_search_locations[0]) / "test" / "test_data"
 
 
 def prepare_shakespeare() -> pathlib.Path:
