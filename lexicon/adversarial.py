@@ -21,14 +21,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from lexicon.losses import softmax_cross_entropy_with_integer_labels
 
 PyTree = Any
 
 
-def softmax_cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example cross-entropy -log softmax(logits)[label] for integer labels."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+def per_example_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The default attack loss: -log softmax(logits)_y per example
+    (``losses.softmax_cross_entropy_with_integer_labels`` without reduction)."""
+    return softmax_cross_entropy_with_integer_labels(logits, labels, reduction="none")
 
 
 def fgsm_perturbation(
@@ -49,7 +51,7 @@ def fgsm(
     x: jax.Array,
     labels: jax.Array,
     epsilon: float,
-    loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = softmax_cross_entropy_loss,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = per_example_cross_entropy,
     clip_range: tuple[float, float] | None = None,
 ) -> jax.Array:
     """Fast gradient sign method: x_adv = clip(x + epsilon * sign(grad_x L(f(x), y)), lo, hi).
@@ -83,7 +85,7 @@ def adversarial_training_loss(
     labels: jax.Array,
     epsilon: float,
     clean_weight: float = 0.5,
-    loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = softmax_cross_entropy_loss,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = per_example_cross_entropy,
     clip_range: tuple[float, float] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mixed clean/adversarial loss w * J(x, y) + (1 - w) * J(x_adv, y), batch means.

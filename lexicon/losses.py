@@ -19,6 +19,16 @@ Reductions, stated once for the whole module:
   the decoder log-likelihoods ``*_log_likelihood``) sum over ``axis`` and return one value
   per example.
 
+The cross-entropy family, one name per case:
+
+* :func:`softmax_cross_entropy_with_integer_labels` (logits, integer labels): the loss of a
+  softmax classifier, -log softmax(z)_y; ``lexicon.train`` trains and evaluates with it;
+* :func:`softmax_cross_entropy` (logits, one-hot or soft targets), e.g. distillation;
+* :func:`binary_cross_entropy_with_logits` (logits, targets in [0, 1]) for sigmoid outputs;
+* :func:`categorical_cross_entropy` and :func:`binary_cross_entropy` from probabilities;
+* :func:`cross_entropy` (p, q): H(P, Q) between two distributions, with :func:`entropy` and
+  :func:`kl_divergence`.
+
 Logs are natural (nats). The ``*_with_logits``/``softmax_*`` forms are the numerically stable
 ones (log-softmax, log-sigmoid); the probability forms follow the formula literally, use the
 convention 0 log 0 = 0 and need q > 0 wherever p > 0.
@@ -26,6 +36,7 @@ convention 0 log 0 = 0 and need q > 0 wherever p > 0.
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.scipy.special import xlogy
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -77,10 +88,11 @@ def softmax_cross_entropy_with_integer_labels(
 ) -> jax.Array:
     """Cross-entropy of softmax(logits) against integer class labels.
 
-    loss = -log softmax(z)_y = logsumexp(z) - z_y, with y in [0, num_classes).
+    loss = -log softmax(z)_y = logsumexp(z) - z_y, with y in [0, num_classes). Evaluated as
+    logsumexp(z) - z_y, which subtracts the normalizer from the label's logit only (optax's
+    form, bitwise), so that every classifier of the project computes the same numbers.
     """
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    values = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    values = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return _reduce(values, reduction)
 
 

@@ -51,13 +51,13 @@ fgsm_linear = jax.jit(functools.partial(adversarial.fgsm, linear_apply))
 @jax.jit
 def linear_losses_and_accuracy(params, x, y):
     logits = linear_apply(params, x)
-    losses = adversarial.softmax_cross_entropy_loss(logits, y)
+    losses = adversarial.per_example_cross_entropy(logits, y)
     return losses, jnp.mean(jnp.argmax(logits, -1) == y)
 
 
 @jax.jit
 def mean_mlp_loss(params, x, y):
-    return jnp.mean(adversarial.softmax_cross_entropy_loss(MLP.apply(params, x), y))
+    return jnp.mean(adversarial.per_example_cross_entropy(MLP.apply(params, x), y))
 
 
 def blobs(seed, n_per_class=50, dtype=np.float32):
@@ -78,7 +78,7 @@ def train_linear_classifier(x, y, steps=200, lr=0.5):
     params = {"w": jnp.zeros((x.shape[1], 3)), "b": jnp.zeros(3)}
 
     def loss(p):
-        return jnp.mean(adversarial.softmax_cross_entropy_loss(linear_apply(p, x), y))
+        return jnp.mean(adversarial.per_example_cross_entropy(linear_apply(p, x), y))
 
     def step(p, _):
         return jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p)), None
@@ -96,7 +96,7 @@ def test_perturbation_has_linf_norm_exactly_epsilon():
     @jax.jit
     def perturbation(params, x):
         def input_loss(inputs):
-            return jnp.sum(adversarial.softmax_cross_entropy_loss(MLP.apply(params, inputs), y))
+            return jnp.sum(adversarial.per_example_cross_entropy(MLP.apply(params, inputs), y))
 
         return adversarial.fgsm_perturbation(input_loss, x, epsilon)
 
@@ -164,7 +164,7 @@ def test_adversarial_training_loss_mixes_clean_and_adversarial_terms(x64):
     epsilon, weight = 0.2, 0.3
 
     def mean_loss(p, inputs):
-        return jnp.mean(adversarial.softmax_cross_entropy_loss(linear_apply(p, inputs), y))
+        return jnp.mean(adversarial.per_example_cross_entropy(linear_apply(p, inputs), y))
 
     def mixed(p, clean_weight):
         return adversarial.adversarial_training_loss(
