@@ -1,0 +1,279 @@
+"""The problems the optimizer studies share: 2-D test functions, the penalized logistic
+regression and its scikit-learn optimum, the gradient-noise law, classifiers trained at theta,
+and the per-optimizer config blocks as data.
+
+Each optimizer study (experiments/optimizers.py, optimizer_paths.py, batch_size.py,
+lr_decay.py) reads alone; what they have in common lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from lexicon import train
+from lexicon.optim.first_order import NAMES, evaluation_params, from_config
+from lexicon.optim.second_order import minimize
+from lexicon.rules import Range, nonnegative, positive, probability
+
+# Each optimizer's hyperparameters besides its learning rates (SPEC §2; Adam's are published).
+HYPERPARAMS: dict[str, dict[str, float]] = {
+    "sgd": {},
+    "momentum": {"alpha": 0.9},  # the velocity's decay (Alg 8.2)
+    "nesterov": {"alpha": 0.9},  # (Alg 8.3)
+    "ema_momentum": {"beta": 0.9},  # the moving average's decay (document 000)
+    "adagrad": {"delta": 1e-7},  # outside the square root (Alg 8.4)
+    "rmsprop": {"rho": 0.9, "delta": 1e-6},  # delta inside the root (Alg 8.5)
+    "rmsprop_nesterov": {"rho": 0.9, "alpha": 0.9, "delta": 0.0},  # the algorithm has none
+    "adam": {"rho1": 0.9, "rho2": 0.999, "delta": 1e-8},  # Alg 8.7, published values
+}
+
+HYPERPARAM_RULES = {
+    "alpha": probability(),
+    "beta": probability(),
+    "delta": nonnegative(),
+    "rho": Range(0.0, 1.0, open_hi=True),
+    "rho1": Range(0.0, 1.0, open_hi=True),  # 1 would divide by 1 - rho1^t = 0
+    "rho2": Range(0.0, 1.0, open_hi=True),
+}
+
+
+def add_blocks(config, rates: dict[str, dict[str, float]]) -> None:
+    """One block per optimizer in ``config``: its ``rates`` (e.g. ``{"lr": 0.3}``) first, then
+    its :data:`HYPERPARAMS`; ``optim.from_config(name, config[name], rate_key=...)`` reads it."""
+    for name in NAMES:
+        config[name] = ml_collections.ConfigDict({**rates[name], **HYPERPARAMS[name]})
+
+
+def block_rules(rate_keys: tuple[str, ...]) -> dict:
+    """The RULES of the blocks that :func:`add_blocks` writes: rates positive, every
+    hyperparameter in its range."""
+    rules = {f"{name}.{key}": positive() for name in NAMES for key in rate_keys}
+    for name, hyperparams in HYPERPARAMS.items():
+        rules.update({f"{name}.{key}": HYPERPARAM_RULES[key] for key in hyperparams})
+    return rules
+
+
+def optimizer(config, name: str, rate_key: str = "lr", rate=None, rate_keys=("lr",)):
+    """``optim.from_config`` on the block of ``name``: the rate under ``rate_key`` (or ``rate``,
+    a float or a schedule, in its place) and the block's hyperparameters."""
+    block = dict(config[name].items())
+    if rate is not None:
+        block[rate_key] = rate
+    return from_config(name, block, rate_key=rate_key, skip=tuple(k for k in rate_keys))
+
+
+def describe(block, rate_keys=("lr",), keep: str = "lr") -> str:
+    """'lr=0.03, alpha=0.9': a block's rate ``keep`` and hyperparameters."""
+    return ", ".join(f"{k}={v:g}" for k, v in block.items() if k == keep or k not in rate_keys)
+
+
+def sci(values) -> str:
+    """'mean ± std' in scientific notation."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    return f"{values.mean():.3e} ± {values.std():.1e}"
+
+
+# --- 2-D test functions -------------------------------------------------------------------------
+
+
+def quadratic(theta, condition, angle_degrees):
+    """f = 1/2 (u^2 + kappa v^2) with (u, v) the coordinates (x, y) rotated by the angle."""
+    angle = math.radians(angle_degrees)
+    u = math.cos(angle) * theta[0] + math.sin(angle) * theta[1]
+    v = -math.sin(angle) * theta[0] + math.cos(angle) * theta[1]
+    return 0.5 * (u**2 + condition * v**2)
+
+
+def rosenbrock(theta):
+    """f = (1 - x)^2 + 100 (y - x^2)^2; minimum f = 0 at (1, 1)."""
+    return (1.0 - theta[0]) ** 2 + 100.0 * (theta[1] - theta[0] ** 2) ** 2
+
+
+def descend(f, tx, start, *, steps: int):
+    """The iterates theta_0 .. theta_steps of ``tx`` on f and f at each, as ((steps + 1, 2),
+    (steps + 1,)) arrays: ``optim.minimize`` with no stopping test (Nesterov methods at theta)."""
+    result = minimize(tx, f, start, tol=-1.0, max_iter=steps, keep_params_history=True)
+    return result.params_history, result.loss_history
+
+
+def steps_to(values, tol) -> str:
+    """First step at which each seed's f reaches ``tol``, as mean ± std over seeds."""
+    from lexicon.report import mean_std
+
+    reached = np.asarray(values) <= tol
+    if not reached.any(axis=1).all():
+        return f"not reached ({int(reached.any(axis=1).sum())}/{len(reached)} seeds)"
+    return mean_std(reached.argmax(axis=1), digits=1)
+
+
+# --- the penalized logistic regression ----------------------------------------------------------
+
+
+def logreg_objective(w, b, x, y, l2) -> float:
+    """J = (1/N) sum_i -log softmax(x_i W + b)_{y_i} + (lambda/2)||W||^2, in NumPy float64."""
+    z = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean() + 0.5 * l2 * np.sum(np.square(w)))
+
+
+def sklearn_optimum(l2: float, splits) -> dict:
+    """scikit-learn's LogisticRegression on the same objective: J* and its test accuracy.
+
+    sklearn minimizes C sum_i L_i + (1/2)||W||^2; dividing by C N gives our J with
+    lambda = 1 / (C N), hence C = 1 / (lambda N).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = splits.train["x"].astype(np.float64), splits.train["y"]
+    model = LogisticRegression(C=1.0 / (l2 * len(x)), tol=1e-10, max_iter=10_000)
+    model.fit(x, y)
+    return {
+        "objective": logreg_objective(model.coef_.T, model.intercept_, x, y, l2),
+        "test_accuracy": float(model.score(splits.test["x"], splits.test["y"])),
+        "w": model.coef_.T,
+        "b": model.intercept_,
+    }
+
+
+def gradient_noise(data_loss, params, x, y, batch_sizes, draws: int, key):
+    """E||g_B - g||^2 over random minibatches of each size m, and the 1/m law's prediction.
+
+    g is the full-batch gradient of the data loss (the penalty's gradient is the same for
+    every B and cancels). Minibatches are drawn without replacement, as lexicon.train does.
+    Returns (measured, predicted, standard error of measured) with predicted =
+    (sigma^2/m)(N-m)/(N-1) and sigma^2 = (1/N) sum_i ||g_i - g||^2 from the per-example
+    gradients g_i.
+    """
+
+    def flat_grad(xb, yb):
+        return ravel_pytree(jax.grad(data_loss)(params, xb, yb))[0]
+
+    n = x.shape[0]
+    full = flat_grad(x, y)
+    per_example = jax.vmap(lambda xi, yi: flat_grad(xi[None], yi[None]))(x, y)
+    sigma2 = jnp.mean(jnp.sum((per_example - full) ** 2, axis=1))
+    measured, predicted, standard_errors = [], [], []
+    for m in batch_sizes:
+
+        def squared_deviation(k, m=m):
+            batch = jax.random.permutation(k, n)[:m]
+            return jnp.sum((flat_grad(x[batch], y[batch]) - full) ** 2)
+
+        deviations = jax.vmap(squared_deviation)(jax.random.split(key, draws))
+        measured.append(jnp.mean(deviations))
+        standard_errors.append(jnp.std(deviations) / jnp.sqrt(draws))
+        predicted.append(sigma2 / m * (n - m) / (n - 1))
+    return jnp.stack(measured), jnp.stack(predicted), jnp.stack(standard_errors)
+
+
+# --- classifiers trained by each optimizer ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    result: train.Result
+    final: dict  # per-seed values after training: loss and objective (train), test accuracy
+
+
+class Problem:
+    """A classifier, its data and its fits, memoized so that a study's parts share runs.
+
+    Every evaluation, and the final scores, use theta (``optim.evaluation_params``), not a
+    Nesterov look-ahead. ``track_objective`` evaluates J on the whole training split after
+    every epoch (for curves of J - J*); otherwise the curves are the per-epoch means of the
+    minibatch losses. ``schedule(config)`` may change a run's batch size and epochs (a paper
+    preset).
+    """
+
+    def __init__(self, config, name, model, splits, penalty, workdir, track_objective, resize=None):
+        self.config, self.name, self.model, self.splits = config, name, model, splits
+        self.penalty, self.workdir, self.track = penalty, workdir, track_objective
+        self.resize = resize
+        self.runs: dict[tuple, Run] = {}
+
+        @jax.jit
+        def score(params, x, y):
+            def one(p):
+                logits = model.apply({"params": p}, x)
+                loss = train.cross_entropy(logits, y)
+                objective = loss if penalty is None else loss + penalty(p)
+                return {"loss": loss, "objective": objective, "accuracy": train.accuracy(logits, y)}
+
+            return jax.vmap(one)(params)
+
+        self.score = score
+
+    def fit(self, tx, label: str, *, batch_size, epochs=None) -> Run:
+        """Trains ``tx`` (named ``label``, e.g. "sgd_lr0.3") at minibatch size ``batch_size``."""
+        epochs = epochs or self.config.epochs
+        key = (label, batch_size, epochs)
+        if key in self.runs:
+            return self.runs[key]
+        task = train.classifier(self.model, tx, self.splits.train["x"][:1], penalty=self.penalty)
+        task = dataclasses.replace(task, evaluate=self._evaluate_at_theta(task))
+        run_config = self.config.copy_and_resolve_references()
+        run_config.batch_size, run_config.epochs = batch_size, epochs
+        if self.resize is not None:
+            self.resize(run_config)
+        name = f"{self.name}_{label}_m{batch_size}_e{epochs}"
+        evals = {"full": self.splits.train} if self.track else {}
+        result = train.fit(
+            run_config, task, self.splits.train, self.workdir / name, eval_splits=evals
+        )
+        params = jax.vmap(evaluation_params)(result.state.params, result.state.opt_state)
+        on_train = self.score(params, self.splits.train["x"], self.splits.train["y"])
+        on_test = self.score(params, self.splits.test["x"], self.splits.test["y"])
+        final = {
+            "loss": np.asarray(on_train["loss"]),
+            "objective": np.asarray(on_train["objective"]),
+            "test_accuracy": np.asarray(on_test["accuracy"]),
+        }
+        self.runs[key] = Run(result, final)
+        return self.runs[key]
+
+    def _evaluate_at_theta(self, task):
+        def evaluate(state, split):
+            params = evaluation_params(state.params, state.opt_state)
+            metrics = task.evaluate(state.replace(params=params), split)
+            if self.penalty is not None:
+                metrics["objective"] = metrics["loss"] + self.penalty(params)
+            return metrics
+
+        return evaluate
+
+
+GAP_FLOOR = 1e-7  # J - J* is drawn on a log axis, clipped below at this value
+
+
+def gap_curves(runs: dict, optimum: dict) -> dict:
+    """label -> (epochs, J - J* of shape (seeds, epochs), clipped below at GAP_FLOOR)."""
+    curves = {}
+    for label, run in runs.items():
+        epochs, objective = run.result.curve("full/objective")
+        curves[label] = (epochs, np.maximum(objective - optimum["objective"], GAP_FLOOR))
+    return curves
+
+
+def logistic_problem(config, workdir):
+    """Multiclass logistic regression on the standardized digits, J = mean cross-entropy +
+    (lambda/2)||W||^2 (lambda = ``config.l2``, biases free), with J tracked every epoch;
+    returns (problem, scikit-learn optimum)."""
+    from lexicon import data, regularizers
+    from lexicon.nn.layers import MLP
+
+    digits = data.standardize(data.load("digits", seed=config.data_seed))
+    model = MLP(features=(digits.num_classes,), activation="identity")
+
+    def penalty(params):
+        return regularizers.l2_penalty(params, config.l2)
+
+    problem = Problem(config, "logreg", model, digits, penalty, workdir, track_objective=True)
+    return problem, sklearn_optimum(config.l2, digits)

@@ -1,0 +1,171 @@
+"""The optimizer studies' shared problems against NumPy float64 and brute force."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lexicon import data, optim, regularizers, train
+from lexicon.nn.layers import MLP
+from lexicon.optim import problems
+
+
+def test_quadratic_is_the_rotated_matrix_form(x64):
+    """f = 1/2 theta^T Q^T diag(1, kappa) Q theta (Q: rotation to u, v); Hessian eigs 1, kappa."""
+    kappa, angle = 37.0, 25.0
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    q = np.array([[c, s], [-s, c]])
+    a = q.T @ np.diag([1.0, kappa]) @ q
+    for theta in np.random.default_rng(0).normal(size=(5, 2)):
+        expected = 0.5 * theta @ a @ theta
+        assert float(problems.quadratic(jnp.asarray(theta), kappa, angle)) == pytest.approx(
+            expected
+        )
+    hessian = jax.hessian(lambda t: problems.quadratic(t, kappa, angle))(jnp.zeros(2))
+    np.testing.assert_allclose(np.linalg.eigvalsh(np.asarray(hessian)), [1.0, kappa], rtol=1e-12)
+
+
+def test_rosenbrock_formula_and_minimum(x64):
+    for x, y in [(-1.2, 1.0), (0.5, -0.3), (2.0, 3.0)]:
+        expected = (1 - x) ** 2 + 100 * (y - x * x) ** 2
+        assert float(problems.rosenbrock(jnp.array([x, y]))) == pytest.approx(expected)
+    assert float(problems.rosenbrock(jnp.ones(2))) == 0.0
+    np.testing.assert_array_equal(jax.grad(problems.rosenbrock)(jnp.ones(2)), [0.0, 0.0])
+
+
+def test_descend_follows_the_literal_algorithms(x64):
+    """SGD (Alg 8.1) and Nesterov (Alg 8.3, theta recovered from the look-ahead) on f = 1/2 t'At."""
+    kappa, angle, steps = 10.0, 30.0, 25
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    q = np.array([[c, s], [-s, c]])
+    a = q.T @ np.diag([1.0, kappa]) @ q
+    start = np.array([-2.0, 1.5])
+
+    def f(t):
+        return problems.quadratic(t, kappa, angle)
+
+    eps = 0.05
+    path, values = map(
+        np.asarray, problems.descend(f, optim.sgd(eps), jnp.asarray(start), steps=steps)
+    )
+    theta, expected = start.copy(), [start.copy()]
+    for _ in range(steps):
+        theta = theta - eps * (a @ theta)
+        expected.append(theta.copy())
+    np.testing.assert_allclose(path, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(values, [0.5 * t @ a @ t for t in expected], rtol=1e-12)
+
+    eps, alpha = 0.02, 0.9
+    tx = optim.nesterov(eps, alpha)
+    path = np.asarray(problems.descend(f, tx, jnp.asarray(start), steps=steps)[0])
+    theta, v, expected = start.copy(), np.zeros(2), [start.copy()]
+    for _ in range(steps):
+        g = a @ (theta + alpha * v)  # gradient at the interim point
+        v = alpha * v - eps * g
+        theta = theta + v
+        expected.append(theta.copy())
+    np.testing.assert_allclose(path, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_logreg_objective_is_the_literal_formula(x64):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(7, 4)), rng.integers(0, 3, size=7)
+    w, b, l2 = rng.normal(size=(4, 3)), rng.normal(size=3), 0.3
+    total = 0.0
+    for xi, yi in zip(x, y):
+        z = [sum(xi[j] * w[j, k] for j in range(4)) + b[k] for k in range(3)]
+        total += -(z[yi] - math.log(sum(math.exp(zk) for zk in z)))
+    expected = total / 7 + 0.5 * l2 * sum(v * v for v in w.ravel())
+    assert problems.logreg_objective(w, b, x, y, l2) == pytest.approx(expected, rel=1e-12)
+    # The same J as the one trained: cross-entropy of the one-layer MLP plus l2_penalty.
+    model = MLP(features=(3,), activation="identity")
+    params = {"Dense_0": {"kernel": jnp.asarray(w), "bias": jnp.asarray(b)}}
+    trained = train.cross_entropy(model.apply({"params": params}, jnp.asarray(x)), jnp.asarray(y))
+    trained += regularizers.l2_penalty(params, l2)
+    assert float(trained) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sklearn_optimum_is_a_stationary_point_of_our_objective(x64):
+    """C = 1/(lambda N) makes sklearn's solution the minimizer of our J: grad J(W*, b*) = 0."""
+    l2 = 1e-3
+    splits = data.standardize(data.load("digits", seed=0))
+    optimum = problems.sklearn_optimum(l2, splits)
+    x, y = jnp.asarray(splits.train["x"], jnp.float64), jnp.asarray(splits.train["y"])
+
+    def objective(w, b):
+        logits = x @ w + b
+        return train.cross_entropy(logits, y) + 0.5 * l2 * jnp.sum(w**2)
+
+    w, b = jnp.asarray(optimum["w"]), jnp.asarray(optimum["b"])
+    grad_w, grad_b = jax.grad(objective, argnums=(0, 1))(w, b)
+    assert float(jnp.linalg.norm(grad_w)) < 1e-5 and float(jnp.linalg.norm(grad_b)) < 1e-5
+    assert float(objective(w, b)) == pytest.approx(optimum["objective"], rel=1e-10)
+    assert 0.9 < optimum["test_accuracy"] <= 1.0
+
+
+def test_gradient_noise_law_by_enumerating_every_minibatch(x64):
+    """E||g_B - g||^2 over all C(N, m) subsets equals (sigma^2/m)(N-m)/(N-1) exactly.
+
+    The per-example gradients of softmax regression are written out in NumPy:
+    dL_i/dW = x_i (p_i - e_{y_i})^T and dL_i/db = p_i - e_{y_i}; a minibatch gradient is their mean.
+    """
+    rng = np.random.default_rng(2)
+    n, d, k = 6, 3, 4
+    x, y = rng.normal(size=(n, d)), rng.integers(0, k, size=n)
+    w, b = rng.normal(size=(d, k)), rng.normal(size=k)
+    z = x @ w + b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    residual = p - np.eye(k)[y]
+    per_example = np.concatenate([np.einsum("id,ik->idk", x, residual).reshape(n, -1), residual], 1)
+    full = per_example.mean(axis=0)
+
+    def data_loss(params, xb, yb):
+        return train.cross_entropy(xb @ params["w"] + params["b"], yb)
+
+    params = {"w": jnp.asarray(w), "b": jnp.asarray(b)}
+    sizes = (1, 2, 3, 6)
+    noise = jax.jit(
+        lambda key: problems.gradient_noise(
+            data_loss, params, jnp.asarray(x), jnp.asarray(y), sizes, 4000, key
+        )
+    )
+    measured, predicted, standard_error = map(np.asarray, noise(jax.random.key(0)))
+    for i, m in enumerate(sizes):
+        subsets = itertools.combinations(range(n), m)
+        exact = np.mean([np.sum((per_example[list(s)].mean(0) - full) ** 2) for s in subsets])
+        assert predicted[i] == pytest.approx(exact, rel=1e-10, abs=1e-14)
+        assert abs(measured[i] - exact) <= 4 * standard_error[i] + 1e-14
+    assert measured[-1] < 1e-20  # the whole set is the full gradient
+
+
+def test_blocks_are_data_for_from_config():
+    """add_blocks writes each optimizer's rates and hyperparameters; from_config reads them."""
+    import ml_collections
+
+    config = ml_collections.ConfigDict()
+    problems.add_blocks(config, {n: {"lr": 0.1, "lr_other": 0.2} for n in optim.NAMES})
+    assert dict(config.adam) == {
+        "lr": 0.1,
+        "lr_other": 0.2,
+        "rho1": 0.9,
+        "rho2": 0.999,
+        "delta": 1e-8,
+    }
+    rules = problems.block_rules(("lr", "lr_other"))
+    assert set(rules) == {f"{n}.{k}" for n in optim.NAMES for k in config[n]}
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([0.5, 0.25])}
+    for name in optim.NAMES:
+        tx = problems.optimizer(config, name, "lr_other", rate_keys=("lr", "lr_other"))
+        hyper = {k: v for k, v in config[name].items() if not k.startswith("lr")}
+        twin = optim.get(name, learning_rate=0.2, **hyper)
+        got = tx.update(grads, tx.init(params), params)[0]
+        want = twin.update(grads, twin.init(params), params)[0]
+        np.testing.assert_array_equal(got["w"], want["w"])
+    assert (
+        problems.describe(config.momentum, ("lr", "lr_other")) == "alpha=0.9, lr=0.1"
+    )  # ConfigDict sorts its keys
