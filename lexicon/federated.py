@@ -52,8 +52,9 @@ def partition(
 
     iid: a seeded shuffle cut into K parts (equal sizes, or ``sizes="lognormal"`` for
     unbalanced clients, sizes ~ LogNormal(0, 1) normalized to the data). shards: McMahan's
-    pathological non-IID split: sort by label, cut into K * shards_per_client equal shards,
-    deal each client ``shards_per_client`` of them at random (so at most that many labels).
+    pathological non-IID split: sort by label, cut into K * shards_per_client shards (of one
+    label each, see ``label_shards``), deal each client ``shards_per_client`` of them at
+    random (so at most that many labels).
     dirichlet: for each class, its examples go to the clients in proportions drawn from
     Dirichlet(alpha, ..., alpha) (label skew; small alpha, strong skew).
     """
@@ -69,8 +70,7 @@ def partition(
         counts[-1] = n - counts[:-1].sum()
         return [np.sort(p) for p in np.split(order, np.cumsum(counts)[:-1])]
     if kind == "shards":
-        order = np.argsort(labels, kind="stable")
-        shards = np.array_split(order, num_clients * shards_per_client)
+        shards = label_shards(labels, num_clients * shards_per_client, rng)
         dealt = rng.permutation(len(shards)).reshape(num_clients, shards_per_client)
         return [np.sort(np.concatenate([shards[s] for s in row])) for row in dealt]
     if kind == "dirichlet":
@@ -83,6 +83,32 @@ def partition(
                 parts[k].append(piece)
         return [np.sort(np.concatenate(p)) for p in parts]
     raise ValueError(f"unknown partition {kind!r}; choose one of {', '.join(PARTITIONS)}")
+
+
+def label_shards(labels, num_shards: int, rng) -> list[np.ndarray]:
+    """Cuts the examples, sorted by label, into ``num_shards`` shards of one label each.
+
+    McMahan et al. cut the sorted data into equal shards, so a shard may straddle two labels
+    when class sizes are not multiples of the shard size; here each class is cut into a
+    number of shards proportional to its size (largest remainders, at least one), so that
+    two shards per client mean at most two labels per client.
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    if num_shards < len(classes):
+        raise ValueError(f"{num_shards} shards cannot keep {len(classes)} labels apart")
+    quota = counts / counts.sum() * num_shards
+    per_class = np.maximum(np.floor(quota).astype(int), 1)
+    while per_class.sum() != num_shards:
+        if per_class.sum() < num_shards:
+            per_class[np.argmax(quota - per_class)] += 1
+        else:
+            spare = np.where(per_class > 1, quota - per_class, np.inf)
+            per_class[np.argmin(spare)] -= 1
+    shards = []
+    for c, k in zip(classes, per_class):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        shards.extend(np.array_split(members, k))
+    return shards
 
 
 class Clients(NamedTuple):
@@ -193,9 +219,15 @@ def num_bytes(params) -> int:
     )
 
 
-def communication(params, clients: int, rounds: int) -> dict:
-    """Bytes sent down (server to clients) and up (clients to server), per round and in all."""
-    per_round = num_bytes(params) * clients
+def model_bytes(model, example_x) -> int:
+    """Bytes of the parameters of a Flax ``model`` on inputs like ``example_x`` (no compute)."""
+    return num_bytes(jax.eval_shape(model.init, jax.random.key(0), example_x)["params"])
+
+
+def communication(model_size: int, clients: int, rounds: int) -> dict:
+    """Bytes sent down (server to clients) and up (clients to server), per round and in all,
+    for a model of ``model_size`` bytes and ``clients`` clients per round."""
+    per_round = model_size * clients
     return {"down_per_round": per_round, "up_per_round": per_round, "total": 2 * per_round * rounds}
 
 
@@ -219,8 +251,7 @@ def fedavg_task(
     them in parallel (vmap over the client axis), and aggregates.
     """
     m = clients_per_round(fraction, num_clients)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), example_x)["params"]
-    per_round = num_bytes(shapes) * m
+    per_round = model_bytes(model, example_x) * m
 
     def loss_fn(params, x, y, mask):
         logits = model.apply({"params": params}, x)
@@ -302,7 +333,9 @@ __all__ = [
     "clients_per_round",
     "communication",
     "fedavg_task",
+    "label_shards",
     "local_sgd",
+    "model_bytes",
     "num_bytes",
     "partition",
 ]

@@ -35,6 +35,14 @@ def test_pathological_shards_give_each_client_at_most_two_labels():
     assert np.all(stats["sizes"] == 20)
 
 
+def test_shards_keep_one_label_each_when_classes_differ_in_size():
+    labels = np.random.default_rng(4).choice(10, 997, p=np.linspace(1, 3, 10) / 20)
+    parts = federated.partition(labels, 100, "shards", seed=4)
+    stats = federated.client_statistics(labels, parts, 10)
+    assert stats["labels_per_client"].max() <= 2
+    assert stats["sizes"].sum() == 997
+
+
 def test_dirichlet_skew_grows_as_alpha_falls():
     skew = {}
     for alpha in (0.1, 100.0):
@@ -170,7 +178,7 @@ def test_communication_counts_the_model_both_ways():
     _, params, _, _ = _setup()
     size = (6 * 5 + 5 + 5 * 3 + 3) * 4
     assert federated.num_bytes(params) == size
-    assert federated.communication(params, 10, 7) == {
+    assert federated.communication(federated.num_bytes(params), 10, 7) == {
         "down_per_round": 10 * size,
         "up_per_round": 10 * size,
         "total": 2 * 10 * size * 7,
