@@ -233,15 +233,26 @@ def make_epoch(env, params, hyper: Hyper):
     return epoch
 
 
-def make_task(env, params, model: nn.Module, tx, hyper: Hyper) -> train.Task:
-    """The Task of DQN for lexicon.train. Nothing is watched by name (the loss is NaN by
-    design before learning starts); the driver's check of the online network's parameters
-    and optimizer state catches a divergence."""
+def make_task(
+    env, params, model: nn.Module, tx, hyper: Hyper, *, eval_envs: int = 8, eval_steps: int = 1000
+) -> train.Task:
+    """The Task of DQN for lexicon.train. Its evaluation is the mean return of the greedy
+    policy's episodes in ``eval_envs`` environments over ``eval_steps`` steps. Nothing is
+    watched by name (the loss is NaN by design before learning starts); the driver's check of
+    the online network's parameters and optimizer state catches a divergence."""
     if hyper.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, not {hyper.loss!r}")
+
+    def evaluate(state, split):
+        del split
+        key = jax.random.key(0)  # the same evaluation episodes for every replica
+        net = state.online.params
+        return {"return": greedy_returns(env, params, model, net, key, eval_envs, eval_steps)}
+
     return train.Task(
         init=lambda key: init(env, params, model, tx, hyper, key),
         epoch=make_epoch(env, params, hyper),
+        evaluate=evaluate,
         watch=(),
     )
 

@@ -1,0 +1,284 @@
+"""Deep Q-learning (SPEC §11; Mnih et al. 2015) on gymnax environments, every seed at once.
+
+The documents name deep Q-learning: a network maps a state to the Q-value of every action and
+learns the Q-learning target. The rest is Mnih et al.'s [add]: experience replay (a ring buffer
+on the device, lexicon.rl.replay), a target network (copied every ``target_every`` updates, or
+Polyak-averaged with ``tau`` < 1), a Huber or squared loss, a linearly decaying epsilon, and
+optionally van Hasselt et al.'s Double DQN target. The whole training of one replica is a
+chain of lax.scan epochs (lexicon.rl.dqn) that lexicon.train vmaps over seeds: each seed has
+its own network initialization, exploration and environment streams. Time-limit truncations
+bootstrap from the observation the episode was cut at; terminations do not bootstrap.
+
+Defaults: CartPole-v1 and Acrobot-v1 with CleanRL's dqn_jax settings (Adam 2.5e-4, batch 128,
+buffer 10,000, target copy every 500 env steps, one update per 10 env steps, 10,000 steps
+before learning, epsilon 1 -> 0.05 over half of 500,000 steps, MLP 120-84), with three
+changes: 10 environments stepped together (the same 1 update per 10 env steps), the Double
+DQN target, and a learning rate that decays linearly to 0. ``--config.env=breakout-minatar``
+switches to MinAtar Breakout with the MinAtar paper's DQN (Young & Tian 2019): one 3x3 conv
+of 16 channels and 128 units, RMSProp, batch 32, buffer 100,000, target every 1,000 steps,
+epsilon 1 -> 0.1 over 100,000 frames, Huber loss, 5 million frames.
+
+Figures: the episodic-return curves over seeds; the mean return of the episodes that ended in
+the last 10% of training beside CleanRL's 498 ± 2 on CartPole-v1 and the solved threshold
+475; the greedy policy's return after training; the wall time of the run and per seed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+import optax
+
+from lexicon import cli, report, train
+from lexicon.report import Figure, Report, mean_std
+from lexicon.rl import dqn, envs
+from lexicon.rules import Choice, ConfigError, Names, Range, positive, probability, widths
+
+ENVS = ("cartpole", "acrobot", "mountaincar", "breakout-minatar")
+CLEANRL = {"cartpole": (498.0, 75.0)}  # return and CPU wall time at 500k steps, one seed
+CLEANRL_SOURCE = "CleanRL dqn_jax, CartPole-v1, 500k steps (498 ± 2, about 75 s CPU per seed)"
+SOLVED = {"cartpole": 475.0}  # the return at which CartPole-v1 counts as solved
+MINATAR = {  # Young & Tian 2019, the DQN of the MinAtar paper (its examples/dqn.py settings)
+    "num_envs": 1,
+    "train_every": 1,
+    "batch_size": 32,
+    "buffer_size": 100_000,
+    "target_every": 1000,
+    "learning_starts": 5000,
+    "eps_end": 0.1,
+    "eps_fraction": 0.02,  # 100,000 of 5,000,000 frames
+    "lr": 2.5e-4,
+    "lr_decay": "constant",
+    "optimizer": "rmsprop",
+    "loss": "huber",
+    "double": False,
+    "conv": 16,
+    "hidden": (128,),
+    "steps_per_epoch": 50_000,
+    "epochs": 100,
+}
+
+
+def get_config():
+    config = train.defaults()
+    config.seeds = 4
+    config.epochs = 50
+    config.eval_every = 10
+    config.env = "cartpole,acrobot"  # comma-separated gymnax envs; breakout-minatar: the preset
+    config.steps_per_epoch = 10_000  # environment steps per epoch (all envs together)
+    config.num_envs = 10  # environments stepped together
+    config.train_every = 1  # iterations (steps of all envs) between gradient steps
+    config.batch_size = 128  # transitions per gradient step
+    config.buffer_size = 10_000  # replay capacity (transitions)
+    config.learning_starts = 10_000  # environment steps before the first update
+    config.target_every = 50  # gradient steps between target updates
+    config.tau = 1.0  # target <- tau online + (1 - tau) target; 1 = copy
+    config.gamma = 0.99  # discount factor
+    config.lr = 2.5e-4  # learning rate
+    config.lr_decay = "linear"  # linear (to 0 at the end) | constant
+    config.optimizer = "adam"  # adam | rmsprop (centered, the MinAtar paper's)
+    config.loss = "mse"  # mse | huber
+    config.double = True  # Double DQN target (van Hasselt et al. 2016)
+    config.eps_start = 1.0  # epsilon at the first step
+    config.eps_end = 0.05  # epsilon after the decay
+    config.eps_fraction = 0.5  # fraction of training over which epsilon decays
+    config.hidden = (120, 84)  # hidden widths of the Q-network
+    config.conv = 0  # channels of a first 3x3 convolution (0 = none)
+    config.eval_envs = 8  # environments of the greedy evaluation
+    config.eval_steps = 1000  # steps of the greedy evaluation
+    return config
+
+
+RULES = {
+    "env": Names(ENVS),
+    "steps_per_epoch": Range(1, 100_000_000),
+    "num_envs": Range(1, 4096),
+    "train_every": Range(1, 100_000),
+    "batch_size": Range(1, 65_536),
+    "buffer_size": Range(1, 10_000_000),
+    "learning_starts": Range(0),
+    "target_every": Range(1),
+    "tau": Range(0.0, 1.0, open_lo=True),
+    "gamma": Range(0.0, 1.0),
+    "lr": positive(),
+    "lr_decay": Choice("linear", "constant"),
+    "optimizer": Choice("adam", "rmsprop"),
+    "loss": Choice(*dqn.LOSSES),
+    "eps_start": probability(),
+    "eps_end": probability(),
+    "eps_fraction": probability(),
+    "hidden": widths(),
+    "conv": Range(0, 1024),
+    "eval_envs": Range(1, 4096),
+    "eval_steps": Range(1, 1_000_000),
+}
+
+
+def settings(config):
+    """The run's config: env=breakout-minatar puts in the MinAtar paper's settings."""
+    run = config.copy_and_resolve_references()
+    names = RULES["env"].parse(config.env)
+    if "breakout-minatar" in names:
+        if len(names) > 1:
+            raise ConfigError("config.env=breakout-minatar runs alone (it is a preset)")
+        for key, value in MINATAR.items():
+            run[key] = value
+    return run
+
+
+def check_config(config):
+    run = settings(config)
+    if run.steps_per_epoch % run.num_envs:
+        raise ConfigError(
+            f"config.steps_per_epoch={run.steps_per_epoch} must be a multiple of "
+            f"config.num_envs={run.num_envs}"
+        )
+    if run.num_envs > run.buffer_size:
+        raise ConfigError(f"config.buffer_size={run.buffer_size} < num_envs={run.num_envs}")
+
+
+def optimizer(config, updates: int):
+    lr = config.lr
+    if config.lr_decay == "linear":
+        lr = optax.linear_schedule(config.lr, 0.0, max(updates, 1))
+    if config.optimizer == "rmsprop":  # PyTorch's centered RMSprop: eps outside the root
+        return optax.rmsprop(lr, decay=0.95, eps=0.01, centered=True, eps_in_sqrt=False)
+    return optax.adam(lr)
+
+
+def run_env(config, name, workdir):
+    env, params = envs.make(name)
+    total = config.steps_per_epoch * config.epochs
+    iterations = config.steps_per_epoch // config.num_envs
+    hyper = dqn.Hyper(
+        num_envs=config.num_envs,
+        iterations=iterations,
+        gamma=config.gamma,
+        batch_size=config.batch_size,
+        buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts,
+        train_every=config.train_every,
+        target_every=config.target_every,
+        tau=config.tau,
+        loss=config.loss,
+        double=config.double,
+        eps_start=config.eps_start,
+        eps_end=config.eps_end,
+        eps_steps=int(config.eps_fraction * total),
+    )
+    updates = (total - config.learning_starts) // (config.num_envs * config.train_every)
+    model = dqn.QNetwork(env.num_actions, hidden=tuple(config.hidden), conv=config.conv)
+    task = dqn.make_task(
+        env,
+        params,
+        model,
+        optimizer(config, updates),
+        hyper,
+        eval_envs=config.eval_envs,
+        eval_steps=config.eval_steps,
+    )
+    start = time.perf_counter()
+    result = train.fit(config, task, None, workdir / name, eval_splits={"greedy": {}})
+    wall = time.perf_counter() - start
+    _, sums = result.curve("train/return_sum")
+    _, counts = result.curve("train/episodes")
+    last = max(1, config.epochs // 10)
+    ended = counts[:, -last:].sum(axis=1)
+    final = np.where(ended > 0, sums[:, -last:].sum(axis=1) / np.maximum(ended, 1), np.nan)
+    return {"result": result, "final": final, "wall": wall, "total": total}
+
+
+def train_and_evaluate(config, workdir):
+    config = settings(config)
+    names = RULES["env"].parse(config.env)
+    runs = {name: run_env(config, name, workdir) for name in names}
+
+    rep = Report(workdir, "Deep Q-learning (SPEC §11; Mnih et al. 2015)")
+    rep.text(
+        f"DQN, {config.seeds} seeds vmapped in one program per environment, "
+        f"{config.epochs * config.steps_per_epoch:,} environment steps each "
+        f"({config.num_envs} envs at once, an update every {config.train_every} iteration(s), "
+        f"batch {config.batch_size}, buffer {config.buffer_size:,}, {config.optimizer} "
+        f"{config.lr} ({config.lr_decay}), {config.loss} loss, "
+        f"{'Double DQN' if config.double else 'DQN'} target, target every "
+        f"{config.target_every} updates with tau {config.tau}, epsilon {config.eps_start} -> "
+        f"{config.eps_end} over {config.eps_fraction:.0%} of training). "
+        f"Device: {jax.devices()[0].platform}."
+    )
+    for name, run in runs.items():
+        x, returns = run["result"].curve("train/episode_return")
+        rep.figure(
+            report.plot_curves(
+                {name: (x * config.steps_per_epoch, returns)},
+                xlabel="environment steps",
+                ylabel="episodic return (training)",
+                title=f"{name}: return of the episodes ending in each epoch",
+            ),
+            f"return_{name}",
+            f"{name}: training episodic return, seed mean ± std",
+        )
+    rows = []
+    for name, run in runs.items():
+        published = CLEANRL.get(name)
+        rows.append(
+            (
+                name,
+                mean_std(run["final"], 1),
+                mean_std(run["result"].final("greedy/return"), 1),
+                f"{published[0]:.0f} ± 2 (CleanRL)" if published else "",
+                f"{run['wall']:.1f}",
+                f"{run['wall'] / config.seeds:.1f}",
+                f"{published[1]:.0f}" if published else "",
+            )
+        )
+    rep.table(
+        [
+            "env",
+            "return, last 10% of training",
+            "greedy return after training",
+            "published",
+            "wall s (all seeds)",
+            "wall s per seed",
+            "published wall s (1 seed)",
+        ],
+        rows,
+        caption="mean ± std over seeds; the wall time includes compilation",
+    )
+    if "breakout-minatar" in runs:
+        rep.text(
+            "Breakout (MinAtar): the MinAtar paper (Young & Tian 2019) trains this DQN for "
+            "5 million frames; its figure is the comparison for this run."
+        )
+    rep.write()
+
+    figures = {}
+    for name, run in runs.items():
+        published = CLEANRL.get(name) if run["total"] == 500_000 else None
+        figures[name] = {
+            "final_return": Figure(
+                run["final"],
+                reference=published[0] if published else None,
+                source=CLEANRL_SOURCE if published else None,
+            ),
+            "greedy_return": Figure(run["result"].final("greedy/return")),
+            "wall_s_per_seed": Figure(
+                run["wall"] / config.seeds,
+                reference=published[1] if published else None,
+                source=CLEANRL_SOURCE if published else None,
+                claim="at_most",
+            ),
+        }
+        if name in SOLVED:
+            figures[name]["solved"] = Figure(
+                run["final"],
+                reference=SOLVED[name],
+                source="CartPole-v1 solved threshold",
+                claim="at_least",
+            )
+    return figures
+
+
+if __name__ == "__main__":
+    cli.run(get_config, train_and_evaluate, RULES)
