@@ -70,3 +70,13 @@ def test_tiny_run_learns_cartpole(tmp_path):
     assert np.all(np.asarray(last) > 2 * np.asarray(first)), (first, last)
     assert np.all(np.asarray(figures["cartpole"]["greedy_return"].values) > 50)
     assert (tmp_path / "return_cartpole.png").exists()
+
+
+@pytest.mark.slow
+def test_cartpole_is_solved_over_the_last_tenth_of_training(tmp_path):
+    """The default CartPole-v1 run (4 seeds, 500k steps): the mean episodic return over the last
+    10% of training, averaged over the seeds, is at least 475."""
+    config = experiment.get_config()
+    config.update(dict(env="cartpole", progress=False))
+    figures = experiment.train_and_evaluate(config, tmp_path)
+    assert figures["cartpole"]["solved"].verdict() == "holds", figures["cartpole"]["solved"]

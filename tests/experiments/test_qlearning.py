@@ -47,3 +47,13 @@ def test_tiny_run(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "optimum (exact)" in text and "→" in text
     assert (tmp_path / "success.png").exists()
+
+
+@pytest.mark.slow
+def test_slippery_4x4_greedy_success_is_within_0_03_of_the_optimum(tmp_path):
+    config = experiment.get_config()
+    config.update(dict(envs="frozenlake-4x4-slippery", progress=False))
+    figures = experiment.train_and_evaluate(config, tmp_path)
+    success = figures["frozenlake-4x4-slippery"]["success"]
+    assert round(success.reference, 4) == 0.7442
+    assert abs(np.mean(success.values) - 0.7442) <= 0.03, success.values

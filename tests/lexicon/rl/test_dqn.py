@@ -142,3 +142,33 @@ def test_truncation_stores_the_final_observation_and_is_not_a_termination():
     q_final = model.apply({"params": net}, final)
     assert float(y[0]) == pytest.approx(1.0 + 0.99 * float(q_final[0].max()), rel=1e-6)
     assert float(y[1]) == 1.0  # a termination: the reward alone
+
+
+@pytest.mark.slow
+def test_a_resumed_run_is_bitwise_the_run_that_never_stopped(tmp_path):
+    env, params, model, tx, hyper = small()
+    task = dqn.make_task(env, params, model, tx, hyper, eval_envs=2, eval_steps=20)
+    config = train.defaults()
+    config.update(dict(seeds=2, epochs=3, progress=False))
+    straight = train.fit(config, task, None, tmp_path / "s")
+    config.epochs = 1
+    train.fit(config, task, None, tmp_path / "r")
+    config.update(dict(epochs=3, resume=True))
+    resumed = train.fit(config, task, None, tmp_path / "r")
+    for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "s/metrics.jsonl").read_bytes() == (
+        tmp_path / "r/metrics.jsonl"
+    ).read_bytes()
+
+
+@pytest.mark.slow
+def test_breakout_minatar_with_the_convolutional_network():
+    env, params, model, tx, hyper = small("breakout-minatar", iterations=30)
+    model = dqn.QNetwork(env.num_actions, hidden=(16,), conv=4)
+    task = dqn.make_task(env, params, model, tx, hyper, eval_envs=2, eval_steps=20)
+    state = jax.jit(task.init)(jax.random.key(0))
+    assert state.obs.shape == (2, 10, 10, 4)
+    assert state.online.params["Conv_0"]["kernel"].shape == (3, 3, 4, 4)
+    state, metrics = jax.jit(task.epoch)(state, jnp.int32(0), jnp.int32(1))
+    assert np.isfinite(float(metrics["loss"])) and int(state.step) == 60
