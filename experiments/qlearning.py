@@ -181,6 +181,12 @@ def train_and_evaluate(config, workdir):
                 source="exact finite-horizon optimum by backward induction on the env's table",
                 tolerance=TOLERANCE,
             ),
+            "success_vs_greedy_q_star": Figure(
+                run["success"],
+                reference=run["stationary"],
+                source="the greedy policy of Q* (value iteration), exact",
+                tolerance=TOLERANCE,
+            ),
             "q_error": Figure(run["q_error"]),
         }
     return figures
