@@ -30,8 +30,9 @@ import numpy as np
 from lexicon import cli, data, optim, train
 from lexicon.nn import activations
 from lexicon.nn import init as initializers
+from lexicon.nn.activations import dense_kernels
 from lexicon.nn.layers import MLP, Maxout, PReLU
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Report, compare, mean_std, plot_curves
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
 NETWORKS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout")
@@ -75,62 +76,51 @@ def check_config(config):
 
 def gallery_functions():
     """name -> (g, closed-form g') for every fixed activation, PReLU and a 3-piece maxout."""
-    leaky = activations.DEFAULT_LEAKY_SLOPE
     prelu = PReLU(per_feature=False)
     prelu_params = prelu.init(jax.random.key(0), jnp.zeros(1))
     maxout = Maxout(features=1, k=len(MAXOUT_SLOPES))
-    maxout_params = {
-        "params": {
-            "kernel": jnp.array([MAXOUT_SLOPES], jnp.float32),
-            "bias": jnp.array(MAXOUT_OFFSETS, jnp.float32),
-        }
-    }
+    kernel, bias = jnp.array([MAXOUT_SLOPES]), jnp.array(MAXOUT_OFFSETS)
+    maxout_params = {"params": {"kernel": kernel, "bias": bias}}
     slopes, offsets = np.array(MAXOUT_SLOPES), np.array(MAXOUT_OFFSETS)
-
-    def sigmoid(x):
-        return 1 / (1 + np.exp(-x))
 
     def maxout_slope(x):
         return slopes[np.argmax(slopes * x[:, None] + offsets, axis=1)]
 
+    pieces = f"slope of the largest piece; pieces {MAXOUT_SLOPES} x + {MAXOUT_OFFSETS}"
     return {
-        "step": (activations.step, np.zeros_like),
-        "sign": (activations.sign, np.zeros_like),
-        "sigmoid": (activations.sigmoid, lambda x: sigmoid(x) * (1 - sigmoid(x))),
-        "tanh": (activations.tanh, lambda x: 1 - np.tanh(x) ** 2),
-        "relu": (activations.relu, lambda x: (x > 0).astype(float)),
-        "leaky_relu": (activations.leaky_relu, lambda x: np.where(x >= 0, 1.0, leaky)),
-        "abs": (activations.absolute_value_rectification, lambda x: np.where(x >= 0, 1.0, -1.0)),
-        "identity": (activations.identity, np.ones_like),
+        **{n: (activations.get(n), *activations.DERIVATIVES[n]) for n in activations.NAMES},
         "prelu": (
             lambda x: prelu.apply(prelu_params, x[None])[0],
             lambda x: np.where(x >= 0, 1.0, PRELU_SLOPE),
+            f"1 if x >= 0 else {PRELU_SLOPE} (initial slope)",
         ),
         "maxout (3 pieces)": (
             lambda x: maxout.apply(maxout_params, x[None, None])[0, 0],
             maxout_slope,
+            pieces,
         ),
     }
 
 
 def gallery(x: np.ndarray):
-    """name -> (g(x), jax.grad g at x, closed-form g'(x)) on the float32 points x."""
+    """name -> (g(x), jax.grad g at x, closed-form g'(x), its formula) on the float32 points x."""
     points = jnp.asarray(x, jnp.float32)
     values = {}
-    for name, (g, closed_form) in gallery_functions().items():
+    for name, (g, closed_form, formula) in gallery_functions().items():
         value_and_slope = jax.jit(jax.vmap(jax.value_and_grad(g)))
         value, slope = value_and_slope(points)
         values[name] = (
             np.asarray(value),
             np.asarray(slope),
             np.asarray(closed_form(np.asarray(points, np.float64)), np.float64),
+            formula,
         )
     return values
 
 
 def plot_gallery(values, x):
     fig, axes = plt.subplots(2, 5, figsize=(16, 6), sharex=True)
-    for ax, (name, (g, derivative, _)) in zip(axes.ravel(), values.items()):
+    for ax, (name, (g, derivative, *_)) in zip(axes.ravel(), values.items()):
         ax.plot(x, g, label="g(x)")
         ax.plot(x, derivative, "--", label="g'(x), jax.grad")
         ax.set_title(name)
@@ -142,20 +132,6 @@ def plot_gallery(values, x):
 
 
 # --- 2. deep networks -------------------------------------------------------------------------
-
-
-def dense_kernels(params) -> list:
-    """The kernels of the MLP's Dense layers, first layer first."""
-    names = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k[6:]))
-    return [params[k]["kernel"] for k in names]
-
-
-def layer_gradient_norms(grads) -> dict:
-    """||dL/dW_l||_F of every layer l = 1..L, as scalar metrics grad_norm_01, grad_norm_02, ..."""
-    return {
-        f"grad_norm_{layer:02d}": jnp.linalg.norm(kernel)
-        for layer, kernel in enumerate(dense_kernels(grads), start=1)
-    }
 
 
 def objective(model, params, x, y):
@@ -173,7 +149,7 @@ def gradient_norm_task(model, config, example_input):
         return loss, ({"accuracy": train.accuracy(logits, batch["y"])}, model_state)
 
     base = train.classifier(model, optim.sgd(config.lr), example_input)
-    step = train.gradient_step(loss_fn, grad_metrics=layer_gradient_norms)
+    step = train.gradient_step(loss_fn, grad_metrics=activations.layer_gradient_norms)
     return train.Task(init=base.init, make_step=step, evaluate=base.evaluate)
 
 
@@ -198,34 +174,20 @@ def initial_states(config, task):
 
 @functools.partial(jax.jit, static_argnames=("model", "pieces"))
 def diagnostics(model, params, split, pieces: int):
-    """Per seed (leading axis), on a whole split:
-
-    gradient_norms: (layers,) ||dL/dW_l||_F of the split's mean loss, output layer last;
-    activity: (depth, width) sum over examples e of |dL_e / dW_in(unit)|, the gradient that
-      example e alone sends to the unit's incoming weights. Zero means no example sends any:
-      the unit is dead. A maxout unit owns ``pieces`` kernel columns (piece j of unit i is
-      column j * width + i, the layout of lexicon.nn.layers.max_over_pieces);
-    pre_activations: (depth, examples, units) the inputs in_i of the hidden units (for maxout,
-      every piece).
-    """
+    """Per seed (leading axis), on a whole split: gradient_norms (layers,) ||dL/dW_l||_F of
+    the split's mean loss, output layer last; activity (depth, width), zero for a dead unit
+    (``activations.unit_activity``); pre_activations (depth, examples, units), the inputs in_i
+    of the hidden units (for maxout, every piece)."""
 
     def per_seed(p):
         def loss(q, x, y):
             return objective(model, q, x, y)[0]
 
         grads = jax.grad(loss)(p, split["x"], split["y"])
-
-        def accumulate(total, example):
-            x, y = example
-            kernels = dense_kernels(jax.grad(loss)(p, x[None], y[None]))[:-1]
-            return [t + jnp.sum(jnp.abs(g), axis=0) for t, g in zip(total, kernels)], None
-
-        zeros = [jnp.zeros(k.shape[1]) for k in dense_kernels(p)[:-1]]
-        totals, _ = jax.lax.scan(accumulate, zeros, (split["x"], split["y"]))
         _, state = model.apply({"params": p}, split["x"], mutable=["intermediates"])
         return {
             "gradient_norms": jnp.stack([jnp.linalg.norm(k) for k in dense_kernels(grads)]),
-            "activity": jnp.stack([t.reshape(pieces, -1).sum(axis=0) for t in totals]),
+            "activity": activations.unit_activity(loss, p, split["x"], split["y"], pieces),
             "pre_activations": jnp.stack(state["intermediates"]["pre_activations"][:-1]),
         }
 
@@ -265,50 +227,32 @@ def run_network(config, splits, activation, workdir):
 def plot_gradient_norms(runs, config):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
     layers = np.arange(1, config.depth + 2)
-    for name, run in runs.items():
-        band(axes[0], layers, run["norms_init"], name, marker=".")
-        band(axes[1], layers, run["norms_final"], name, marker=".")
-        history = run["result"].history
-        epochs = [r["epoch"] for r in history]
-        band(axes[2], epochs, np.array([r["train/grad_norm_01"] for r in history]).T, name)
-    for ax, title in zip(axes[:2], ("at initialization", f"after {config.epochs} epochs")):
-        ax.set(xlabel="layer (1 = input side)", ylabel="||dL/dW_l|| on validation", title=title)
-    axes[2].set(
-        xlabel="epoch", ylabel="||dL/dW_1||, mean over the epoch", title="first layer, training"
-    )
+    ylabel = "||dL/dW_l|| on validation"
+    for ax, when, title in zip(
+        axes, ("init", "final"), ("at init", f"after {config.epochs} epochs")
+    ):
+        norms = {name: (layers, run[f"norms_{when}"]) for name, run in runs.items()}
+        plot_curves(norms, xlabel="layer (1 = input side)", ylabel=ylabel, title=title, ax=ax)
+    first = {name: run["result"].curve("train/grad_norm_01") for name, run in runs.items()}
+    plot_curves(first, ylabel="||dL/dW_1||, mean over the epoch", title="first layer", ax=axes[2])
     for ax in axes:
         ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
 def plot_accuracy_and_dead_units(runs):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for name, run in runs.items():
-        history = run["result"].history
-        band(
-            axes[0],
-            [r["epoch"] for r in history],
-            np.array([r["val/accuracy"] for r in history]).T,
-            name,
-        )
-    axes[0].set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1))
-    axes[0].grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    names = list(runs)
-    positions = np.arange(len(names))
+    accuracy = {name: run["result"].curve("val/accuracy") for name, run in runs.items()}
+    plot_curves(accuracy, ylabel="validation accuracy", ax=axes[0])
+    positions = np.arange(len(runs))
     for offset, key, label in ((-0.2, "dead_init", "at init"), (0.2, "dead_final", "at the end")):
-        values = np.array([runs[n][key] for n in names])
+        values = np.array([run[key] for run in runs.values()])
         axes[1].bar(
             positions + offset, values.mean(1), 0.4, yerr=values.std(1), capsize=3, label=label
         )
-    axes[1].set_xticks(positions, names, rotation=20)
+    axes[1].set_xticks(positions, list(runs), rotation=20)
     axes[1].set(ylabel="fraction of hidden units", title="dead units (no gradient on validation)")
     axes[1].legend()
-    axes[1].grid(alpha=0.3, axis="y")
-    fig.tight_layout()
     return fig
 
 
@@ -323,46 +267,41 @@ def scientific(values) -> str:
 
 
 def vanishing_verdict(runs, depth: int) -> str:
-    """What the measured gradient ratios at initialization say about vanishing gradients."""
-    means = {n: float(np.mean(ratio(runs[n]["norms_init"]))) for n in ("sigmoid", "tanh", "relu")}
-    others = min(means["tanh"], means["relu"])
-    shows = means["sigmoid"] < others / 10
+    """What the measured gradient ratios at initialization say about vanishing gradients: is
+    sigmoid's ratio (log10, paired seeds) lower than tanh's and ReLU's?"""
+    logs = {n: np.log10(ratio(runs[n]["norms_init"])) for n in ("sigmoid", "tanh", "relu")}
+    means = {n: 10 ** float(np.mean(v)) for n, v in logs.items()}
+    sentences = [
+        compare(
+            logs["sigmoid"], logs[n], paired=True, higher_is_better=False, names=("sigmoid", n)
+        ).sentence
+        for n in ("tanh", "relu")
+    ]
     return (
         f"At initialization the first hidden layer gets {means['sigmoid']:.1e} times the "
-        f"gradient norm of hidden layer {depth} with sigmoid units, against "
-        f"{means['tanh']:.1e} with tanh and {means['relu']:.1e} with ReLU: the vanishing "
-        + (
-            "gradient of deep sigmoid networks shows clearly (more than ten times smaller "
-            "than with tanh or ReLU)."
-            if shows
-            else "gradient of deep sigmoid networks does not stand out at this depth (less than "
-            "ten times smaller than with tanh or ReLU)."
-        )
+        f"gradient norm of hidden layer {depth} with sigmoid units (geometric mean over seeds), "
+        f"against {means['tanh']:.1e} with tanh and {means['relu']:.1e} with ReLU. log10 of "
+        f"that ratio: {sentences[0]}; {sentences[1]}."
     )
 
 
 def dead_unit_verdict(runs) -> str:
-    """Whether ReLU ends with more dead units than its remedies."""
-    relu = float(np.mean(runs["relu"]["dead_final"]))
-    remedies = {n: float(np.mean(runs[n]["dead_final"])) for n in ("leaky_relu", "prelu", "maxout")}
-    worst = max(remedies, key=remedies.get)
-    if relu > remedies[worst]:
-        outcome = "the remedies keep their units alive"
-    elif relu == 0:
-        outcome = "no ReLU unit died in this run, so the remedies had nothing to fix"
-    else:
-        outcome = "the remedies do not do better here"
+    """Whether ReLU ends with more dead units than the remedy that keeps the most."""
+    remedies = ("leaky_relu", "prelu", "maxout")
+    worst = max(remedies, key=lambda n: float(np.mean(runs[n]["dead_final"])))
+    relu = runs["relu"]["dead_final"]
+    verdict = compare(relu, runs[worst]["dead_final"], paired=True, names=("relu", worst))
     relu_init = float(np.mean(runs["relu"]["dead_init"]))
     revived = (
         f" ReLU started with {relu_init:.1%} dead units: a unit dead on the validation set can "
         "come back when the layers below it change."
-        if relu_init > relu
+        if relu_init > float(np.mean(relu))
         else ""
     )
     return (
-        f"After training, {relu:.1%} of the ReLU network's hidden units are dead, against at "
-        f"most {remedies[worst]:.1%} ({worst}) for leaky ReLU, PReLU and maxout: {outcome}."
-        + revived
+        f"After training, {float(np.mean(relu)):.1%} of the ReLU network's hidden units are "
+        f"dead, against at most {float(np.mean(runs[worst]['dead_final'])):.1%} ({worst}) for "
+        f"leaky ReLU, PReLU and maxout. Dead fraction: {verdict.sentence}." + revived
     )
 
 
@@ -380,21 +319,7 @@ def train_and_evaluate(config, workdir):
         ["activation", "largest abs(jax.grad - closed form) on [-4, 4]", "closed form"],
         [
             (name, f"{np.max(np.abs(auto - closed)):.1e}", formula)
-            for (name, (_, auto, closed)), formula in zip(
-                values.items(),
-                (
-                    "0",
-                    "0",
-                    "g (1 - g)",
-                    "1 - tanh^2",
-                    "1 if x > 0 else 0",
-                    f"1 if x >= 0 else {activations.DEFAULT_LEAKY_SLOPE}",
-                    "+1 if x >= 0 else -1",
-                    "1",
-                    f"1 if x >= 0 else {PRELU_SLOPE} (initial slope)",
-                    f"slope of the largest piece; pieces {MAXOUT_SLOPES} x + {MAXOUT_OFFSETS}",
-                ),
-            )
+            for name, (_, auto, closed, formula) in values.items()
         ],
         caption="Derivatives: autodiff against the closed forms",
     )
@@ -406,19 +331,17 @@ def train_and_evaluate(config, workdir):
         "(mean ± std). Gradient norms are those of the full validation loss. Chance accuracy "
         f"is {1 / splits.num_classes:.2f}."
     )
-    rows = []
-    for name, run in runs.items():
-        result = run["result"]
-        rows.append(
-            (
-                name,
-                mean_std(result.final("val/accuracy"), 3),
-                mean_std(result.final("test/accuracy"), 3),
-                scientific(ratio(run["norms_init"])),
-                scientific(ratio(run["norms_final"])),
-                mean_std(run["mean_slope_init"], 3) if "mean_slope_init" in run else "—",
-            )
+    rows = [
+        (
+            name,
+            mean_std(run["result"].final("val/accuracy"), 3),
+            mean_std(run["result"].final("test/accuracy"), 3),
+            scientific(ratio(run["norms_init"])),
+            scientific(ratio(run["norms_final"])),
+            mean_std(run["mean_slope_init"], 3) if "mean_slope_init" in run else "—",
         )
+        for name, run in runs.items()
+    ]
     report.table(
         [
             "activation",

@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import scipy.optimize
 
 from lexicon import cli, optim, train
 from lexicon.nn import activations, units
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.nn.units import first_zero, perceptron_path, separable_set, smallest_period
+from lexicon.report import Figure, Report, mean_std, plot_curves
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
 XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
@@ -95,75 +95,6 @@ def seed_keys(config, stream: str) -> jax.Array:
 # --- 1. the perceptron ------------------------------------------------------------------------
 
 
-def separable_set(num_points: int, margin: float, seed: int):
-    """Points of [-1, 1]^2 labelled +-1 by a random line, none within ``margin`` of it."""
-    rng = np.random.default_rng(seed)
-    angle = rng.uniform(0, 2 * np.pi)
-    normal, offset = np.array([np.cos(angle), np.sin(angle)]), rng.uniform(-0.3, 0.3)
-    points = np.empty((0, 2))
-    while len(points) < num_points:
-        candidates = rng.uniform(-1, 1, size=(4 * num_points, 2))
-        keep = np.abs(candidates @ normal + offset) >= margin
-        points = np.concatenate([points, candidates[keep]])
-    points = points[:num_points]
-    labels = np.where(points @ normal + offset >= 0, 1.0, -1.0)
-    return points.astype(np.float32), labels.astype(np.float32), (normal, offset)
-
-
-def novikoff_bound(x_with_bias: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
-    """(R, gamma, (R / gamma)^2) for the perceptron started at w = 0.
-
-    gamma = max over ||w|| = 1 of min_d t_d w . x_d is the hard margin of a separator through
-    the origin of the bias-augmented space: minimize ||w||^2 subject to t_d w . x_d >= 1, and
-    gamma = 1 / ||w||. gamma is then read off the solver's w as min_d t_d w . x_d / ||w||: any
-    separating w gives a margin no larger than the best one, so the bound stays an upper bound
-    even if the solver stops short of the optimum.
-    """
-    x = x_with_bias.astype(np.float64)
-    margins = targets.astype(np.float64)[:, None] * x
-    solution = scipy.optimize.minimize(
-        lambda w: w @ w,
-        x0=np.linalg.lstsq(margins, np.ones(len(x)), rcond=None)[0],
-        jac=lambda w: 2 * w,
-        constraints=[{"type": "ineq", "fun": lambda w: margins @ w - 1, "jac": lambda w: margins}],
-        method="SLSQP",
-        options={"maxiter": 500, "ftol": 1e-12},
-    )
-    w = solution.x
-    gamma = float(np.min(margins @ w) / np.linalg.norm(w))
-    radius = float(np.max(np.linalg.norm(x, axis=1)))
-    return radius, gamma, (radius / gamma) ** 2
-
-
-def perceptron_trajectory(x, targets, initial_weights, alpha, epochs):
-    """Weights after every visited example (fixed order), shape (epochs * n, d).
-
-    Each update is ``units.perceptron`` run for one epoch on a one-example set, so this is the
-    library's rule, only observed more often than once per epoch.
-    """
-    order = jnp.tile(jnp.arange(len(x)), epochs)
-
-    def visit(weights, index):
-        history = units.perceptron(x[index][None], targets[index][None], weights, alpha, 1)
-        return history.weights[-1], history.weights[-1]
-
-    return jax.lax.scan(visit, initial_weights, order)[1]
-
-
-def first_zero(mistakes: np.ndarray) -> np.ndarray:
-    """Per seed, the first epoch (1-based) with no mistakes; 0 where there is none."""
-    clean = mistakes == 0
-    return np.where(clean.any(axis=1), clean.argmax(axis=1) + 1, 0)
-
-
-def smallest_period(weights: np.ndarray, max_period: int = 50) -> int:
-    """Smallest p with w(last epoch) == w(last epoch - p), or 0 if none up to max_period."""
-    for p in range(1, min(max_period, len(weights) - 1) + 1):
-        if np.allclose(weights[-1], weights[-1 - p], rtol=0, atol=1e-5):
-            return p
-    return 0
-
-
 def run_perceptron(config):
     points, labels, true_line = separable_set(
         config.separable_points, config.margin, config.data_seed
@@ -181,9 +112,9 @@ def run_perceptron(config):
     # In a fixed order, the replicas differ in their initial weights.
     starts = jax.vmap(lambda key: 0.5 * jax.random.normal(key, (3,)))(seed_keys(config, "init"))
     xor = jax.vmap(lambda w0: units.perceptron(xor_x, xor_t, w0, alpha, epochs))(starts)
-    trajectory = jax.vmap(lambda w0: perceptron_trajectory(xor_x, xor_t, w0, alpha, 3))(starts)
+    trajectory = jax.vmap(lambda w0: perceptron_path(xor_x, xor_t, w0, alpha, 3))(starts)
 
-    radius, gamma, bound = novikoff_bound(np.asarray(x), labels)
+    radius, gamma, bound = units.novikoff_bound(np.asarray(x), labels)
     separable_mistakes = np.asarray(separable.mistakes)
     xor_mistakes = np.asarray(xor.mistakes)
     xor_weights = np.asarray(xor.weights)
@@ -290,13 +221,12 @@ def plot_perceptron(perceptron, config):
         ax.plot(line, -(w[1] * line + w[0]) / w[2], lw=1, alpha=0.7, label=f"seed {i}")
     ax.set(xlim=(-1, 1), ylim=(-1, 1), title="separable set: learned boundaries")
     ax.legend(fontsize=7)
-    ax = axes[1]
     epochs = np.arange(1, config.perceptron_epochs + 1)
-    band(ax, epochs, perceptron["separable_mistakes"], "separable set")
-    band(ax, epochs, perceptron["xor_mistakes"], "XOR")
-    ax.set(xlabel="epoch", ylabel="mistakes in the epoch", title="perceptron mistakes")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    mistakes = {
+        "separable set": (epochs, perceptron["separable_mistakes"]),
+        "XOR": (epochs, perceptron["xor_mistakes"]),
+    }
+    plot_curves(mistakes, ylabel="mistakes in the epoch", title="perceptron mistakes", ax=axes[1])
     ax = axes[2]
     trajectory = perceptron["xor_trajectory"][0]
     for i, label in enumerate(("w0 (bias)", "w1", "w2")):
@@ -311,30 +241,19 @@ def plot_perceptron(perceptron, config):
 
 
 def plot_lms(lms, config):
-    fig, ax = plt.subplots(figsize=(6, 4))
     epochs = np.arange(1, config.lms_epochs + 1)
-    for name, run in lms.items():
-        band(ax, epochs, run["distance"], name)
-    ax.set(
-        xlabel="epoch",
+    return plot_curves(
+        {name: (epochs, run["distance"]) for name, run in lms.items()},
         ylabel="||w - w_lstsq||",
-        yscale="log",
         title="delta rule vs numpy.linalg.lstsq",
+        log_y=True,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
 
 
 def plot_xor_network(networks):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    ax = axes[0]
-    for name, (_, result) in networks.items():
-        epochs = [r["epoch"] for r in result.history]
-        band(ax, epochs, np.array([r["xor/accuracy"] for r in result.history]).T, name)
-    ax.set(xlabel="epoch", ylabel="accuracy on the 4 XOR points", ylim=(0, 1.05))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    accuracy = {name: result.curve("xor/accuracy") for name, (_, result) in networks.items()}
+    plot_curves(accuracy, ylabel="accuracy on the 4 XOR points", ax=axes[0])
     grid_axis = np.linspace(-0.5, 1.5, 101, dtype=np.float32)
     gx, gy = np.meshgrid(grid_axis, grid_axis)
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
@@ -372,47 +291,25 @@ def train_and_evaluate(config, workdir):
         "them in a fixed order and the seeds start from different random weights."
     )
     separable_converged = perceptron["converged_epoch"] > 0
+    novikoff = f"({perceptron['radius']:.3f} / {perceptron['gamma']:.4f})^2"
+    rows = [
+        ("separable", "seeds that reach an epoch with 0 mistakes",
+         f"{separable_converged.sum()} / {config.seeds}", "all (Rosenblatt)"),
+        ("separable", "first epoch with 0 mistakes",
+         mean_std(perceptron["converged_epoch"], 2), ""),
+        ("separable", "total mistakes (= updates) over all epochs",
+         mean_std(perceptron["total_mistakes"], 2),
+         f"<= (R / gamma)^2 = {novikoff} = {perceptron['bound']:.1f} (Novikoff)"),
+        ("XOR", "fewest mistakes in any epoch",
+         mean_std(perceptron["xor_mistakes"].min(axis=1), 2), ">= 1 (not linearly separable)"),
+        ("XOR", "period of the epoch-end weights", ", ".join(map(str, perceptron["xor_periods"])),
+         "a cycle (perceptron cycling theorem)"),
+        ("XOR", "largest abs(w_i) over all epochs",
+         mean_std(perceptron["xor_max_weight"], 3), "bounded"),
+    ]  # fmt: skip
     report.table(
         ["set", "quantity", "measured", "reference"],
-        [
-            (
-                "separable",
-                "seeds that reach an epoch with 0 mistakes",
-                f"{separable_converged.sum()} / {config.seeds}",
-                "all (Rosenblatt)",
-            ),
-            (
-                "separable",
-                "first epoch with 0 mistakes",
-                mean_std(perceptron["converged_epoch"], 2),
-                "",
-            ),
-            (
-                "separable",
-                "total mistakes (= updates) over all epochs",
-                mean_std(perceptron["total_mistakes"], 2),
-                f"<= (R / gamma)^2 = ({perceptron['radius']:.3f} / {perceptron['gamma']:.4f})^2"
-                f" = {perceptron['bound']:.1f} (Novikoff)",
-            ),
-            (
-                "XOR",
-                "fewest mistakes in any epoch",
-                mean_std(perceptron["xor_mistakes"].min(axis=1), 2),
-                ">= 1 (not linearly separable)",
-            ),
-            (
-                "XOR",
-                "period of the epoch-end weights",
-                ", ".join(map(str, perceptron["xor_periods"])),
-                "a cycle (perceptron cycling theorem)",
-            ),
-            (
-                "XOR",
-                "largest abs(w_i) over all epochs",
-                mean_std(perceptron["xor_max_weight"], 3),
-                "bounded",
-            ),
-        ],
+        rows,
         caption="Perceptron rule",
     )
     report.figure(

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -117,3 +118,54 @@ def get(name: str) -> Activation:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown activation {name!r}; valid names: {', '.join(NAMES)}") from None
+
+
+def _np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# name -> (g'(x) in NumPy float64, its formula): the closed forms of the table above, to hold
+# jax.grad against.
+DERIVATIVES: dict[str, tuple[Callable, str]] = {
+    "step": (np.zeros_like, "0"),
+    "sign": (np.zeros_like, "0"),
+    "sigmoid": (lambda x: _np_sigmoid(x) * (1 - _np_sigmoid(x)), "g (1 - g)"),
+    "tanh": (lambda x: 1 - np.tanh(x) ** 2, "1 - tanh^2"),
+    "relu": (lambda x: (x > 0).astype(float), "1 if x > 0 else 0"),
+    "leaky_relu": (
+        lambda x: np.where(x >= 0, 1.0, DEFAULT_LEAKY_SLOPE),
+        f"1 if x >= 0 else {DEFAULT_LEAKY_SLOPE}",
+    ),
+    "abs": (lambda x: np.where(x >= 0, 1.0, -1.0), "+1 if x >= 0 else -1"),
+    "identity": (np.ones_like, "1"),
+}
+
+
+# --- what the units of an MLP do: per-layer gradients and dead units --------------------------
+
+
+def dense_kernels(params) -> list:
+    """The kernels of an MLP's Dense layers (``Dense_0``, ``Dense_1``, ...), first layer first."""
+    names = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    return [params[k]["kernel"] for k in names]
+
+
+def layer_gradient_norms(grads) -> dict:
+    """||dL/dW_l||_F of every layer l = 1..L, as scalar metrics grad_norm_01, grad_norm_02, ..."""
+    return {
+        f"grad_norm_{layer:02d}": jnp.linalg.norm(kernel)
+        for layer, kernel in enumerate(dense_kernels(grads), start=1)
+    }
+
+
+def unit_activity(loss: Callable, params, x: jax.Array, y: jax.Array, pieces: int = 1) -> jax.Array:
+    """(hidden layers, units): sum over examples e of |dL_e / dW_in(unit)|, the gradient that
+    example e alone sends to each hidden unit's incoming weights; ``loss(params, x, y)``.
+
+    Zero means no example sends any: the unit is dead (a ReLU unit that is never active, for
+    one). A maxout unit owns ``pieces`` kernel columns (piece j of unit i is column
+    j * width + i, the layout of lexicon.nn.layers.max_over_pieces).
+    """
+    per_example = jax.vmap(lambda xe, ye: dense_kernels(jax.grad(loss)(params, xe[None], ye[None])))
+    kernels = per_example(x, y)[:-1]  # the output layer has no hidden units
+    return jnp.stack([jnp.abs(k).sum(axis=(0, 1)).reshape(pieces, -1).sum(axis=0) for k in kernels])

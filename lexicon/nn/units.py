@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from lexicon.losses import half_sum_squared_error
@@ -171,3 +172,77 @@ def perceptron(
     orders = _epoch_orders(key, epochs, x.shape[0])
     _, (weights, mistakes) = lax.scan(epoch, initial_weights, orders)
     return PerceptronHistory(weights, mistakes)
+
+
+# --- what the experiments measure of a perceptron ---------------------------------------------
+
+
+def separable_set(num_points: int, margin: float, seed: int):
+    """Points of [-1, 1]^2 labelled +-1 by a random line, none within ``margin`` of it."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi)
+    normal, offset = np.array([np.cos(angle), np.sin(angle)]), rng.uniform(-0.3, 0.3)
+    points = np.empty((0, 2))
+    while len(points) < num_points:
+        candidates = rng.uniform(-1, 1, size=(4 * num_points, 2))
+        keep = np.abs(candidates @ normal + offset) >= margin
+        points = np.concatenate([points, candidates[keep]])
+    points = points[:num_points]
+    labels = np.where(points @ normal + offset >= 0, 1.0, -1.0)
+    return points.astype(np.float32), labels.astype(np.float32), (normal, offset)
+
+
+def novikoff_bound(x_with_bias: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
+    """(R, gamma, (R / gamma)^2) for the perceptron started at w = 0.
+
+    gamma = max over ||w|| = 1 of min_d t_d w . x_d is the hard margin of a separator through
+    the origin of the bias-augmented space: minimize ||w||^2 subject to t_d w . x_d >= 1, and
+    gamma = 1 / ||w||. gamma is then read off the solver's w as min_d t_d w . x_d / ||w||: any
+    separating w gives a margin no larger than the best one, so the bound stays an upper bound
+    even if the solver stops short of the optimum.
+    """
+    import scipy.optimize
+
+    x = x_with_bias.astype(np.float64)
+    margins = targets.astype(np.float64)[:, None] * x
+    solution = scipy.optimize.minimize(
+        lambda w: w @ w,
+        x0=np.linalg.lstsq(margins, np.ones(len(x)), rcond=None)[0],
+        jac=lambda w: 2 * w,
+        constraints=[{"type": "ineq", "fun": lambda w: margins @ w - 1, "jac": lambda w: margins}],
+        method="SLSQP",
+        options={"maxiter": 500, "ftol": 1e-12},
+    )
+    w = solution.x
+    gamma = float(np.min(margins @ w) / np.linalg.norm(w))
+    radius = float(np.max(np.linalg.norm(x, axis=1)))
+    return radius, gamma, (radius / gamma) ** 2
+
+
+def perceptron_path(x, targets, initial_weights, alpha: float, epochs: int) -> jax.Array:
+    """Weights after every visited example (fixed order), shape (epochs * n, d).
+
+    Each update is :func:`perceptron` run for one epoch on a one-example set, so this is the
+    same rule, only observed more often than once per epoch.
+    """
+    order = jnp.tile(jnp.arange(len(x)), epochs)
+
+    def visit(weights, index):
+        history = perceptron(x[index][None], targets[index][None], weights, alpha, 1)
+        return history.weights[-1], history.weights[-1]
+
+    return jax.lax.scan(visit, initial_weights, order)[1]
+
+
+def first_zero(mistakes: np.ndarray) -> np.ndarray:
+    """Per seed, the first epoch (1-based) with no mistakes; 0 where there is none."""
+    clean = mistakes == 0
+    return np.where(clean.any(axis=1), clean.argmax(axis=1) + 1, 0)
+
+
+def smallest_period(weights: np.ndarray, max_period: int = 50) -> int:
+    """Smallest p with w(last epoch) == w(last epoch - p), or 0 if none up to max_period."""
+    for p in range(1, min(max_period, len(weights) - 1) + 1):
+        if np.allclose(weights[-1], weights[-1 - p], rtol=0, atol=1e-5):
+            return p
+    return 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import units as experiment
+from lexicon.nn import units
 from lexicon.rules import ConfigError, check
 
 
@@ -24,12 +25,12 @@ def test_trajectory_is_the_literal_perceptron_rule(x64):
     x = np.hstack([np.ones((4, 1)), experiment.XOR_INPUTS.astype(np.float64)])
     t = 2.0 * experiment.XOR_LABELS - 1
     w0 = np.array([0.3, -0.7, 0.2])
-    ours = experiment.perceptron_trajectory(jnp.asarray(x), jnp.asarray(t), jnp.asarray(w0), 0.5, 3)
+    ours = units.perceptron_path(jnp.asarray(x), jnp.asarray(t), jnp.asarray(w0), 0.5, 3)
     np.testing.assert_allclose(np.asarray(ours), literal_perceptron_updates(x, t, w0, 0.5, 3))
 
 
 def test_separable_set_keeps_its_margin():
-    points, labels, (normal, offset) = experiment.separable_set(300, 0.1, seed=3)
+    points, labels, (normal, offset) = units.separable_set(300, 0.1, seed=3)
     assert points.shape == (300, 2) and np.all(np.abs(points) <= 1)
     # They fill the square on both sides of the line: each coordinate spans nearly [-1, 1] and
     # each class holds a fair share (111 and 189 of 300 for this seed).
@@ -45,7 +46,7 @@ def test_novikoff_bound_of_a_set_with_a_known_margin():
     """x = (1, +-2) labelled +-1: the best unit w is (0, 1), margin 2, R = sqrt(5)."""
     x = np.array([[1.0, 2.0], [1.0, -2.0], [1.0, 3.0]])
     t = np.array([1.0, -1.0, 1.0])
-    radius, gamma, bound = experiment.novikoff_bound(x, t)
+    radius, gamma, bound = units.novikoff_bound(x, t)
     assert radius == pytest.approx(np.sqrt(10))
     assert gamma == pytest.approx(2.0, rel=1e-6)
     assert bound == pytest.approx(10 / 4, rel=1e-5)
@@ -53,10 +54,10 @@ def test_novikoff_bound_of_a_set_with_a_known_margin():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_perceptron_mistakes_respect_novikoff(seed):
-    points, labels, _ = experiment.separable_set(60, 0.1, seed=seed)
+    points, labels, _ = units.separable_set(60, 0.1, seed=seed)
     x = np.hstack([np.ones((60, 1)), points]).astype(np.float32)
-    _, _, bound = experiment.novikoff_bound(x, labels)
-    history = experiment.units.perceptron(
+    _, _, bound = units.novikoff_bound(x, labels)
+    history = units.perceptron(
         jnp.asarray(x), jnp.asarray(labels), jnp.zeros(3), 1.0, 40, key=jax.random.key(seed)
     )
     mistakes = np.asarray(history.mistakes)
@@ -65,10 +66,10 @@ def test_perceptron_mistakes_respect_novikoff(seed):
 
 def test_first_zero_and_smallest_period():
     mistakes = np.array([[3, 1, 0, 0], [2, 2, 2, 2], [0, 1, 0, 0]])
-    np.testing.assert_array_equal(experiment.first_zero(mistakes), [3, 0, 1])
+    np.testing.assert_array_equal(units.first_zero(mistakes), [3, 0, 1])
     cycle = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
-    assert experiment.smallest_period(cycle) == 2
-    assert experiment.smallest_period(np.arange(6.0)[:, None]) == 0
+    assert units.smallest_period(cycle) == 2
+    assert units.smallest_period(np.arange(6.0)[:, None]) == 0
 
 
 def test_rules_refuse_bad_values():

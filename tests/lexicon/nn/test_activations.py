@@ -123,3 +123,9 @@ def test_registry_defaults_and_unknown_name():
         ValueError, match="unknown activation 'swish'; valid names: .*sigmoid.*relu"
     ):
         activations.get("swish")
+
+
+def test_dense_kernels_are_in_layer_order():
+    params = {f"Dense_{i}": {"kernel": np.full((1, 1), i)} for i in range(12)}
+    params["PReLU_0"] = {"negative_slope": np.zeros(1)}
+    assert [int(k[0, 0]) for k in activations.dense_kernels(params)] == list(range(12))
