@@ -205,14 +205,14 @@ def word_similarity(words, vectors, pairs) -> tuple[float, int, int]:
 # --- gensim, the reference -----------------------------------------------------------------------
 
 
-def gensim_word2vec(sentences, settings, *, min_count: int, seed: int, workers: int):
-    """gensim's Word2Vec with the settings of ``lexicon.nn.word2vec.Settings`` (negative
-    sampling or, for objective=softmax, hierarchical softmax: gensim has no full softmax).
-    Returns (words, vectors, training seconds)."""
+def gensim_model(settings, *, min_count: int, seed: int, workers: int):
+    """An untrained gensim Word2Vec with the settings of ``lexicon.nn.word2vec.Settings``
+    (negative sampling or, for objective=softmax, hierarchical softmax: gensim has no full
+    softmax)."""
     from gensim.models import Word2Vec
 
     softmax = settings.objective == "softmax"
-    model = Word2Vec(
+    return Word2Vec(
         vector_size=settings.dim,
         window=settings.window,
         min_count=min_count,
@@ -227,6 +227,12 @@ def gensim_word2vec(sentences, settings, *, min_count: int, seed: int, workers: 
         seed=seed,
         workers=workers,
     )
+
+
+def gensim_word2vec(sentences, settings, *, min_count: int, seed: int, workers: int):
+    """gensim's Word2Vec trained on ``sentences`` (``gensim_model``); returns (words,
+    vectors, seconds of training, the vocabulary scan left out)."""
+    model = gensim_model(settings, min_count=min_count, seed=seed, workers=workers)
     model.build_vocab(sentences)
     start = time.perf_counter()
     model.train(sentences, total_examples=len(sentences), epochs=settings.epochs)
