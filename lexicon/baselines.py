@@ -42,6 +42,36 @@ def mlp_classifier(
 ) -> float:
     """scikit-learn's MLPClassifier with the given hidden layers (activation: relu, tanh,
     logistic or identity)."""
+    return mlp_scores(
+        train,
+        {"test": test},
+        hidden,
+        activation=activation,
+        solver=solver,
+        seed=seed,
+        max_iter=max_iter,
+        **options,
+    )["test"]
+
+
+def mlp_scores(
+    train: dict,
+    splits: dict,
+    hidden: Sequence[int],
+    *,
+    activation: str = "relu",
+    solver: str = "adam",
+    seed: int = 0,
+    max_iter: int = 2000,
+    quiet: bool = False,
+    **options,
+) -> dict[str, float]:
+    """:func:`mlp_classifier` fitted once and scored on every split of ``splits`` (name ->
+    split), e.g. the training examples and the test split. ``quiet`` silences scikit-learn's
+    ConvergenceWarning, for runs stopped by ``max_iter`` on purpose (a fixed step budget)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     model = MLPClassifier(
@@ -52,8 +82,11 @@ def mlp_classifier(
         random_state=seed,
         **options,
     )
-    model.fit(_flat(train["x"]), train["y"])
-    return float(model.score(_flat(test["x"]), test["y"]))
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(_flat(train["x"]), train["y"])
+    return {name: float(model.score(_flat(s["x"]), s["y"])) for name, s in splits.items()}
 
 
 def linear_probe(train_features, train_labels, test_features, test_labels, *, seed: int = 0):

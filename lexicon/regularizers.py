@@ -16,6 +16,8 @@ decided by a filter ``(path, leaf) -> bool``. The default, :func:`is_kernel`, pi
   :func:`add_l1_subgradient` and the proximal form :func:`l1_proximal_step`.
 * Noise on the weights: :func:`perturb_weights` and :func:`noisy_weights_loss` evaluate a loss at
   w + N(0, sigma^2) noise.
+* What they leave: :func:`kernel_values` and :func:`sparsity` (near and exact zeros), and
+  :func:`replay_early_stopping`, the patience rule run over a recorded validation curve.
 """
 
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 PyTree = Any
@@ -298,6 +301,58 @@ def noisy_weights_loss(
         return loss_fn(perturb_weights(params, key, sigma, weight_filter), *args, **kwargs)
 
     return wrapped
+
+
+# --- What a regularizer leaves behind: weight statistics and the early-stopping epoch ---------
+
+
+def kernel_values(params: PyTree, weight_filter: LeafFilter = is_kernel) -> np.ndarray:
+    """Every weight of replicated params (leading seed axis): (seeds, number of weights)."""
+    leaves = [
+        np.asarray(leaf).reshape(leaf.shape[0], -1)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+        if weight_filter(path, leaf)
+    ]
+    return np.concatenate(leaves, axis=1)
+
+
+def sparsity(weights: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed (rows of ``weights``): the fraction of weights with |w| < tol, and the
+    fraction exactly 0 (what only a proximal L1 step produces)."""
+    return (np.abs(weights) < tol).mean(axis=1), (weights == 0).mean(axis=1)
+
+
+def replay_early_stopping(monitored, tracked: dict, patience: int, mode: str):
+    """Runs the patience rule of ``lexicon.train.early_stopping`` over recorded curves.
+
+    monitored: (epochs, seeds) validation metric; tracked: name -> (epochs, seeds) values to
+    read at the best epoch. The rule's state freezes once it fires, so its best epoch is the
+    one a run stopped by the rule would restore. Returns (best epoch, stop epoch, tracked
+    values at the best epoch), each per seed; the stop epoch is the last epoch if the rule
+    never fires. Stopping chooses which weights are kept, not how they are trained, so one
+    recorded run answers for every patience.
+    """
+    from lexicon.train.early_stopping import early_stopping
+
+    stopper = early_stopping(patience, mode=mode)
+    epochs = jnp.arange(1, np.shape(monitored)[0] + 1)
+
+    def one_seed(curve, values):
+        def body(state, inputs):
+            epoch, metric, at_epoch = inputs
+            state = stopper.update(state, metric, at_epoch, epoch)
+            return state, state.should_stop
+
+        first = jax.tree.map(lambda v: v[0], values)
+        state, stopped = jax.lax.scan(body, stopper.init(first), (epochs, curve, values))
+        stop_epoch = jnp.where(stopped.any(), epochs[jnp.argmax(stopped)], epochs[-1])
+        return state.best_step, stop_epoch, state.best_params
+
+    best, stop, at_best = jax.vmap(one_seed, in_axes=(1, 1))(
+        jnp.asarray(monitored, jnp.float32),
+        {k: jnp.asarray(v, jnp.float32) for k, v in tracked.items()},
+    )
+    return np.asarray(best), np.asarray(stop), {k: np.asarray(v) for k, v in at_best.items()}
 
 
 # --- Penalties on the code of an autoencoder (SPEC.md section 6) ------------------------------

@@ -245,6 +245,27 @@ def _axes(ax=None, size=(5.0, 3.5)):
     return fig, ax
 
 
+def panels(count: int, columns: int | None = None, size=(5.0, 3.5), **subplots):
+    """A figure of ``count`` axes in rows of ``columns`` (all in one row by default), in the
+    house style with a constrained layout; returns (figure, flat list of the used axes) and
+    hides the axes left over. Each axis takes the ``ax=`` of the plot_* figures."""
+    columns = max(1, min(columns or count, count))
+    rows = -(-count // columns)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            rows,
+            columns,
+            figsize=(size[0] * columns, size[1] * rows),
+            squeeze=False,
+            layout="constrained",
+            **subplots,
+        )
+    axes = list(axes.reshape(-1))
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
 def plot_curves(
     runs,
     *,
@@ -473,6 +494,14 @@ def compare(
         f"{names[0]} better in {wins}/{total} {kind})"
     )
     return Comparison(mean, std, low, high, wins, total, paired, verdict, sentence)
+
+
+def held_against(values, baseline, comparison: Comparison, source: str) -> Figure:
+    """``values`` as a Figure held against the mean of ``baseline`` with the verdict of
+    ``comparison`` (a ``compare(values, baseline, ...)``): it *matches* while the interval of
+    the difference holds 0, and lies *above* or *below* once the interval leaves 0."""
+    half = (comparison.high - comparison.low) / 2
+    return Figure(values, reference=float(np.mean(baseline)), source=source, tolerance=half)
 
 
 class Report:

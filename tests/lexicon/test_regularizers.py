@@ -415,3 +415,36 @@ def test_tangent_directions_are_the_jacobians_right_singular_vectors(x64):
     assert np.max(subspace_angles(np.asarray(directions).T, vt_np[:2].T)) < 1e-8
     # the directions are where the code moves most: |J v_1| = s_1
     np.testing.assert_allclose(np.linalg.norm(jac @ np.asarray(directions[0])), s_np[0], rtol=1e-10)
+
+
+def patience_rule(values, patience, mode):
+    """Literal early stopping: keep the best, count evaluations without improvement, stop."""
+    sign = 1.0 if mode == "min" else -1.0
+    best, best_epoch, waited = np.inf, -1, 0
+    for epoch, value in enumerate(values, start=1):
+        if sign * value < best:
+            best, best_epoch, waited = sign * value, epoch, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                return best_epoch, epoch
+    return best_epoch, len(values)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_replay_early_stopping_matches_the_patience_rule(mode):
+    rng = np.random.default_rng(3)
+    curves = np.cumsum(rng.normal(size=(40, 4)), axis=0)
+    tracked = {"test": rng.uniform(size=(40, 4))}
+    best, stop, at_best = regularizers.replay_early_stopping(curves, tracked, patience=5, mode=mode)
+    for seed in range(4):
+        want_best, want_stop = patience_rule(curves[:, seed], 5, mode)
+        assert (best[seed], stop[seed]) == (want_best, want_stop)
+        np.testing.assert_allclose(at_best["test"][seed], tracked["test"][want_best - 1, seed])
+
+
+def test_sparsity_counts_small_and_exact_zeros():
+    weights = np.array([[0.0, 1e-4, -2e-3, 0.5], [0.0, 0.0, 0.0, 1.0]])
+    near, exact = regularizers.sparsity(weights, 1e-3)
+    np.testing.assert_allclose(near, [0.5, 0.75])
+    np.testing.assert_allclose(exact, [0.25, 0.75])

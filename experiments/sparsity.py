@@ -1,0 +1,99 @@
+"""What a penalty leaves in the weights: L2 shrinks them, only a proximal L1 step zeroes them.
+
+Document 001 (SPEC §4): the L2 penalty (alpha/2) w^T w shrinks every weight by the factor
+(1 - eps alpha) per step; the L1 penalty alpha ||w||_1 pulls every weight towards 0 by
+eps alpha, and is known for sparse solutions. With subgradient steps the pull overshoots 0,
+so a weight only oscillates around it; the proximal step w <- soft_threshold(w - eps grad J,
+eps alpha) sets every weight whose step would cross 0 to exactly 0.
+
+The runs are those of experiments/regularization.py (the same overfitting MLP, methods,
+seeds and workdir layout); this study reads their final weights (kernels, not biases).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from experiments import regularization
+from lexicon import cli, data, regularizers, report
+from lexicon.rules import probability
+
+RULES = {**regularization.RULES, "zero_tol": probability()}
+check_config = regularization.check_config
+
+
+def get_config():
+    config = regularization.get_config()
+    config.methods = "none,l2,l1,l1_proximal"  # the runs whose weights are compared
+    config.zero_tol = 1e-3  # a weight with |w| below this counts as near zero
+    return config
+
+
+def plot_weights(weights: dict[str, np.ndarray], tol: float):
+    """Histogram of every weight (log counts) and the fraction below each threshold."""
+    fig, (hist_ax, cdf_ax) = report.panels(2, size=(5.0, 3.6))
+    largest = max(np.abs(w).max() for w in weights.values())
+    bins = np.linspace(-largest, largest, 121)
+    thresholds = np.logspace(-6, np.log10(largest), 200)
+    for name, w in weights.items():
+        hist_ax.hist(w.reshape(-1), bins=bins, histtype="step", lw=1.3, label=name)
+    hist_ax.set(yscale="log", xlabel="weight w (all kernels, all seeds)", ylabel="count")
+    hist_ax.legend(fontsize=8)
+    fractions = {
+        n: (thresholds, (np.abs(w)[:, :, None] < thresholds).mean(axis=1))
+        for n, w in weights.items()
+    }
+    report.plot_curves(
+        fractions, xlabel="threshold t", ylabel="fraction of weights with |w| < t", ax=cdf_ax
+    )
+    cdf_ax.axvline(tol, color="k", ls=":", lw=1)
+    cdf_ax.set_xscale("log")
+    return fig
+
+
+def train_and_evaluate(config, workdir):
+    methods = regularization.check_methods(config)
+    splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
+    runs = regularization.run_methods(config, workdir, methods, splits)
+    weights = {m: regularizers.kernel_values(r.state.params) for m, (r, _, _) in runs.items()}
+    zeros = {m: regularizers.sparsity(w, config.zero_tol) for m, w in weights.items()}
+    settings = regularization.settings_of(config)
+
+    out = report.Report(workdir, "What L2 and L1 leave in the weights")
+    out.text(
+        f"The runs of experiments/regularization.py ({len(splits.train['y'])} digits, "
+        f"{config.epochs} epochs of SGD, eps = {config.lr}, {config.seeds} seeds); all "
+        f"{weights[methods[0]].shape[1]} weights of the kernels after training."
+    )
+    ms = report.mean_std
+    out.table(
+        ["method", "setting", f"|w| < {config.zero_tol}", "w = 0", "mean |w|", "test acc."],
+        [
+            (
+                m,
+                settings.get(m, ""),
+                ms(near, 3),
+                ms(exact, 3),
+                ms(np.abs(weights[m]).mean(1)),
+                ms(runs[m][1]["test_acc"]),
+            )
+            for m, (near, exact) in zeros.items()
+        ],
+        caption=f"Weight sparsity after training, mean ± std over {config.seeds} seeds",
+    )
+    out.figure(
+        plot_weights(weights, config.zero_tol),
+        "weights",
+        "weights after training: histogram (log counts) and the fraction below each "
+        "threshold (dotted: zero_tol); only the proximal step sets weights exactly to 0",
+    )
+    out.write()
+    l1 = [m for m in methods if regularization.techniques_of(m, config) & {"l1", "l1_proximal"}]
+    return {
+        "zero_weights": {m: zeros[m][1] for m in l1},  # fraction w = 0
+        "near_zero_weights": {m: near for m, (near, _) in zeros.items()},
+    }
+
+
+if __name__ == "__main__":
+    cli.run(get_config, train_and_evaluate, RULES)
