@@ -8,17 +8,20 @@ Rows (each a median over repeats, after compiling):
   CPU devices;
 - the MLP 784-256-256-10 and LeNet-5 with Adam at batch 128 in JAX and, when torch is
   installed, in PyTorch on the CPU;
-- each hand-written lexicon.optim transform next to its optax twin on the same model.
+- each hand-written lexicon.optim transform next to its optax twin on the same model;
+- the topics measured beside a reference (lexicon.bench.<topic>): the scanned LSTM vs flax's
+  OptimizedLSTMCell, the compiled DQN (1 vs 16 vmapped seeds) vs CleanRL's published wall
+  time, our skip-gram vs gensim's Word2Vec in words per second.
 Timings are figures for a report, never assertions.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,14 +29,16 @@ import numpy as np
 import optax
 
 from lexicon import cli, data, optim, train
-from lexicon.bench import median_time, paired_times
-from lexicon.nn.cnn import LeNet5
+from lexicon.bench import epoch_runner, median_time, paired_times
+from lexicon.bench.frameworks import framework_rows
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report
 from lexicon.rules import Choice, ConfigError, Names, Range, widths
 
 PARTS = ("all", "devices")
-ROWS = ("loop", "devices", "frameworks", "optimizers")
+# Topics whose speed is measured beside a reference implementation (lexicon.bench.<topic>).
+TOPICS = ("rnn", "dqn", "word2vec")
+ROWS = ("loop", "devices", "frameworks", "optimizers", *TOPICS)
 
 
 def get_config():
@@ -78,16 +83,6 @@ def classifier_task(hidden, num_inputs, tx=None):
     """The timed model: a ReLU MLP with 10 outputs and cross-entropy, Adam by default."""
     model = MLP((*hidden, 10), activation="relu")
     return train.classifier(model, tx or optax.adam(1e-3), jnp.zeros((1, num_inputs)))
-
-
-def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
-    """A function timing one epoch of ``task`` through lexicon.train's compiled program."""
-    config = config.copy_and_resolve_references()
-    config.parallel, config.mapper = parallel, mapper
-    program = train.Program(task, config, batch_size=batch_size)
-    seeds = program.put(np.arange(config.seeds, dtype=np.int32), program.seed_sharding)
-    state = program.init(seeds)
-    return program, state, seeds
 
 
 def loop_rows(config, splits):
@@ -164,89 +159,6 @@ def device_rows(config, splits):
     return rows
 
 
-def torch_model(name):
-    """The PyTorch twin of each timed JAX model (same layers, default initialization)."""
-    import torch
-    from torch import nn as tnn
-
-    if name == "mlp":
-        return tnn.Sequential(
-            tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 256), tnn.ReLU(), tnn.Linear(256, 10)
-        )
-    return tnn.Sequential(  # LeNet-5 on 32x32x1 (NCHW in PyTorch)
-        tnn.Conv2d(1, 6, 5),
-        tnn.Tanh(),
-        tnn.AvgPool2d(2),
-        tnn.Conv2d(6, 16, 5),
-        tnn.Tanh(),
-        tnn.AvgPool2d(2),
-        tnn.Flatten(),
-        tnn.Linear(400, 120),
-        tnn.Tanh(),
-        tnn.Linear(120, 84),
-        tnn.Tanh(),
-        tnn.Linear(84, 10),
-        torch.nn.Identity(),
-    )
-
-
-def framework_rows(config, name, num_steps=50):
-    """JAX step vs PyTorch CPU step, Adam, batch 128, on the same random data.
-
-    ``name`` is "mlp" (784-256-256-10, ReLU) or "lenet5" (LeNet-5 on 32x32x1 images).
-    """
-    rng = np.random.default_rng(0)
-    shape = (784,) if name == "mlp" else (32, 32, 1)
-    x = rng.normal(size=(num_steps * 128, *shape)).astype(np.float32)
-    y = rng.integers(0, 10, size=num_steps * 128).astype(np.int32)
-    model = MLP((256, 256, 10), activation="relu") if name == "mlp" else LeNet5()
-    task = train.classifier(model, optax.adam(1e-3), jnp.zeros((1, *shape)))
-    c = config.copy_and_resolve_references()
-    c.batch_size, c.seeds = 128, 1
-    program, st, sd = epoch_runner(task, c, 128)
-    arrays = program.put({"x": x, "y": y})
-    label = "MLP 784-256-256-10" if name == "mlp" else "LeNet-5 32x32"
-    rows = {
-        f"{label}: JAX, epoch as lax.scan": median_time(
-            lambda: jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1))),
-            config.repeats,
-        )
-        / num_steps
-    }
-    step = jax.jit(task.make_step(None))
-    state = task.init(jax.random.key(0))
-    xb, yb = jnp.asarray(x[:128]), jnp.asarray(y[:128])
-
-    def jax_loop():
-        s = state
-        for i in range(num_steps):
-            s, _ = step(s, {"x": xb, "y": yb}, jax.random.key(i))
-        jax.block_until_ready(s)
-
-    rows[f"{label}: JAX, jitted step per call"] = median_time(jax_loop, config.repeats) / num_steps
-    try:
-        import torch
-    except ImportError:
-        return rows, None
-    net = torch_model(name)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    tx = torch.from_numpy(x if name == "mlp" else x.transpose(0, 3, 1, 2).copy())
-    ty = torch.from_numpy(y.astype(np.int64))
-
-    def torch_loop():
-        for i in range(num_steps):
-            opt.zero_grad()
-            batch = slice(i * 128, (i + 1) * 128)
-            loss = torch.nn.functional.cross_entropy(net(tx[batch]), ty[batch])
-            loss.backward()
-            opt.step()
-
-    rows[f"{label}: PyTorch CPU, default Adam"] = (
-        median_time(torch_loop, config.repeats) / num_steps
-    )
-    return rows, torch.__version__
-
-
 def measure_devices_in_child(config) -> dict:
     """Runs this module with ``part=devices`` in a process that sees ``config.devices`` CPUs."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={config.devices}"}
@@ -319,6 +231,10 @@ def train_and_evaluate(config, workdir):
             measured, torch_version = framework_rows(config, name)
             frameworks.update(measured)
     twins = optimizer_rows(config, splits) if "optimizers" in rows else {}
+    topics = {}
+    for name in TOPICS:
+        if name in rows:
+            topics.update(importlib.import_module(f"lexicon.bench.{name}").rows(config.repeats))
 
     ratios = []
     if loop:
@@ -384,6 +300,13 @@ def train_and_evaluate(config, workdir):
             ],
             caption="Hand-written transforms vs their optax twins (epoch scan, same model)",
         )
+    if topics:
+        report.table(
+            ["measurement", "value"],
+            [(k, f"{v:,.1f}" if "(s)" in k else f"{v:,.0f}") for k, v in topics.items()],
+            caption="Topics beside their reference implementations (rates, or seconds where "
+            "the label says (s))",
+        )
     report.write()
     ratios += [
         (f"lexicon.optim.{k} / optax twin (per step)", a / b, "<= 1.05")
@@ -393,7 +316,31 @@ def train_and_evaluate(config, workdir):
     (workdir / "speed.json").write_text(
         json.dumps({"timings_s": timings, "ratios": results}, indent=2)
     )
-    return headline_figures(loop, devices, frameworks, twins)
+    return {**headline_figures(loop, devices, frameworks, twins), **topic_figures(topics)}
+
+
+def topic_figures(topics: dict) -> dict:
+    """Ours over the reference, by rate (higher is faster), for each topic row measured."""
+    figures = {}
+    ours = [k for k in topics if "lexicon.nn.rnn" in k]
+    if ours:
+        flax = next(k for k in topics if "OptimizedLSTMCell" in k)
+        figures["lstm_scan_over_flax_steps_per_s"] = topics[ours[0]] / topics[flax]
+    if "word2vec skip-gram, ours, 1 XLA:CPU device (words/s)" in topics:
+        gensim = [k for k in topics if "gensim" in k and "1 thread" not in k]
+        figures["word2vec_ours_over_gensim_words_per_s"] = (
+            topics["word2vec skip-gram, ours, 1 XLA:CPU device (words/s)"] / topics[gensim[0]]
+        )
+    sixteen = "DQN CartPole 500k steps, 16 vmapped seeds (s)"
+    if sixteen in topics:
+        figures["dqn_16_seeds_500k_wall_s"] = Figure(
+            topics[sixteen],
+            reference=topics["CleanRL dqn_jax CartPole 500k steps, 1 seed, published (s)"],
+            source="CleanRL dqn_jax, 1 seed, 500k steps (the goal: 16 seeds in less time)",
+            claim="at_most",
+        )
+        figures["dqn_1_seed_500k_wall_s"] = topics["DQN CartPole 500k steps, 1 seed (s)"]
+    return figures
 
 
 def headline_figures(loop, devices, frameworks, twins) -> dict:

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from lexicon import train
+
 
 def median_time(fn, repeats: int) -> float:
     """Median wall time of ``fn()`` (which must block until its result is ready)."""
@@ -36,3 +38,13 @@ def paired_times(fns, repeats: int) -> list[float]:
             fn()
             bucket.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
+
+
+def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
+    """A function timing one epoch of ``task`` through lexicon.train's compiled program."""
+    config = config.copy_and_resolve_references()
+    config.parallel, config.mapper = parallel, mapper
+    program = train.Program(task, config, batch_size=batch_size)
+    seeds = program.put(np.arange(config.seeds, dtype=np.int32), program.seed_sharding)
+    state = program.init(seeds)
+    return program, state, seeds
