@@ -24,10 +24,10 @@ import numpy as np
 import optax
 import scipy.signal
 
-from lexicon import cli, data, train
+from lexicon import baselines, cli, data, train
 from lexicon.nn import conv
 from lexicon.nn.cnn import LeNet5, lenet5_for
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Figure, Report, compare, mean_std, plot_curves
 from lexicon.rules import Choice, ConfigError, Range, check_batch_size, positive
 
 EMBOSS = ((-2.0, -2.0, 0.0), (-2.0, 6.0, 0.0), (0.0, 0.0, 0.0))
@@ -86,35 +86,14 @@ def grayscale(rgb: np.ndarray) -> np.ndarray:
     return (rgb @ LUMA).astype(np.float32)
 
 
-def box_kernel(size: int, normalized: bool = True) -> np.ndarray:
-    """A size x size box of ones, divided by size^2 when ``normalized`` (a mean filter)."""
-    ones = np.ones((size, size), np.float32)
-    return ones / size**2 if normalized else ones
-
-
 def filter_bank(blur_size: int) -> dict[str, np.ndarray]:
     """The named 2-D kernels of the documents, as float32 (KH, KW) arrays."""
     return {
         "sobel_x": np.asarray(conv.SOBEL_X, np.float32),
         "sobel_y": np.asarray(conv.SOBEL_Y, np.float32),
         "emboss": np.asarray(EMBOSS, np.float32),
-        "blur": box_kernel(blur_size),
+        "blur": conv.box_kernel(blur_size),
     }
-
-
-def apply_filter(image: np.ndarray, kernel: np.ndarray, *, correlate: bool = False, padding="same"):
-    """One grayscale image (H, W) filtered by one kernel (KH, KW) with lexicon.nn.conv."""
-    x = jnp.asarray(image)[None, :, :, None]
-    k = jnp.asarray(kernel)[:, :, None, None]
-    op = conv.cross_correlate_2d if correlate else conv.convolve_2d
-    return np.asarray(op(x, k, 1, padding)[0, :, :, 0])
-
-
-def gradient_magnitude(image: np.ndarray) -> np.ndarray:
-    """sqrt(G_x^2 + G_y^2) with G = Sobel kernel * image (convolution, "same" zero padding)."""
-    gx = apply_filter(image, np.asarray(conv.SOBEL_X, np.float32))
-    gy = apply_filter(image, np.asarray(conv.SOBEL_Y, np.float32))
-    return np.sqrt(gx**2 + gy**2)
 
 
 def filter_checks(images: dict[str, np.ndarray], kernels: dict[str, np.ndarray]) -> list[dict]:
@@ -124,19 +103,19 @@ def filter_checks(images: dict[str, np.ndarray], kernels: dict[str, np.ndarray])
     image, and scales with the kernel sum otherwise. scipy works in float64 on the same image.
     """
     rows = []
-    extra = {"box (undivided)": box_kernel(len(kernels["blur"]), normalized=False)}
+    extra = {"box (undivided)": conv.box_kernel(len(kernels["blur"]), normalized=False)}
     for name, kernel in {**kernels, **extra}.items():
         conv_gap = corr_gap = 0.0
         ratios = []
         for image in images.values():
             reference = image.astype(np.float64)
-            ours = apply_filter(image, kernel)
+            ours = conv.filter_image(image, kernel)
             theirs = scipy.signal.convolve2d(reference, kernel.astype(np.float64), mode="same")
             conv_gap = max(conv_gap, float(np.max(np.abs(ours - theirs))))
-            ours = apply_filter(image, kernel, correlate=True)
+            ours = conv.filter_image(image, kernel, correlate=True)
             theirs = scipy.signal.correlate2d(reference, kernel.astype(np.float64), mode="same")
             corr_gap = max(corr_gap, float(np.max(np.abs(ours - theirs))))
-            valid = apply_filter(image, kernel, padding="valid")
+            valid = conv.filter_image(image, kernel, padding="valid")
             ratios.append(float(valid.mean() / image.mean()))
         rows.append(
             {
@@ -157,11 +136,11 @@ def filtered_images(images: dict[str, np.ndarray], kernels: dict[str, np.ndarray
     for name, image in images.items():
         panels[name] = {
             "grayscale": image,
-            "Sobel x": apply_filter(image, kernels["sobel_x"]),
-            "Sobel y": apply_filter(image, kernels["sobel_y"]),
-            "Sobel magnitude": gradient_magnitude(image),
-            "emboss": apply_filter(image, kernels["emboss"]),
-            f"blur {len(kernels['blur'])}x{len(kernels['blur'])}": apply_filter(
+            "Sobel x": conv.filter_image(image, kernels["sobel_x"]),
+            "Sobel y": conv.filter_image(image, kernels["sobel_y"]),
+            "Sobel magnitude": conv.gradient_magnitude(image),
+            "emboss": conv.filter_image(image, kernels["emboss"]),
+            f"blur {len(kernels['blur'])}x{len(kernels['blur'])}": conv.filter_image(
                 image, kernels["blur"]
             ),
         }
@@ -242,43 +221,31 @@ def make_model(config, num_classes: int) -> LeNet5:
 
 
 def linear_references(splits) -> dict[str, float]:
-    """Test accuracy of logistic regression on raw pixels and on pixels + Sobel features.
-
-    Features are standardized with training statistics (it only speeds up L-BFGS).
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """Test accuracy of logistic regression on raw pixels and on pixels + Sobel features
+    (standardized with training statistics: it only speeds up L-BFGS)."""
 
     def features(split, with_edges):
         images = split["x"][..., 0]
         flat = images.reshape(len(images), -1)
-        if not with_edges:
-            return flat
-        x = jnp.asarray(images)[..., None]
-        edges = [
-            conv.convolve_2d(x, jnp.asarray(k, jnp.float32)[:, :, None, None], 1, "same")
-            for k in (conv.SOBEL_X, conv.SOBEL_Y)
-        ]
-        edges = np.concatenate([np.asarray(e).reshape(len(images), -1) for e in edges], axis=1)
-        return np.concatenate([flat, edges], axis=1)
+        x = np.concatenate([flat, conv.sobel_features(images)], axis=1) if with_edges else flat
+        return {"x": x, "y": split["y"]}
 
-    scores = {}
-    for label, with_edges in (("raw pixels", False), ("pixels + Sobel x, y maps", True)):
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        model.fit(features(splits.train, with_edges), splits.train["y"])
-        scores[label] = float(model.score(features(splits.test, with_edges), splits.test["y"]))
-    return scores
+    return {
+        label: baselines.logistic_regression(
+            features(splits.train, edges), features(splits.test, edges), standardize=True
+        )
+        for label, edges in (("raw pixels", False), ("pixels + Sobel x, y maps", True))
+    }
 
 
 def kernel_figure(kernels: np.ndarray, maps: np.ndarray, digit: np.ndarray):
     """Top row: the first-layer kernels of seed 0; bottom: their maps of one test digit."""
     count = kernels.shape[-1]
     fig, axes = plt.subplots(2, count + 1, figsize=(1.6 * (count + 1), 3.4))
+    for ax in axes.ravel():
+        ax.axis("off")
     axes[0, 0].imshow(digit, cmap="gray_r")
     axes[0, 0].set_title("input digit", fontsize=8)
-    axes[1, 0].axis("off")
-    axes[0, 0].axis("off")
     for index in range(count):
         kernel = kernels[:, :, 0, index]
         limit = np.abs(kernel).max()
@@ -286,8 +253,6 @@ def kernel_figure(kernels: np.ndarray, maps: np.ndarray, digit: np.ndarray):
         axes[0, index + 1].set_title(f"kernel {index}", fontsize=8)
         axes[1, index + 1].imshow(maps[:, :, index], cmap="magma")
         axes[1, index + 1].set_title(f"map {index}", fontsize=8)
-        axes[0, index + 1].axis("off")
-        axes[1, index + 1].axis("off")
     fig.tight_layout()
     return fig
 
@@ -339,28 +304,14 @@ def train_and_evaluate(config, workdir):
         "hand-made kernels applied by lexicon.nn.conv.convolve_2d",
     )
     report.table(
-        [
-            "filter",
-            "kernel",
-            "kernel sum",
-            "mean intensity out / in",
-            "max abs gap, convolve vs scipy.signal.convolve2d",
-            "max abs gap, cross-correlate vs scipy.signal.correlate2d",
-        ],
-        [
-            (
-                r["filter"],
-                r["size"],
-                f"{r['kernel_sum']:g}",
-                f"{r['intensity_ratio']:.4f}",
-                f"{r['convolve_gap']:.2e}",
-                f"{r['correlate_gap']:.2e}",
-            )
-            for r in checks
-        ],
+        ["filter", "kernel", "kernel sum", "mean intensity out / in",
+         "max abs gap, convolve vs scipy.signal.convolve2d",
+         "max abs gap, cross-correlate vs scipy.signal.correlate2d"],
+        [(r["filter"], r["size"], f"{r['kernel_sum']:g}", f"{r['intensity_ratio']:.4f}",
+          f"{r['convolve_gap']:.2e}", f"{r['correlate_gap']:.2e}") for r in checks],
         caption="Filters against scipy.signal (float64), both sample images; intensity ratio on "
         "the valid region",
-    )
+    )  # fmt: skip
     report.text(
         f"A bank of {config.num_kernels} kernels of {config.kernel_size}x{config.kernel_size} "
         f"(random normal, seed {config.seed}) on a {config.image_size}x{config.image_size} "
@@ -369,29 +320,12 @@ def train_and_evaluate(config, workdir):
         "for the values."
     )
     report.table(
-        [
-            "stride",
-            "padding (lo, hi)",
-            "maps by running",
-            "maps by the rule",
-            "rule",
-            "lax maps",
-            "max abs gap vs lax",
-        ],
-        [
-            (
-                r["stride"],
-                r["padding"],
-                r["run"],
-                r["rule"],
-                r["formula"],
-                r["lax_shape"],
-                f"{r['gap']:.2e}",
-            )
-            for r in shapes
-        ],
+        ["stride", "padding (lo, hi)", "maps by running", "maps by the rule", "rule", "lax maps",
+         "max abs gap vs lax"],
+        [(r["stride"], r["padding"], r["run"], r["rule"], r["formula"], r["lax_shape"],
+          f"{r['gap']:.2e}") for r in shapes],
         caption="Output-size rule",
-    )
+    )  # fmt: skip
     report.figure(
         kernel_figure(learned, maps, digit),
         "learned_kernels",
@@ -412,20 +346,19 @@ def train_and_evaluate(config, workdir):
         caption="Feature learning vs hand-made features on the digits test split",
     )
     edges = references["pixels + Sobel x, y maps"]
-    gap = 100 * (float(np.mean(test_acc)) - edges)
-    report.text(
-        f"The learned kernels {'beat' if gap > 0 else 'do not beat'} the hand-made Sobel "
-        f"features under a linear classifier on the same split ({gap:+.1f} points, seed mean)."
+    verdict = compare(
+        test_acc,
+        np.full(test_acc.shape, edges),
+        paired=True,
+        names=("learned kernels", "Sobel features + linear classifier"),
     )
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    epochs = [r["epoch"] for r in result.history]
-    for key in ("train/accuracy", "val/accuracy"):
-        band(ax, epochs, np.array([r[key] for r in result.history]).T, key.split("/")[0])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    report.figure(fig, "curves", "LeNet-5 on digits: seed mean with a ±1 std band")
+    report.text(f"Test accuracy on the same split: {verdict.sentence}.")
+    curves = {k.split("/")[0]: result.curve(k) for k in ("train/accuracy", "val/accuracy")}
+    report.figure(
+        plot_curves(curves, ylabel="accuracy"),
+        "curves",
+        "LeNet-5 on digits: seed mean with a ±1 std band",
+    )
     report.write()
 
     valid = next(r for r in shapes if r["stride"] == 1 and r["padding"].startswith("valid"))

@@ -297,3 +297,48 @@ def convolve_2d(
 ) -> jax.Array:
     """2-D convolution S(i, j) = sum_m sum_n I(m, n) K(i - m, j - n); NHWC and HWIO."""
     return convolve(x, kernel, strides, padding, ndim=2)
+
+
+# --- filtering single images with hand-made kernels ---------------------------------------------
+
+
+def filter_image(image, kernel, *, correlate: bool = False, padding: Padding = "same"):
+    """One grayscale image (H, W) filtered by one kernel (KH, KW): :func:`convolve_2d`, or
+    :func:`cross_correlate_2d` with ``correlate``; returns a NumPy (H', W') array."""
+    import numpy as np
+
+    x = jnp.asarray(image)[None, :, :, None]
+    k = jnp.asarray(kernel)[:, :, None, None]
+    op = cross_correlate_2d if correlate else convolve_2d
+    return np.asarray(op(x, k, 1, padding)[0, :, :, 0])
+
+
+def gradient_magnitude(image):
+    """sqrt(G_x^2 + G_y^2) with G = Sobel kernel * image (convolution, "same" zero padding)."""
+    import numpy as np
+
+    gx = filter_image(image, np.asarray(SOBEL_X, np.float32))
+    gy = filter_image(image, np.asarray(SOBEL_Y, np.float32))
+    return np.sqrt(gx**2 + gy**2)
+
+
+def sobel_features(images):
+    """(n, H, W) images -> (n, 2 H W): the Sobel x and y maps ("same" padding), flattened and
+    concatenated, the hand-made features a linear classifier can use."""
+    import numpy as np
+
+    x = jnp.asarray(images)[..., None]
+    maps = [
+        convolve_2d(x, jnp.asarray(k, jnp.float32)[:, :, None, None], 1, "same")
+        for k in (SOBEL_X, SOBEL_Y)
+    ]
+    return np.concatenate([np.asarray(m).reshape(len(images), -1) for m in maps], axis=1)
+
+
+def box_kernel(size: int, normalized: bool = True):
+    """A size x size float32 box of ones, divided by size^2 when ``normalized`` (a mean filter:
+    it keeps the mean intensity, where the undivided box multiplies it by size^2)."""
+    import numpy as np
+
+    ones = np.ones((size, size), np.float32)
+    return ones / size**2 if normalized else ones
