@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
-import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
 from lexicon import cli, data, losses, optim, train
+from lexicon.optim import problems
 from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_names
 
@@ -131,60 +131,6 @@ def initial_params(config, num_features, num_outputs):
     return jax.vmap(draw)(jnp.arange(config.seed, config.seed + config.seeds))
 
 
-def numpy_objective(theta, x, t, l2, num_outputs):
-    """J and its gradient in NumPy float64 on the flat vector theta = [w.ravel(), b].
-
-    binary:     z = x w + b, J = mean(log(1 + e^z) - t z) + (lambda/2)||theta||^2,
-                dJ/dw = x^T (sigmoid(z) - t) / N + lambda w,
-                dJ/db = mean(sigmoid(z) - t) + lambda b.
-    multiclass: z = x W + b, J = mean(logsumexp(z) - z_y) + (lambda/2)||theta||^2,
-                dJ/dW = x^T (softmax(z) - Y) / N + lambda W, Y one-hot.
-    """
-    n, d = x.shape
-    if num_outputs == 1:
-        w, b = theta[:d], theta[d]
-        z = x @ w + b
-        value = np.mean(np.logaddexp(0.0, z) - t * z)
-        residual = 0.5 * (1.0 + np.tanh(0.5 * z)) - t  # sigmoid(z) - t without overflow
-        grad = np.concatenate([x.T @ residual / n, [residual.mean()]])
-    else:
-        w, b = theta[: d * num_outputs].reshape(d, num_outputs), theta[d * num_outputs :]
-        z = x @ w + b
-        z_max = z.max(axis=1, keepdims=True)
-        log_norm = z_max[:, 0] + np.log(np.exp(z - z_max).sum(axis=1))
-        value = np.mean(log_norm - z[np.arange(n), t])
-        residual = np.exp(z - log_norm[:, None])
-        residual[np.arange(n), t] -= 1.0
-        grad = np.concatenate([(x.T @ residual / n).ravel(), residual.mean(axis=0)])
-    return value + 0.5 * l2 * theta @ theta, grad + l2 * theta
-
-
-def scipy_reference(config, x, t, num_outputs) -> dict:
-    """scipy's L-BFGS-B on the NumPy objective, from zero, to a gradient near rounding."""
-    size = x.shape[1] * num_outputs + num_outputs
-    start = time.perf_counter()
-    solution = scipy.optimize.minimize(
-        numpy_objective,
-        np.zeros(size),
-        args=(x, t, config.l2, num_outputs),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 100_000, "maxfun": 200_000, "gtol": 1e-12, "ftol": 1e-16},
-    )
-    seconds = time.perf_counter() - start
-    d = x.shape[1]
-    w, b = solution.x[: d * num_outputs], solution.x[d * num_outputs :]
-    params = {"w": w if num_outputs == 1 else w.reshape(d, num_outputs)}
-    params["b"] = b[0] if num_outputs == 1 else b
-    return {
-        "params": params,
-        "objective": float(solution.fun),
-        "grad_norm": float(np.linalg.norm(solution.jac)),
-        "iterations": int(solution.nit),
-        "seconds": seconds,
-    }
-
-
 # --- the methods --------------------------------------------------------------------------------
 
 
@@ -253,7 +199,7 @@ def train_and_evaluate(config, workdir):
 
 def _run(config, workdir, methods, first_order):
     x_np, t_np, num_outputs = load_problem(config)
-    reference = scipy_reference(config, x_np, t_np, num_outputs)
+    reference = problems.scipy_optimum(config.l2, x_np, t_np, num_outputs)
     x, t, l2 = jnp.asarray(x_np), jnp.asarray(t_np), jnp.asarray(config.l2)
     starts = initial_params(config, x_np.shape[1], num_outputs)
     theta_scipy = np.asarray(ravel_pytree(jax.tree.map(jnp.asarray, reference["params"]))[0])
@@ -352,20 +298,32 @@ def _run(config, workdir, methods, first_order):
     return headline
 
 
+def newton_ratios(e):
+    """e_{k+1}/e_k and e_{k+1}/e_k^2 per seed and k, NaN once e_k or e_{k+1} is at the rounding
+    floor 1e-13 max(1, max e); and that floor."""
+    floor = 1e-13 * max(1.0, float(np.nanmax(e)))
+    valid = (e[:, :-1] > floor) & (e[:, 1:] > floor)
+    previous = np.where(valid, e[:, :-1], 1.0)
+    return (
+        np.where(valid, e[:, 1:] / previous, np.nan),
+        np.where(valid, e[:, 1:] / previous**2, np.nan),
+        floor,
+    )
+
+
 def newton_table(report, errors, result, headline):
     """Seed 0's e_k with the ratios e_{k+1}/e_k (-> 0) and e_{k+1}/e_k^2 (bounded)."""
     e = errors[0]
     norms = np.asarray(result.grad_norm_history)[0]
-    floor = 1e-13 * max(1.0, float(np.nanmax(e)))
+    linear, squared, floor = newton_ratios(errors)
+    linear, squared = linear[0], squared[0]
     steps = int(result.num_iterations[0])
-    rows, quadratic, linears = [], [], []
-    for k in range(steps + 1):
-        linear = e[k + 1] / e[k] if e[k] > floor and e[k + 1] > floor else np.nan
-        squared = e[k + 1] / e[k] ** 2 if e[k] > floor and e[k + 1] > floor else np.nan
-        if np.isfinite(squared):
-            quadratic.append(squared)
-            linears.append(linear)
-        rows.append((k, f"{norms[k]:.3e}", f"{e[k]:.3e}", fmt(linear), fmt(squared)))
+    rows = [
+        (k, f"{norms[k]:.3e}", f"{e[k]:.3e}", fmt(linear[k]), fmt(squared[k]))
+        for k in range(steps + 1)
+    ]
+    kept = np.isfinite(squared[: steps + 1])
+    quadratic, linears = squared[: steps + 1][kept].tolist(), linear[: steps + 1][kept].tolist()
     report.text(
         "Newton's quadratic convergence (seed 0): e_k = ||theta_k - theta*||. The ratio "
         "e_{k+1}/e_k falls towards 0 and e_{k+1}/e_k^2 levels off at a constant C; a ratio is "
@@ -402,10 +360,7 @@ def convergence_figure(results, errors, config):
     )
     if "newton" in errors:
         e = errors["newton"]
-        floor = 1e-13 * max(1.0, float(np.nanmax(e)))
-        valid = (e[:, :-1] > floor) & (e[:, 1:] > floor)
-        linear = np.where(valid, e[:, 1:] / np.where(valid, e[:, :-1], 1.0), np.nan)
-        squared = np.where(valid, e[:, 1:] / np.where(valid, e[:, :-1], 1.0) ** 2, np.nan)
+        linear, squared, _ = newton_ratios(e)
         k = np.arange(e.shape[1] - 1)
         for seed in range(e.shape[0]):
             label = seed == 0

@@ -8,6 +8,7 @@ from jax.flatten_util import ravel_pytree
 
 from experiments import second_order as exp
 from lexicon import optim
+from lexicon.optim import problems
 from lexicon.rules import ConfigError
 
 
@@ -29,7 +30,7 @@ def random_problem(num_outputs, seed=0, n=9, d=4):
 def test_numpy_objective_matches_jax(x64, num_outputs):
     x, t, params = random_problem(num_outputs)
     l2 = 0.07
-    value, grad = exp.numpy_objective(flat(params, num_outputs), x, t, l2, num_outputs)
+    value, grad = problems.logistic_value_and_grad(flat(params, num_outputs), x, t, l2, num_outputs)
     jax_params = jax.tree.map(jnp.asarray, params)
     jax_value, jax_grad = jax.value_and_grad(exp.objective)(jax_params, x, t, l2)
     assert value == pytest.approx(float(jax_value), rel=1e-13)
@@ -63,7 +64,7 @@ def test_optim_minimize_on_the_objective_is_literal_gradient_descent(x64):
     )
     theta, losses, norms = flat(params, 1), [], []
     while True:
-        value, grad = exp.numpy_objective(theta, x, t, l2, 1)
+        value, grad = problems.logistic_value_and_grad(theta, x, t, l2, 1)
         losses.append(value)
         norms.append(np.linalg.norm(grad))
         if norms[-1] <= tol:
@@ -92,12 +93,12 @@ def test_optim_minimize_tests_nesterov_at_theta(x64):
         max_iter=steps,
     )
     theta, v = flat(params, 1), np.zeros(5)
-    expected = [exp.numpy_objective(theta, x, t, l2, 1)[0]]
+    expected = [problems.logistic_value_and_grad(theta, x, t, l2, 1)[0]]
     for _ in range(steps):
-        _, g = exp.numpy_objective(theta + alpha * v, x, t, l2, 1)
+        _, g = problems.logistic_value_and_grad(theta + alpha * v, x, t, l2, 1)
         v = alpha * v - eps * g
         theta = theta + v
-        expected.append(exp.numpy_objective(theta, x, t, l2, 1)[0])
+        expected.append(problems.logistic_value_and_grad(theta, x, t, l2, 1)[0])
     np.testing.assert_allclose(np.asarray(result.loss_history), expected, rtol=1e-11)
     np.testing.assert_allclose(flat(result.params, 1), theta, rtol=1e-10)
 
@@ -113,7 +114,7 @@ def test_newton_reaches_the_tolerance_within_15_iterations(x64):
     assert (iterations <= 15).all() and np.asarray(result.converged).all(), iterations
     norms = np.asarray(result.grad_norm_history)
     assert (norms[np.arange(config.seeds), iterations] <= config.tol).all()
-    reference = exp.scipy_reference(config, x, t, num_outputs)
+    reference = problems.scipy_optimum(config.l2, x, t, num_outputs)
     final = np.asarray(result.loss_history)[np.arange(config.seeds), iterations]
     np.testing.assert_allclose(final, reference["objective"], rtol=1e-12)
     theta = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(result.params))
