@@ -50,12 +50,13 @@ def get_config():
     config = train.defaults()
     config.seeds = 3
     config.epochs = 15  # epochs of the small (exact-likelihood) RBMs
-    config.batch_size = 50  # examples per CD update (the guide: 10 to 100)
+    config.batch_size = 20  # examples per CD update (the guide: 10 to 100)
     config.datasets = "mnist5k,digits"  # binarized at 0.5; the first also trains the large RBM
     config.methods = "cd1,cdk,pcd"  # cd1 | cdk (k Gibbs steps) | pcd (persistent chains, 1 step)
     config.k = 10  # Gibbs steps of CD-k
     config.small_hidden = 16  # hidden units of the exact-likelihood RBMs (<= 20)
-    config.lr = 0.05  # learning rate eps of the binary RBMs
+    config.lr = 0.02  # learning rate eps of the binary RBMs
+    config.lr_decay = "linear"  # linear (to 0 at the last update) | none
     config.weight_decay = 1e-4  # weight cost lambda on w (the guide's typical value)
     config.switch_epoch = 5  # momentum 0.5 before this epoch, 0.9 after (the guide)
     config.chains = 100  # PCD fantasy particles
@@ -77,6 +78,7 @@ RULES = {
     "k": Range(1, 1000),
     "small_hidden": Range(1, 20),
     "lr": positive(),
+    "lr_decay": Choice("linear", "none"),
     "weight_decay": nonnegative(),
     "switch_epoch": Range(0),
     "chains": Range(1, 100_000),
@@ -126,10 +128,16 @@ def _items(splits):
 # --- one RBM per method, trained through lexicon.train ------------------------------------------
 
 
-def method_task(config, method, x, hidden, *, exact, steps):
-    tx = rbm.practical_guide(
-        steps, config.lr, config.weight_decay, switch_epoch=config.switch_epoch
+def guide(config, lr, steps):
+    """Hinton's preset with ``lr``; with lr_decay=linear the rate falls to 0 at the end."""
+    decay = steps * config.epochs if config.lr_decay == "linear" else None
+    return rbm.practical_guide(
+        steps, lr, config.weight_decay, switch_epoch=config.switch_epoch, decay_steps=decay
     )
+
+
+def method_task(config, method, x, hidden, *, exact, steps):
+    tx = guide(config, config.lr, steps)
     return rbm.task(
         x.shape[1],
         hidden,
@@ -249,6 +257,11 @@ def large_part(config, name, splits, workdir, rep, figures):
         figures[f"{name}/large_{method}/test_log_likelihood_ais"] = Figure(
             ll, reference=reference, source=source
         )
+        if config.large_hidden <= 20:  # small enough to check AIS against the exact value
+            exact = jax.jit(jax.vmap(rbm.log_likelihood, (0, None)))(params, splits.test["x"])
+            figures[f"{name}/large_{method}/test_log_likelihood_exact"] = Figure(
+                np.asarray(exact).mean(1)
+            )
         upper = spread[:, 1] - log_z  # log(1 + 3 se / Z): finite, unlike the lower end
         rows.append(
             (
@@ -311,9 +324,7 @@ def gaussian_part(config, workdir, rep, figures):
     run = config.copy_and_resolve_references()
     run.epochs = config.gaussian_epochs
     steps = train.steps_per_epoch(run, len(x))
-    tx = rbm.practical_guide(
-        steps, config.gaussian_lr, config.weight_decay, switch_epoch=config.switch_epoch
-    )
+    tx = guide(run, config.gaussian_lr, steps)
     task = rbm.task(
         64, config.gaussian_hidden, tx, visible="gaussian", visible_bias=x.mean(0), exact=True
     )
@@ -348,8 +359,9 @@ def train_and_evaluate(config, workdir):
     rep = Report(workdir, "Restricted Boltzmann machines (document 001; AIS, PCD [add])")
     rep.text(
         f"Bernoulli RBMs on binarized images, trained by CD-1, CD-{config.k} and PCD with "
-        f"Hinton's guide: lr {config.lr}, momentum 0.5 then 0.9 after epoch "
-        f"{config.switch_epoch}, weight cost {config.weight_decay}, batch {config.batch_size}, "
+        f"Hinton's guide: lr {config.lr} (decay: {config.lr_decay}), momentum 0.5 then 0.9 "
+        f"after epoch {config.switch_epoch}, weight cost {config.weight_decay}, "
+        f"batch {config.batch_size}, "
         f"{config.chains} persistent chains; {config.seeds} seeds (seed s: the same initial "
         "RBM for every method)."
     )

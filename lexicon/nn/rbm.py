@@ -256,11 +256,16 @@ def practical_guide(
     weight_decay: float = 1e-4,
     momentum: tuple[float, float] = (0.5, 0.9),
     switch_epoch: int = 5,
+    decay_steps: int | None = None,
 ) -> optax.GradientTransformation:
     """The guide's preset: momentum 0.5 for the first ``switch_epoch`` epochs, then 0.9, a
     weight cost of 1e-4 on w, and a learning rate of 0.1 for binary units (the guide asks
-    for one or two orders of magnitude less with Gaussian visible units)."""
+    for one or two orders of magnitude less with Gaussian visible units). ``decay_steps``
+    lowers the learning rate linearly to 0 over that many updates [add] (as Tieleman 2008
+    does for PCD, whose persistent chains need a small step late in training)."""
     switch = switch_epoch * steps_per_epoch
+    if decay_steps:
+        learning_rate = optax.linear_schedule(learning_rate, 0.0, decay_steps)
 
     def alpha(count):
         return jnp.where(count < switch, momentum[0], momentum[1])

@@ -220,6 +220,11 @@ def test_sgd_momentum_is_hintons_update_and_optax_for_constant_momentum():
     # v_t = alpha v_(t-1) - 0.1: alpha 0.5 for the first 15 updates (5 epochs of 3), then 0.9.
     np.testing.assert_allclose(velocities[14], 0.5 * velocities[13] - 0.1, rtol=1e-6)
     np.testing.assert_allclose(velocities[15], 0.9 * velocities[14] - 0.1, rtol=1e-6)
+    decayed = rbm.practical_guide(steps_per_epoch=3, decay_steps=10)  # eps 0.1 (1 - t / 10)
+    state = decayed.init(params)
+    _, state = decayed.update(g, state, zero)
+    _, state = decayed.update(g, state, zero)
+    np.testing.assert_allclose(state.velocity["a"][0], 0.5 * -0.1 - 0.09, rtol=1e-6)
 
 
 def tiny_config(**changes):
