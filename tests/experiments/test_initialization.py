@@ -22,23 +22,25 @@ def small_config(**overrides):
 
 def test_kernel_variances_are_the_initializers_formulas():
     m, n, s = 64, 32, 0.05
-    assert exp.kernel_variance("zeros", m, n, s) == 0.0
-    assert exp.kernel_variance("small_normal", m, n, s) == s**2
+    assert initializers.kernel_variance("zeros", m, n, s) == 0.0
+    assert initializers.kernel_variance("small_normal", m, n, s) == s**2
     # U(-b, b) has variance b^2 / 3 with Glorot's bound b = sqrt(6 / (m + n)).
-    assert math.isclose(exp.kernel_variance("glorot_uniform", m, n, s), (6 / (m + n)) / 3)
-    assert exp.kernel_variance("he_normal", m, n, s) == 2 / m
+    assert math.isclose(initializers.kernel_variance("glorot_uniform", m, n, s), (6 / (m + n)) / 3)
+    assert initializers.kernel_variance("he_normal", m, n, s) == 2 / m
     # And the library's initializers draw with those variances (1% at 10^6 draws).
     key = jax.random.key(0)
     for name in ("glorot_uniform", "he_normal"):
         sample = np.asarray(initializers.get(name)(key, (1000, 1000)), np.float64)
-        assert sample.var() == pytest.approx(exp.kernel_variance(name, 1000, 1000, s), rel=0.01)
+        assert sample.var() == pytest.approx(
+            initializers.kernel_variance(name, 1000, 1000, s), rel=0.01
+        )
 
 
 def test_linear_gain_is_one_for_glorot_tanh_and_he_relu():
-    assert exp.linear_gain("glorot_uniform", "tanh", 64, 0.01) == pytest.approx(1.0)
-    assert exp.linear_gain("he_normal", "relu", 64, 0.01) == pytest.approx(1.0)
-    assert exp.linear_gain("glorot_uniform", "relu", 64, 0.01) == pytest.approx(0.5)
-    assert exp.linear_gain("small_normal", "tanh", 64, 0.01) == pytest.approx(64 * 1e-4)
+    assert initializers.linear_gain("glorot_uniform", "tanh", 64, 0.01) == pytest.approx(1.0)
+    assert initializers.linear_gain("he_normal", "relu", 64, 0.01) == pytest.approx(1.0)
+    assert initializers.linear_gain("glorot_uniform", "relu", 64, 0.01) == pytest.approx(0.5)
+    assert initializers.linear_gain("small_normal", "tanh", 64, 0.01) == pytest.approx(64 * 1e-4)
 
 
 def gaussian_expectation(g, q):
@@ -57,7 +59,7 @@ def test_gaussian_moments_against_quadrature(q):
         return max(z, 0.0)
 
     for activation, g in (("tanh", math.tanh), ("relu", relu)):
-        got_mean, got_second = exp.gaussian_moments(activation, np.array([q]))
+        got_mean, got_second = initializers.gaussian_moments(activation, np.array([q]))
         assert got_mean[0] == pytest.approx(gaussian_expectation(g, q), rel=1e-6, abs=1e-12)
         second = gaussian_expectation(lambda z, g=g: g(z) ** 2, q)
         assert got_second[0] == pytest.approx(second, rel=1e-6)
@@ -75,7 +77,7 @@ def test_mean_field_matches_a_wide_random_network(activation):
         w = rng.normal(scale=np.sqrt(variance), size=(h.shape[1], width))
         h = np.tanh(h @ w) if activation == "tanh" else np.maximum(h @ w, 0.0)
         measured.append(h.var())
-    predicted = exp.mean_field_variances(x, sigma2, width, activation)
+    predicted = initializers.mean_field_variances(x, sigma2, width, activation)
     np.testing.assert_allclose(measured, predicted, rtol=0.05)
 
 
