@@ -233,6 +233,13 @@ def nine_words(rep: Report, config, words, vectors, model: str) -> None:
     )
     names = ("gender", "royalty", "age")
     directions = np.stack([emb.direction(words, vectors, text.SECTIONS[f]) for f in names])
+    plane = emb.project(vectors[[index[w] for w in nine]], directions[:2])
+    rep.figure(
+        report.plot_scatter(plane, nine, xlabel="gender", ylabel="royalty", title=title),
+        "nine_words_gender_royalty",
+        "the nine words on the gender direction (mean of woman - man, girl - boy, ...) and the "
+        "royalty direction (mean of king - man, queen - woman, ...), orthonormalized",
+    )
     cos = emb.cosine_similarity(directions, directions)
     rep.table(
         ["direction", *names],

@@ -333,3 +333,11 @@ def table_against_onehot(table: dict = DOCUMENT_TABLE) -> dict:
         "candidates": len(candidates),
         "onehot_score": float(scores[i["queen"]]),
     }
+
+
+def project(vectors, directions) -> np.ndarray:
+    """Coordinates of the rows of ``vectors`` in the orthonormal basis that Gram-Schmidt makes
+    of ``directions`` (k, dim), in their order: the first axis is the first direction."""
+    basis, _ = np.linalg.qr(np.asarray(directions, np.float64).T)
+    signs = np.sign(np.sum(basis * np.asarray(directions, np.float64).T, axis=0))
+    return np.asarray(vectors, np.float64) @ (basis * signs)

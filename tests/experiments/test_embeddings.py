@@ -69,7 +69,7 @@ def test_tiny_run(tmp_path):
     assert set(lee) == {"ours", "gensim", "ours_vs_gensim"}
     text = (tmp_path / "report.md").read_text()
     assert "answered / skipped" in text and "ours - gensim" in text
-    for name in ("dense_cosines.png", "onehot_cosines.png", "nine_words_pca.png"):
+    for name in ("dense_cosines.png", "onehot_cosines.png", "nine_words_gender_royalty.png"):
         assert (tmp_path / name).exists(), name
     records = (tmp_path / "synthetic_skipgram" / "metrics.jsonl").read_text().splitlines()
     accuracy = [json.loads(r)["analogies/accuracy"] for r in records]

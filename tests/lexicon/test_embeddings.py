@@ -166,3 +166,16 @@ def test_gensim_reference_builds_the_same_vocabulary():
     )
     assert set(words) == set(text.Vocabulary.build(sentences, min_count=5).words)
     assert vectors.shape == (len(words), 10) and seconds > 0
+
+
+def test_project_on_factor_directions():
+    rng = np.random.default_rng(6)
+    d = rng.normal(size=(2, 5))
+    coords = emb.project(np.vstack([d, rng.normal(size=(3, 5))]), d)
+    np.testing.assert_allclose(coords[0], [np.linalg.norm(d[0]), 0], atol=1e-12)
+    second = d[1] - (d[1] @ d[0]) / (d[0] @ d[0]) * d[0]  # Gram-Schmidt by hand
+    np.testing.assert_allclose(coords[1, 1], np.linalg.norm(second), rtol=1e-12)
+    words = list(emb.DOCUMENT_TABLE)
+    table = np.asarray(list(emb.DOCUMENT_TABLE.values()), float)
+    gender = emb.direction(words, table, [("man", "woman"), ("king", "queen")])
+    np.testing.assert_allclose(gender, [1, 0, 0])
