@@ -266,11 +266,13 @@ def train_and_evaluate(config, workdir):
     rep.write()
 
     cond, free_m = runs["conditional"][1], runs["unconditional"][1]
+    d_gap = {n: r.final("train/d_real") - r.final("train/d_fake") for n, (r, _, _) in runs.items()}
     real_source = "the real training images against the same test set"
     return {
         "conditional": {
             "accuracy": Figure(cond["accuracy"], 0.8, ACCEPTANCE, claim="at_least"),
             "frechet": Figure(cond["frechet"], real_frechet, real_source, claim="at_least"),
+            "d_real_minus_d_fake": Figure(d_gap["conditional"]),
         },
         "unconditional": {
             "class_entropy": Figure(
@@ -278,6 +280,7 @@ def train_and_evaluate(config, workdir):
             ),
             "coverage": Figure(free_m["coverage"], 10.0, "all 10 classes", claim="at_most"),
             "frechet": Figure(free_m["frechet"], real_frechet, real_source, claim="at_least"),
+            "d_real_minus_d_fake": Figure(d_gap["unconditional"]),
         },
         "judge_test_accuracy": Figure(judge_accuracy),
     }

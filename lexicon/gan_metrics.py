@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
@@ -42,8 +44,9 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     (its imaginary round-off dropped)."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
-    root = scipy.linalg.sqrtm(cov1 @ cov2)
-    root = np.real(root)
+    with warnings.catch_warnings():  # a singular product (dead ReLU features) is fine here
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = np.real(scipy.linalg.sqrtm(cov1 @ cov2))
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1 + cov2 - 2 * root))
 
 

@@ -28,7 +28,9 @@ def test_tiny_run(tmp_path):
     at p_g = p_r is -2 log 2 by quadrature, by Monte Carlo with D*, and within 0.01 with the
     trained D; C(G) = -log 4 + 2 JSD; the minimax gradient is ~D(G(z)) times the other's."""
     config = experiment.get_config()
-    config.update(dict(seeds=1, epochs=2, steps_per_epoch=300, mc_samples=20_000, progress=False))
+    config.update(
+        dict(seeds=1, epochs=2, steps_per_epoch=300, lr=1e-2, mc_samples=20_000, progress=False)
+    )
     figures = experiment.train_and_evaluate(config, tmp_path)
     assert np.max(figures["d_max_error"].values) < 0.1
     for name in ("value_equal_quadrature", "value_equal_mc_d_star"):
