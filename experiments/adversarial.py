@@ -22,12 +22,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
 from lexicon import adversarial, cli, data, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Report, compare, held_against, mean_std, panels, plot_curves
 from lexicon.rules import Choice, ConfigError, Items, Range, check_batch_size, positive, widths
 
 MODES = ("standard", "adversarial")
@@ -166,26 +165,13 @@ def make_task(config, mode: str, model, example_input) -> train.Task:
 
 
 def plot_sweep(epsilons, sweeps, noise, train_epsilon):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colors = {"standard": "tab:blue", "adversarial": "tab:orange"}
-    for mode in MODES:
-        band(ax, epsilons, sweeps[mode], f"{mode} training, FGSM", marker="o", color=colors[mode])
-        band(
-            ax,
-            epsilons,
-            noise[mode],
-            f"{mode} training, random ±eps",
-            ls=":",
-            marker=".",
-            color=colors[mode],
-        )
+    runs = {f"{m} training, FGSM": (epsilons, sweeps[m]) for m in MODES}
+    runs.update({f"{m} training, random ±eps": (epsilons, noise[m]) for m in MODES})
+    fig = plot_curves(runs, xlabel="attack budget epsilon (L-inf, pixels in [0, 1])")
+    ax = fig.axes[0]
     ax.axvline(train_epsilon, color="k", ls="--", lw=1, label="training epsilon")
-    ax.set_xlabel("attack budget epsilon (L-inf, pixels in [0, 1])")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
+    ax.set(ylabel="test accuracy", ylim=(0, 1.02))
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -210,7 +196,8 @@ def plot_examples(x, y, shape, attacks: dict, epsilon):
     attacks: mode -> (x_adv, clean predictions, adversarial predictions) for these digits.
     """
     columns = len(x)
-    fig, axes = plt.subplots(5, columns, figsize=(1.25 * columns, 7.2), squeeze=False)
+    fig, flat = panels(5 * columns, columns, size=(1.25, 1.44))
+    axes = np.asarray(flat).reshape(5, columns)
     rows = [("clean", x, None)]
     for mode, (x_adv, _, predicted) in attacks.items():
         rows.append((f"{mode}:\nperturbation", x_adv - x, None))
@@ -229,10 +216,9 @@ def plot_examples(x, y, shape, attacks: dict, epsilon):
             elif predicted is not None:
                 color = "green" if predicted[c] == y[c] else "red"
                 ax.set_title(f"pred {predicted[c]}", fontsize=8, color=color)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
+            ax.grid(False)
         axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -287,31 +273,24 @@ def train_and_evaluate(config, workdir):
         mode: results[mode].final("test/fgsm_accuracy") for mode in MODES
     }  # FGSM at the training epsilon, from the last evaluation
 
-    gain = at_train["adversarial"].mean() - at_train["standard"].mean()
-    noise_level = max(at_train["adversarial"].std(), at_train["standard"].std())
-    holds = gain > noise_level
+    # The two models of a seed share their initialization and minibatches: paired seeds.
+    gain = compare(at_train["adversarial"], at_train["standard"], paired=True,
+                   names=("adversarial training", "standard training"))  # fmt: skip
     verdict = (
-        f"At the training budget epsilon = {config.epsilon}, adversarial training "
-        f"{'raises' if gain > 0 else 'lowers'} the test accuracy under FGSM from "
-        f"{at_train['standard'].mean():.3f} to {at_train['adversarial'].mean():.3f} (by "
-        f"{gain:+.3f}; seed-to-seed std {noise_level:.3f}): the result of Goodfellow et al. "
-        f"(2015) {'holds' if holds else 'does not hold'} here. Clean test accuracy goes from "
-        f"{clean['standard'].mean():.3f} to {clean['adversarial'].mean():.3f}."
+        f"Accuracy under FGSM at the training budget epsilon = {config.epsilon}: "
+        f"{gain.sentence}. The result of Goodfellow et al. (2015) "
+        f"{'holds' if gain.holds else 'is not established'} here. Clean test accuracy goes "
+        f"from {clean['standard'].mean():.3f} to {clean['adversarial'].mean():.3f}."
     )
     trained = [i for i, e in enumerate(epsilons) if np.isclose(e, config.epsilon)]
     if trained:
         random_acc = noise["standard"][:, trained[0]]
-        direction_matters = random_acc.mean() - at_train["standard"].mean() > max(
-            random_acc.std(), at_train["standard"].std()
-        )
+        direction = compare(random_acc, at_train["standard"], paired=True,
+                            names=("random ±epsilon", "FGSM"))  # fmt: skip
         verdict += (
-            f" Random ±epsilon noise of the same size leaves the standard model at "
-            f"{random_acc.mean():.3f}"
-            + (
-                ": the direction of the change fools it, not its size."
-                if direction_matters
-                else ", no better than under FGSM at this budget."
-            )
+            f" Accuracy of the standard model under random ±epsilon noise of the same size "
+            f"against FGSM: {direction.sentence}"
+            + (": the direction of the change fools it, not its size." if direction.holds else ".")
         )
 
     report = Report(workdir, "FGSM adversarial examples and adversarial training")
@@ -385,12 +364,11 @@ def train_and_evaluate(config, workdir):
         # under FGSM at the training budget, from the last evaluation
         "fgsm_accuracy": {
             "standard": at_train["standard"],
-            "adversarial": Figure(
+            "adversarial": held_against(  # 'above' is the report's 'holds'
                 at_train["adversarial"],
-                reference=float(at_train["standard"].mean()),
-                source="standard training; Goodfellow et al. 2015: adversarial training "
-                "raises it",
-                tolerance=float(noise_level),  # 'above' is the report's 'holds'
+                at_train["standard"],
+                gain,
+                "standard training; Goodfellow et al. 2015: adversarial training raises it",
             ),
         },
     }

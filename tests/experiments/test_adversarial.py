@@ -131,10 +131,14 @@ def test_experiment_end_to_end(tmp_path):
         assert abs(sweep[0.0][column] - np.mean(clean)) <= 1e-4
         assert abs(sweep[0.1][column] - np.mean(attacked[mode])) <= 1e-4
         assert sweep[0.3][column] <= sweep[0.1][column] + 1e-4 <= sweep[0.0][column] + 2e-4
-    # adversarial training is held against the standard model, 'above' when the report says
-    # the result holds; random signs of the same size hurt the standard model less than FGSM.
+    # Three epochs already make adversarial training the more robust model on every seed
+    # (observed 0.370 and 0.351 against 0.309 and 0.315), and the report's paired comparison
+    # counts both seeds; with 2 seeds its t-interval is too wide to call it established, and
+    # the figure's verdict follows the interval.
     assert gain.reference == pytest.approx(np.mean(attacked["standard"]))
-    assert (gain.verdict() == "above") == ("holds here" in report)
+    assert np.all(gain.values > attacked["standard"] + 0.02)
+    assert "adversarial training better in 2/2 paired seeds" in report
+    assert gain.verdict() == "matches" and "is not established here" in report
     random_signs = results["random_sign_accuracy"]["standard"]
     assert abs(sweep[0.1][2] - np.mean(random_signs)) <= 1e-4
     assert np.mean(random_signs) > np.mean(attacked["standard"])
