@@ -30,7 +30,7 @@ from lexicon import embeddings as emb
 from lexicon.data import text
 from lexicon.nn import word2vec
 from lexicon.report import Figure, Report, compare, mean_std
-from lexicon.rules import Choice, Names, Range, nonnegative, positive
+from lexicon.rules import Choice, ConfigError, Names, Range, nonnegative, positive
 
 PARTS = ("table", "synthetic", "real", "items")
 # gensim 4.4's Word2Vec on the Shakespeare corpus with these defaults, as issue 17 measured
@@ -92,19 +92,15 @@ RULES = {
 }
 
 
+def check_config(config):
+    if config.min_alpha > config.alpha:
+        raise ConfigError(f"config.min_alpha={config.min_alpha} exceeds alpha={config.alpha}")
+
+
 def settings(config, model: str, **changes) -> word2vec.Settings:
-    base = dict(
-        model=model,
-        dim=config.dim,
-        window=config.window,
-        negative=config.negative,
-        sample=config.sample,
-        alpha=config.alpha,
-        min_alpha=config.min_alpha,
-        epochs=config.epochs,
-        batch=config.batch_size,
-    )
-    return word2vec.Settings(**{**base, **changes})
+    keys = ("dim", "window", "negative", "sample", "alpha", "min_alpha", "epochs")
+    base = {k: config[k] for k in keys}
+    return word2vec.Settings(model=model, batch=config.batch_size, **{**base, **changes})
 
 
 def fit(config, run: word2vec.Settings, corpus, counts, workdir, eval_splits=None, evaluate=None):

@@ -39,6 +39,7 @@ def test_bad_input_stops_with_one_line(capsys):
         ("--config.models=glove", "skipgram"),
         ("--config.parts=table,poems", "synthetic"),
         ("--config.synthetic_objective=hierarchical", "softmax"),
+        ("--config.min_alpha=0.5", "exceeds alpha"),
     ):
         with pytest.raises(SystemExit) as stop:
             cli.run(
