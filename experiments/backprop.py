@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import cli, data, train
+from lexicon import baselines, cli, data, train
 from lexicon.report import Figure, Report, mean_std
 from lexicon.rules import Choice, check_batch_size, positive, widths
 
@@ -155,16 +155,7 @@ def gradient_check(config, splits, num_classes, num_nets: int = 5):
 
 def reference_accuracy(config, splits) -> float:
     """scikit-learn's MLPClassifier with the same hidden sigmoid layers, on the same split."""
-    from sklearn.neural_network import MLPClassifier
-
-    model = MLPClassifier(
-        hidden_layer_sizes=tuple(config.hidden),
-        activation="logistic",
-        max_iter=2000,
-        random_state=0,
-    )
-    model.fit(splits.train["x"], splits.train["y"])
-    return float(model.score(splits.test["x"], splits.test["y"]))
+    return baselines.mlp_classifier(splits.train, splits.test, config.hidden, activation="logistic")
 
 
 def train_and_evaluate(config, workdir):
@@ -211,12 +202,8 @@ def train_and_evaluate(config, workdir):
             source="scikit-learn MLPClassifier, same layers",
             tolerance=0.01,  # the claim: within a point of scikit-learn
         ),
-        "max_grad_diff": Figure(
-            worst.max(),
-            reference=0.0,
-            source="jax.grad",
-            tolerance=1e-6,  # equal up to float32 rounding
-        ),
+        # equal up to float32 rounding
+        "max_grad_diff": Figure(worst.max(), reference=0.0, source="jax.grad", tolerance=1e-6),
     }
 
 

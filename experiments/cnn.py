@@ -32,10 +32,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from lexicon import cli, data, train
+from lexicon import baselines, cli, data, train
+from lexicon.bench import median_time
 from lexicon.nn.cnn import CNN1D, MultiStream, ResNetSmall, VGGSmall, lenet5_for
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Figure, Report, mean_std, plot_curves
 from lexicon.rules import Choice, ConfigError, Names, Range, check_batch_size, positive, widths
 
 IMAGE_MODELS = ("mlp", "lenet5", "vgg", "resnet", "multistream")
@@ -185,28 +186,15 @@ def step_time_ms(task, state, split: dict, config) -> float:
     seeds = np.arange(config.seed, config.seed + config.seeds)
     keys = jax.vmap(lambda s: train.stream(s, "step"))(seeds)
     step = jax.jit(jax.vmap(task.make_step(None), in_axes=(0, None, 0)))
-    jax.block_until_ready(step(state, batch, keys))  # compile and warm up
-    times = []
-    for _ in range(config.timing_repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(step(state, batch, keys))
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
+    seconds = median_time(
+        lambda: jax.block_until_ready(step(state, batch, keys)), config.timing_repeats
+    )
+    return 1000.0 * seconds
 
 
 def logistic_reference(splits) -> float:
     """Test accuracy of scikit-learn's logistic regression on the flattened inputs."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    flat = {
-        k: s["x"].reshape(len(s["x"]), -1)
-        for k, s in (("train", splits.train), ("test", splits.test))
-    }
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    model.fit(flat["train"], splits.train["y"])
-    return float(model.score(flat["test"], splits.test["y"]))
+    return baselines.logistic_regression(splits.train, splits.test, standardize=True)
 
 
 def train_model(name, config, splits, workdir) -> dict:
@@ -240,12 +228,8 @@ def published(dataset: str, model: str) -> str:
 def figures(report: Report, runs: dict[str, list[dict]]) -> None:
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
     for ax, (dataset, rows) in zip(axes[0], runs.items()):
-        for row in rows:
-            band(ax, row["epochs"], row["curve"], row["model"])
-        ax.set_title(dataset)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
+        curves = {row["model"]: (row["epochs"], row["curve"]) for row in rows}
+        plot_curves(curves, ylabel="test accuracy", title=dataset, ax=ax)
         ax.legend()
     fig.tight_layout()
     report.figure(fig, "curves", "test accuracy per epoch: seed mean with a ±1 std band")
@@ -303,30 +287,15 @@ def train_and_evaluate(config, workdir):
     )
     rows = []
     for dataset, results in runs.items():
-        for r in results:
-            rows.append(
-                (
-                    dataset,
-                    r["model"],
-                    f"{r['params']:,}",
-                    mean_std(r["test_accuracy"]),
-                    published(dataset, r["model"]),
-                    f"{r['step_ms']:.2f}",
-                    f"{r['wall_s']:.1f}",
-                )
-            )
+        rows += [
+            (dataset, r["model"], f"{r['params']:,}", mean_std(r["test_accuracy"]),
+             published(dataset, r["model"]), f"{r['step_ms']:.2f}", f"{r['wall_s']:.1f}")
+            for r in results
+        ]  # fmt: skip
         if references[dataset] is not None:
-            rows.append(
-                (
-                    dataset,
-                    "logistic regression (scikit-learn, this run)",
-                    "",
-                    f"{references[dataset]:.4f}",
-                    published(dataset, "logistic regression"),
-                    "",
-                    "",
-                )
-            )
+            rows.append((dataset, "logistic regression (scikit-learn, this run)", "",
+                         f"{references[dataset]:.4f}", published(dataset, "logistic regression"),
+                         "", ""))  # fmt: skip
     report.table(
         [
             "dataset",
