@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from experiments import likelihood
 from experiments import losses as experiment
 from lexicon.rules import ConfigError, check
 
@@ -44,7 +45,7 @@ def test_softmax_cross_entropy_is_the_literal_formula(x64, logits_and_labels):
     z, y = logits_and_labels
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     literal = -np.mean(np.log(p[np.arange(len(y)), y]))
-    ours = experiment.softmax_cross_entropy(jnp.asarray(z), jnp.asarray(y))
+    ours = experiment.CLASSIFIERS["softmax + cross-entropy"](jnp.asarray(z), jnp.asarray(y))
     np.testing.assert_allclose(ours, literal, rtol=1e-12)
 
 
@@ -84,14 +85,14 @@ def test_gaussian_nll_is_scipy_norm(x64):
     predictions, targets = rng.normal(size=30), rng.normal(size=30)
     log_sigma = np.log(0.7)
     reference = -np.mean(scipy.stats.norm.logpdf(targets, loc=predictions, scale=0.7))
-    ours = experiment.gaussian_nll(jnp.asarray(predictions), jnp.asarray(targets), log_sigma)
+    ours = likelihood.gaussian_nll(jnp.asarray(predictions), jnp.asarray(targets), log_sigma)
     np.testing.assert_allclose(ours, reference, rtol=1e-12)
 
 
 def test_polynomial_features_are_vandermonde(x64):
     x = np.linspace(-1, 1, 9)
     np.testing.assert_allclose(
-        experiment.polynomial_features(jnp.asarray(x), 3), np.vander(x, 4, increasing=True)
+        likelihood.polynomial_features(jnp.asarray(x), 3), np.vander(x, 4, increasing=True)
     )
 
 
@@ -104,20 +105,17 @@ def test_steps_to_target():
     np.testing.assert_array_equal(experiment.steps_to_target(history, 0.9), [20, 10, np.nan])
 
 
-def test_speed_verdict_reads_the_steps():
+def test_speed_verdict_is_the_paired_comparison_of_mean_accuracy():
     mse, ce = "sigmoid outputs + MSE", "sigmoid outputs + cross-entropy"
-    assert "holds here" in experiment.speed_verdict(
-        {mse: np.array([50.0, np.nan]), ce: np.array([20.0, 30.0])}, 2
-    )
-    assert "2.5 times as many steps" in experiment.speed_verdict(
-        {mse: np.array([50.0, 100.0]), ce: np.array([20.0, 40.0])}, 2
-    )
-    assert "does not hold" in experiment.speed_verdict(
-        {mse: np.array([10.0, 20.0]), ce: np.array([20.0, np.nan])}, 2
-    )
-    assert "cannot be decided" in experiment.speed_verdict(
-        {mse: np.array([np.nan]), ce: np.array([np.nan])}, 1
-    )
+    steps = {mse: np.array([50.0, 100.0, 80.0]), ce: np.array([20.0, 40.0, 30.0])}
+    faster = {mse: np.array([0.5, 0.6, 0.55]), ce: np.array([0.8, 0.85, 0.86])}
+    text = experiment.speed_verdict(steps, faster)
+    assert "faster than MSE holds here" in text and "CE is higher than MSE" in text
+    assert "2.6 times as many steps" in text
+    steps[mse][0] = np.nan  # never reached: no ratio
+    text = experiment.speed_verdict(steps, {mse: faster[ce], ce: faster[mse]})
+    assert "is not established here" in text and "the opposite holds" in text
+    assert "times as many" not in text
 
 
 def test_rules_refuse_bad_values():
@@ -132,7 +130,7 @@ def test_regression_fits_reach_least_squares(tmp_path):
     config.seeds = 2
     config.progress = False
     config.regression_steps = 600
-    regression = experiment.run_regression(config, pathlib.Path(tmp_path))
+    regression = likelihood.run_regression(config, pathlib.Path(tmp_path))
     for result in regression["fits"].values():
         w = np.asarray(result.state.params["w"], np.float64)
         np.testing.assert_allclose(
@@ -162,11 +160,15 @@ def test_experiment_end_to_end(scale, tmp_path):
     assert results["gradient_error"].verdict() == "matches"
     saturated = results["saturated_gradient"]  # dE/dz at z = -10, t = 1
     assert abs(saturated["mse"]) < 1e-4 and saturated["cross_entropy"] == pytest.approx(-1, 1e-3)
-    assert set(results["test_accuracy"]) == set(results["steps_to_target"]) == {
-        "sigmoid_mse",
-        "sigmoid_ce",
-        "softmax_ce",
-    }
+    assert (
+        set(results["test_accuracy"])
+        == set(results["steps_to_target"])
+        == {
+            "sigmoid_mse",
+            "sigmoid_ce",
+            "softmax_ce",
+        }
+    )
     accuracy = results["test_accuracy"]
     for name, values in accuracy.items():
         assert values.shape == (config.seeds,) and np.all(values > 0.2), name  # chance: 0.1
