@@ -18,12 +18,19 @@ deep and shallow constructions are evaluated next to them.
 from __future__ import annotations
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 
+from experiments import sawtooth as sawtooth_study
+from experiments.sawtooth import (
+    count_parameters,
+    deep_construction,
+    exact_sizes,
+    relu_net,
+    sawtooth,
+    shallow_construction,
+)
 from lexicon import cli, losses, optim, train
-from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import ConfigError, Range, check_batch_size, positive
 
 NOTHING_LEARNED_MSE = 1.0 / 12.0  # T^k maps U(0, 1) to U(0, 1), whose variance is 1/12
@@ -67,7 +74,7 @@ RULES = {
     "svr_eps_max": positive(),
     "num_svr": Range(1, 50),
     "svr_train": Range(2, 100_000),
-    "max_k": Range(1, 16),
+    **sawtooth_study.RULES,
     "solved_mse": positive(),
 }
 
@@ -88,68 +95,6 @@ def check_config(config):
 
 
 # --- the target and its exact constructions ---------------------------------------------------
-
-
-def triangle(x):
-    """T(x) = 2x for x < 1/2 and 2 - 2x for x >= 1/2 (maps [0, 1] onto [0, 1])."""
-    return np.where(x < 0.5, 2 * x, 2 - 2 * x)
-
-
-def sawtooth(x, k: int):
-    """T^k(x) = T(T(... T(x))), k times: 2^(k-1) teeth, 2^k linear pieces on [0, 1]."""
-    for _ in range(k):
-        x = triangle(x)
-    return x
-
-
-def relu_net(features) -> MLP:
-    """The fully connected ReLU net used everywhere here, with one linear output."""
-    return MLP(features=[*features, 1], activation="relu")
-
-
-def deep_construction(k: int):
-    """(model, params) of the k-layer, width-2 ReLU net computing T^k exactly on [0, 1].
-
-    Each hidden layer holds u = relu(y) and v = relu(y - 1/2) of its input y, so that
-    T(y) = 2u - 4v; the next layer reads y = 2u - 4v through its kernel, and the output layer
-    returns 2u - 4v of the last one. 6k + 1 parameters.
-    """
-    layer = {"bias": np.array([0.0, -0.5], np.float32)}
-    params = {"Dense_0": {**layer, "kernel": np.array([[1.0, 1.0]], np.float32)}}
-    for i in range(1, k):
-        params[f"Dense_{i}"] = {**layer, "kernel": np.array([[2.0, 2.0], [-4.0, -4.0]], np.float32)}
-    params[f"Dense_{k}"] = {
-        "kernel": np.array([[2.0], [-4.0]], np.float32),
-        "bias": np.zeros(1, np.float32),
-    }
-    return relu_net([2] * k), params
-
-
-def shallow_construction(k: int):
-    """(model, params) of the one-hidden-layer ReLU net computing T^k exactly on [0, 1].
-
-    f(x) = 2^k relu(x) + sum_{j=1}^{2^k - 1} c_j relu(x - j / 2^k) with c_j = (-1)^j 2^(k+1):
-    the slope starts at 2^k and flips sign at every breakpoint j / 2^k. 2^k units,
-    3 * 2^k + 1 parameters.
-    """
-    units = 2**k
-    j = np.arange(units)
-    coefficients = np.where(j == 0, 2.0**k, (-1.0) ** j * 2.0 ** (k + 1))
-    params = {
-        "Dense_0": {
-            "kernel": np.ones((1, units), np.float32),
-            "bias": (-j / units).astype(np.float32),
-        },
-        "Dense_1": {
-            "kernel": coefficients[:, None].astype(np.float32),
-            "bias": np.zeros(1, np.float32),
-        },
-    }
-    return relu_net([units]), params
-
-
-def count_parameters(params) -> int:
-    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
 
 
 def mlp_parameters(widths) -> int:
@@ -267,136 +212,51 @@ def fit_net(config, workdir, name, widths, data_split, test):
 # --- report ------------------------------------------------------------------------------------
 
 
-def exact_sizes(max_k: int):
-    """For k = 1..max_k: parameters of both constructions and their largest error on a grid
-    of 2^(k+2) + 1 points plus 1000 random points, in float64 NumPy (literal forward pass)."""
-    rows = []
-    rng = np.random.default_rng(0)
-    for k in range(1, max_k + 1):
-        x = np.concatenate([np.linspace(0, 1, 2 ** (k + 2) + 1), rng.uniform(size=1000)])[:, None]
-        errors = []
-        for build in (deep_construction, shallow_construction):
-            _, params = build(k)
-            errors.append(np.max(np.abs(numpy_forward(params, x)[:, 0] - sawtooth(x[:, 0], k))))
-        rows.append(
-            {
-                "k": k,
-                "deep": count_parameters(deep_construction(k)[1]),
-                "shallow": count_parameters(shallow_construction(k)[1]),
-                "shallow_lower_bound": 3 * (2**k - 1) + 1,
-                "deep_error": errors[0],
-                "shallow_error": errors[1],
-            }
-        )
-    return rows
-
-
-def numpy_forward(params, x):
-    """relu(... relu(x W_0 + b_0) ...) W_L + b_L in float64."""
-    h = np.asarray(x, np.float64)
-    layers = [params[f"Dense_{i}"] for i in range(len(params))]
-    for layer in layers[:-1]:
-        h = np.maximum(h @ layer["kernel"].astype(np.float64) + layer["bias"], 0.0)
-    return h @ layers[-1]["kernel"].astype(np.float64) + layers[-1]["bias"]
-
-
 FLOOR = 1e-7  # where an exact zero error is drawn on the log axis
 
 
 def plot_results(config, shallow, deep, svr, exact, sizes, test):
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    fig, axes = panels(3, size=(5.7, 4.6))
     ax = axes[0]
-    for runs, label, colour in (
-        (shallow, "shallow (1 layer), trained", "C0"),
-        (deep, f"deep ({len(deep[0]['widths'])} layers), trained", "C3"),
-    ):
-        x = [r["parameters"] for r in runs]
-        band(ax, x, np.stack([r["mse"] for r in runs], axis=1), label, color=colour, marker="o")
-    ax.plot(
-        [r["parameters"] for r in svr],
-        [r["mse"] for r in svr],
-        "s-",
-        color="C2",
-        label="kernel machine (RBF SVR)",
-    )
-    for key, marker, label in (
-        ("deep", "*", "deep construction"),
-        ("shallow", "P", "shallow construction"),
-    ):
-        ax.plot(
-            exact[key]["parameters"],
-            max(exact[key]["mse"], FLOOR),
-            marker,
-            color="k",
-            markersize=13,
-            label=f"{label} (hand-set), MSE {exact[key]['mse']:.1g}",
-        )
+    trained = {
+        "shallow (1 layer), trained": shallow,
+        f"deep ({len(deep[0]['widths'])} layers), trained": deep,
+    }
+    runs = {
+        k: ([r["parameters"] for r in v], np.stack([r["mse"] for r in v], 1))
+        for k, v in trained.items()
+    }
+    plot_curves(runs, xlabel="parameters", ylabel="test MSE", ax=ax, log_y=True)
+    ax.plot([r["parameters"] for r in svr], [r["mse"] for r in svr], "s-", color="C2",
+            label="kernel machine (RBF SVR)")  # fmt: skip
+    for key, marker in (("deep", "*"), ("shallow", "P")):
+        label = f"{key} construction (hand-set), MSE {exact[key]['mse']:.1g}"
+        ax.plot(exact[key]["parameters"], max(exact[key]["mse"], FLOOR), marker, color="k",
+                markersize=13, label=label)  # fmt: skip
     ax.axhline(NOTHING_LEARNED_MSE, color="gray", ls="--", lw=1, label="predicting the mean (1/12)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test MSE")
-    ax.set_title(f"fitting the sawtooth T^{config.k}")
-    ax.grid(alpha=0.3)
+    ax.set(xscale="log", title=f"fitting the sawtooth T^{config.k}")
     ax.legend(fontsize=7)
-
-    ax = axes[1]
-    ks = [r["k"] for r in sizes]
-    ax.plot(ks, [r["deep"] for r in sizes], "*-", color="C3", label="deep construction, 6k + 1")
-    ax.plot(
-        ks, [r["shallow"] for r in sizes], "P-", color="C0", label="shallow construction, 3 2^k + 1"
-    )
-    ax.plot(
-        ks,
-        [r["shallow_lower_bound"] for r in sizes],
-        ":",
-        color="C0",
-        label="any shallow net: >= 3 (2^k - 1) + 1",
-    )
-    ax.set_yscale("log")
-    ax.set_xlabel("k (compositions of the triangle map)")
-    ax.set_ylabel("parameters for an exact fit")
-    ax.set_title("exact representation of T^k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
-    ax = axes[2]
-    grid = test["x"][:, 0]
+    sawtooth_study.plot_sizes(axes[1], sizes)
+    ax, grid = axes[2], test["x"][:, 0]
     ax.plot(grid, test["y"][:, 0], color="k", lw=2, label=f"T^{config.k}")
-    ax.plot(
-        grid,
-        shallow[-1]["prediction"],
-        color="C0",
-        lw=1,
-        label=f"shallow, {shallow[-1]['parameters']} params (seed 0)",
-    )
-    ax.plot(
-        grid,
-        deep[-1]["prediction"],
-        color="C3",
-        lw=1,
-        label=f"deep, {deep[-1]['parameters']} params (seed 0)",
-    )
     best_svr = min(svr, key=lambda r: r["mse"])
-    ax.plot(
-        grid,
-        best_svr["prediction"],
-        color="C2",
-        lw=1,
-        label=f"SVR, {best_svr['parameters']} params",
-    )
-    ax.set_xlabel("x")
-    ax.set_title("fitted functions (largest budget)")
+    for name, r, colour in (("shallow", shallow[-1], "C0"), ("deep", deep[-1], "C3"),
+                            ("SVR", best_svr, "C2")):  # fmt: skip
+        seed = " (seed 0)" if name != "SVR" else ""
+        ax.plot(
+            grid,
+            r["prediction"],
+            color=colour,
+            lw=1,
+            label=f"{name}, {r['parameters']} params{seed}",
+        )
+    ax.set(xlabel="x", title="fitted functions (largest budget)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
 def train_and_evaluate(config, workdir):
-    if config.svr_eps_max < config.svr_eps_min:
-        raise ConfigError(
-            f"config.svr_eps_max={config.svr_eps_max} is below svr_eps_min={config.svr_eps_min}"
-        )
+    check_config(config)
     depth = config.deep_depth or config.k
     data_split, test = make_data(config)
 
@@ -447,70 +307,43 @@ def train_and_evaluate(config, workdir):
         "left: test MSE vs parameters (trained nets: seed mean ± std); middle: parameters of "
         "the exact constructions vs k; right: fitted functions",
     )
+    rows = [
+        (f"{name} {'x'.join(map(str, r['widths']))}", r["parameters"], mean_std(r["mse"], 5))
+        + (f"{np.min(r['mse']):.2e}",)
+        for pair in zip(shallow, deep)
+        for name, r in zip(("shallow", "deep"), pair)
+    ]
+    rows += [
+        (f"SVR, epsilon {r['epsilon']:.3g} ({r['support_vectors']} support vectors)",)
+        + (r["parameters"], f"{r['mse']:.5f}", "")
+        for r in svr
+    ]
+    rows += [
+        (f"hand-set {key} construction", exact[key]["parameters"], f"{exact[key]['mse']:.1e}", "")
+        for key in ("deep", "shallow")
+    ]
     report.table(
         ["model", "parameters", "test MSE", "best seed"],
-        [
-            (
-                f"{name} {'x'.join(map(str, r['widths']))}",
-                r["parameters"],
-                mean_std(r["mse"], 5),
-                f"{np.min(r['mse']):.2e}",
-            )
-            for pair in zip(shallow, deep)
-            for name, r in zip(("shallow", "deep"), pair)
-        ]
-        + [
-            (
-                f"SVR, epsilon {r['epsilon']:.3g} ({r['support_vectors']} support vectors)",
-                r["parameters"],
-                f"{r['mse']:.5f}",
-                "",
-            )
-            for r in svr
-        ]
-        + [
-            (
-                f"hand-set {key} construction",
-                exact[key]["parameters"],
-                f"{exact[key]['mse']:.1e}",
-                "",
-            )
-            for key in ("deep", "shallow")
-        ],
+        rows,
         caption=f"Test MSE on T^{config.k} (trained nets: mean ± std over seeds)",
     )
-    report.table(
-        [
-            "k",
-            "deep construction: parameters",
-            "max error",
-            "shallow construction: parameters",
-            "max error",
-            "shallow lower bound",
-        ],
-        [
-            (
-                r["k"],
-                r["deep"],
-                f"{r['deep_error']:.1e}",
-                r["shallow"],
-                f"{r['shallow_error']:.1e}",
-                r["shallow_lower_bound"],
-            )
-            for r in sizes
-        ],
-        caption="Exact constructions, checked in float64 on a fine grid plus random points",
-    )
+    sawtooth_study.sizes_table(report, sizes)
+    # Deep and shallow nets of a seed share the data order but not their initialization.
+    judged = [
+        compare(d["mse"], s["mse"], paired=False, higher_is_better=False, names=("deep", "shallow"))
+        for s, d in zip(shallow, deep)
+    ]
     wins = sum(np.mean(d["mse"]) < np.mean(s["mse"]) for s, d in zip(shallow, deep))
     best = {
-        name: min(np.mean(r["mse"]) for r in runs)
-        for name, runs in (("shallow", shallow), ("deep", deep))
+        n: min(np.mean(r["mse"]) for r in runs)
+        for n, runs in (("shallow", shallow), ("deep", deep))
     }
     summary_text = (
         f"The hand-set deep net computes T^{config.k} with {exact['deep']['parameters']} "
         f"parameters (test MSE {exact['deep']['mse']:.1g}); the shallow construction needs "
         f"{exact['shallow']['parameters']}. Trained deep nets have the lower mean test MSE at "
-        f"{wins} of {len(shallow)} matched budgets. Best mean test MSE: shallow "
+        f"{wins} of {len(shallow)} matched budgets, and a lower MSE across seeds (Welch "
+        f"interval below 0) at {sum(c.holds for c in judged)}. Best mean test MSE: shallow "
         f"{best['shallow']:.2e}, deep {best['deep']:.2e}, SVR {min(r['mse'] for r in svr):.2e}."
     )
     closest = min(best.values())
@@ -522,7 +355,8 @@ def train_and_evaluate(config, workdir):
         )
     else:
         summary_text += f" Trained nets reach MSE {closest:.2e}, below {config.solved_mse:g}."
-    report.text(summary_text)
+    budgets = [f"- {s['parameters']} parameters: {c.sentence}" for s, c in zip(shallow, judged)]
+    report.text(summary_text + "\n\n" + "\n".join(budgets))
     report.write()
     figures = {}
     for key in ("deep", "shallow"):
@@ -536,7 +370,8 @@ def train_and_evaluate(config, workdir):
     for name, runs in (("shallow", shallow), ("deep", deep)):
         # per-seed test MSE of the budget with the lowest seed mean
         figures[f"best_{name}_mse"] = min((r["mse"] for r in runs), key=np.mean)
-    figures["deep_wins"] = int(wins)  # budgets (of num_widths) where deep beats shallow
+    figures["deep_wins"] = int(wins)  # budgets (of num_widths) where deep's mean is lower
+    figures["deep_wins_across_seeds"] = sum(c.holds for c in judged)  # by report.compare
     figures["best_svr_mse"] = min(r["mse"] for r in svr)
     return figures
 

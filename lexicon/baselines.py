@@ -29,29 +29,11 @@ def logistic_regression(train: dict, test: dict, *, standardize: bool = False, s
     return float(model.score(_flat(test["x"]), test["y"]))
 
 
-def mlp_classifier(
-    train: dict,
-    test: dict,
-    hidden: Sequence[int],
-    *,
-    activation: str = "relu",
-    solver: str = "adam",
-    seed: int = 0,
-    max_iter: int = 2000,
-    **options,
-) -> float:
+def mlp_classifier(train: dict, test: dict, hidden: Sequence[int], **options) -> float:
     """scikit-learn's MLPClassifier with the given hidden layers (activation: relu, tanh,
-    logistic or identity)."""
-    return mlp_scores(
-        train,
-        {"test": test},
-        hidden,
-        activation=activation,
-        solver=solver,
-        seed=seed,
-        max_iter=max_iter,
-        **options,
-    )["test"]
+    logistic or identity; solver adam by default, seed 0, max_iter 2000; the options of
+    :func:`mlp_scores`): its test accuracy."""
+    return mlp_scores(train, {"test": test}, hidden, **options)["test"]
 
 
 def mlp_scores(
