@@ -246,3 +246,57 @@ def smallest_period(weights: np.ndarray, max_period: int = 50) -> int:
         if np.allclose(weights[-1], weights[-1 - p], rtol=0, atol=1e-5):
             return p
     return 0
+
+
+# --- networks of sigmoid units: backpropagation by the delta rules (SPEC §3) -------------------
+# E = 1/2 sum_k (t_k - o_k)^2; delta_j = -dE/dnet_j: for an output unit
+# delta_k = o_k (1 - o_k) (t_k - o_k), for a hidden unit delta_h = o_h (1 - o_h) sum_k w_hk delta_k,
+# and every weight moves by w_ij <- w_ij + alpha delta_j x_ij. Parameters: a list of layers
+# {"w": (inputs, units), "b": (units,)}.
+
+
+def init_params(key, sizes) -> list:
+    """Weights W (inputs x units) ~ U(-r, r) with r = sqrt(6 / (m + n)); biases 0."""
+    params = []
+    for k, (m, n) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+        r = np.sqrt(6.0 / (m + n))
+        params.append({"w": jax.random.uniform(k, (m, n), minval=-r, maxval=r), "b": jnp.zeros(n)})
+    return params
+
+
+def forward(params, x) -> list:
+    """The outputs of every layer, the input included: [x, o_1, ..., o_L]."""
+    outputs = [x]
+    for layer in params:
+        outputs.append(jax.nn.sigmoid(outputs[-1] @ layer["w"] + layer["b"]))
+    return outputs
+
+
+def squared_error(params, x, t):
+    """E = 1/2 sum_k (t_k - o_k)^2, averaged over the examples of the batch."""
+    o = forward(params, x)[-1]
+    return 0.5 * jnp.sum((t - o) ** 2) / len(x)
+
+
+def backprop_deltas(params, outputs, t):
+    """delta_j = -dE/dnet_j for every layer, from the output back to the first hidden layer."""
+    o = outputs[-1]
+    deltas = [o * (1 - o) * (t - o)]
+    for layer, o_h in zip(reversed(params[1:]), reversed(outputs[1:-1])):
+        deltas.insert(0, o_h * (1 - o_h) * (deltas[0] @ layer["w"].T))
+    return deltas
+
+
+def delta_rule_increments(params, x, t):
+    """Delta w_ij = delta_j x_ij (per unit learning rate), averaged over the batch."""
+    outputs = forward(params, x)
+    deltas = backprop_deltas(params, outputs, t)
+    return [
+        {"w": inputs.T @ delta / len(x), "b": delta.mean(axis=0)}
+        for inputs, delta in zip(outputs[:-1], deltas)
+    ]
+
+
+def backprop_gradient(params, x, t):
+    """dE/dw from the delta rules: the increments with their sign flipped."""
+    return jax.tree.map(jnp.negative, delta_rule_increments(params, x, t))

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from support import run_python
 
-from experiments import backprop
+from lexicon.nn import units
 
 
 @pytest.mark.parametrize("sizes", [(5, 3), (64, 32, 10), (7, 11, 6, 4), (3, 8, 8, 8, 2)])
 def test_delta_rules_equal_jax_grad(sizes):
     kp, kx, kt = jax.random.split(jax.random.key(len(sizes)), 3)
-    params = backprop.init_params(kp, sizes)
+    params = units.init_params(kp, sizes)
     x = jax.random.normal(kx, (17, sizes[0]))
     t = jax.random.uniform(kt, (17, sizes[-1]))
-    hand = jax.jit(backprop.backprop_gradient)(params, x, t)
-    auto = jax.jit(jax.grad(backprop.squared_error))(params, x, t)
+    hand = jax.jit(units.backprop_gradient)(params, x, t)
+    auto = jax.jit(jax.grad(units.squared_error))(params, x, t)
     for h, a in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
         np.testing.assert_allclose(h, a, atol=1e-6, rtol=1e-5)
 
@@ -39,8 +39,8 @@ def test_output_delta_is_the_documents_formula():
             ]
         ]
     )
-    outputs = backprop.forward(jax.tree.map(np.float32, params), x.astype(np.float32))
-    deltas = backprop.backprop_deltas(jax.tree.map(np.float32, params), outputs, t)
+    outputs = units.forward(jax.tree.map(np.float32, params), x.astype(np.float32))
+    deltas = units.backprop_deltas(jax.tree.map(np.float32, params), outputs, t)
     np.testing.assert_allclose(deltas[1], delta_k, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(deltas[0], delta_h, rtol=1e-5, atol=1e-6)
 
