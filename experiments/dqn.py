@@ -11,9 +11,11 @@ bootstrap from the observation the episode was cut at; terminations do not boots
 
 Defaults: CartPole-v1 and Acrobot-v1 with CleanRL's dqn_jax settings (Adam 2.5e-4, batch 128,
 buffer 10,000, target copy every 500 env steps, one update per 10 env steps, 10,000 steps
-before learning, epsilon 1 -> 0.05 over half of 500,000 steps, MLP 120-84), with three
+before learning, epsilon decaying over half of 500,000 steps, MLP 120-84), with four
 changes: 10 environments stepped together (the same 1 update per 10 env steps), the Double
-DQN target, and a learning rate that decays linearly to 0. ``--config.env=breakout-minatar``
+DQN target, a learning rate that decays linearly to 0, and a final epsilon of 0.01 instead of
+0.05 (at 0.05 one seed in four lost its balance late in training and the last-10% mean
+fell to 460). ``--config.env=breakout-minatar``
 switches to MinAtar Breakout with the MinAtar paper's DQN (Young & Tian 2019): one 3x3 conv
 of 16 channels and 128 units, RMSProp, batch 32, buffer 100,000, target every 1,000 steps,
 epsilon 1 -> 0.1 over 100,000 frames, Huber loss, 5 million frames.
@@ -82,7 +84,7 @@ def get_config():
     config.loss = "mse"  # mse | huber
     config.double = True  # Double DQN target (van Hasselt et al. 2016)
     config.eps_start = 1.0  # epsilon at the first step
-    config.eps_end = 0.05  # epsilon after the decay
+    config.eps_end = 0.01  # epsilon after the decay (CleanRL: 0.05)
     config.eps_fraction = 0.5  # fraction of training over which epsilon decays
     config.hidden = (120, 84)  # hidden widths of the Q-network
     config.conv = 0  # channels of a first 3x3 convolution (0 = none)
@@ -261,6 +263,7 @@ def train_and_evaluate(config, workdir):
                 run["final"],
                 reference=published[0] if published else None,
                 source=CLEANRL_SOURCE if published else None,
+                tolerance=4.0,  # twice CleanRL's std over seeds
             ),
             "greedy_return": Figure(run["result"].final("greedy/return")),
             "wall_s_per_seed": Figure(
