@@ -33,13 +33,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import spearmanr
 
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Report, compare, mean_std, panels, plot_curves, plot_images
 from lexicon.rules import Choice, Range, check_batch_size, positive, probability, widths
 
 SCHEDULES = ("all", "random", "easy_first", "hard_first")
@@ -202,7 +201,7 @@ def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task
 
     def objective(params, model_state, batch, key):
         logits = model.apply({"params": params}, batch["x"])
-        loss = train.cross_entropy(logits, batch["y"])
+        loss = losses.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
         return loss, ({"accuracy": train.accuracy(logits, batch["y"])}, model_state)
 
     def make_step(axis_name):
@@ -219,7 +218,7 @@ def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task
     def evaluate(state, split):
         logits = model.apply({"params": state.params}, split["x"])
         return {
-            "loss": train.cross_entropy(logits, split["y"]),
+            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
             "accuracy": train.accuracy(logits, split["y"]),
         }
 
@@ -247,19 +246,12 @@ def early_accuracy(history, ramp_steps: int) -> np.ndarray:
     return np.mean([r["test/accuracy"] for r in early], axis=0)
 
 
-def plot_curves(runs, ramp_steps):
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for i, (schedule, history) in enumerate(runs.items()):
-        evaluated = [r for r in history if "test/accuracy" in r]
-        steps = [r["step"] for r in evaluated]
-        values = np.array([r["test/accuracy"] for r in evaluated]).T
-        band(ax, steps, values, LABELS[schedule], color=f"C{i}")
-    ax.axvline(ramp_steps, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("step (log scale; dotted: the pool holds all examples from here)")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+def plot_schedules(results, ramp_steps):
+    curves = {LABELS[s]: r.curve("test/accuracy", x="step") for s, r in results.items()}
+    fig = plot_curves(curves, ylabel="test accuracy", xlabel="step (log scale; dotted: the pool "
+                      "holds all examples from here)")  # fmt: skip
+    fig.axes[0].axvline(ramp_steps, color="grey", ls=":", lw=1)
+    fig.axes[0].set_xscale("log")
     return fig
 
 
@@ -267,39 +259,25 @@ def plot_pacing(orders, difficulty, config, n, ramp_steps, total_steps):
     """pool(t) / N, and the mean difficulty of the pool each paced schedule samples from."""
     t = np.arange(total_steps + 1)
     pool = np.asarray(pool_size(t, n, config.start_fraction, ramp_steps))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (left, right) = panels(2, size=(5, 3.4))
     left.plot(t, pool / n, color="k")
-    left.set_xlabel("step")
-    left.set_ylabel("pool(t) / N")
-    left.set_title("pacing function")
+    left.set(xlabel="step", ylabel="pool(t) / N", title="pacing function")
     for i, (schedule, order) in enumerate(orders.items()):
-        if schedule == "all":
-            continue
-        prefix_mean = np.cumsum(difficulty[order]) / np.arange(1, n + 1)
-        right.plot(t, prefix_mean[pool - 1], label=LABELS[schedule], color=f"C{i}")
-    right.set_xlabel("step")
-    right.set_ylabel("mean teacher loss d of the pool")
-    right.set_yscale("log")
+        if schedule != "all":
+            prefix_mean = np.cumsum(difficulty[order]) / np.arange(1, n + 1)
+            right.plot(t, prefix_mean[pool - 1], label=LABELS[schedule], color=f"C{i}")
+    right.set(xlabel="step", ylabel="mean teacher loss d of the pool", yscale="log")
     right.legend(fontsize=8)
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
 def plot_examples(x, difficulty, order, count: int = 10):
-    """The easiest and hardest training digits with their difficulty d."""
-    fig, axes = plt.subplots(2, count, figsize=(1.1 * count, 2.8))
-    for row, (title, picks) in enumerate(
-        (("easiest", order[:count]), ("hardest", order[::-1][:count]))
-    ):
-        for ax, i in zip(axes[row], picks):
-            ax.imshow(x[i].reshape(8, 8), cmap="gray_r")
-            ax.set_title(f"{difficulty[i]:.2g}", fontsize=7)
-            ax.axis("off")
-        axes[row, 0].text(-10, 4, title, fontsize=9, ha="right", va="center")
-    fig.tight_layout()
-    return fig
+    """The easiest (first row) and hardest (second row) training digits with their d."""
+    picks = np.concatenate([order[:count], order[::-1][:count]])
+    titles = [f"{difficulty[i]:.2g}" for i in picks]
+    return plot_images(
+        x[picks].reshape(-1, 8, 8), columns=count, titles=titles, cmap="gray_r", size=1.1
+    )
 
 
 def train_and_evaluate(config, workdir):
@@ -319,12 +297,12 @@ def train_and_evaluate(config, workdir):
     student = config.copy_and_resolve_references()
     with student.unlocked():  # data-free: each of these steps draws its own minibatch
         student.steps_per_epoch = steps_per_epoch
-    runs = {}
+    results = {}
     for schedule, order in orders.items():
         task = make_task(config, {"x": x[order], "y": y[order]}, schedule != "all", ramp_steps)
-        runs[schedule] = train.fit(
-            student, task, None, workdir / schedule, eval_splits={"test": splits.test}
-        ).history
+        evals = {"test": splits.test}
+        results[schedule] = train.fit(student, task, None, workdir / schedule, eval_splits=evals)
+    runs = {s: r.history for s, r in results.items()}
 
     budgets = budget_epochs(runs["all"])
     at = {s: {e: accuracy_at(h, e) for e in budgets} for s, h in runs.items()}
@@ -332,8 +310,13 @@ def train_and_evaluate(config, workdir):
     gain_random = early["easy_first"] - early["random"]
     gain_all = early["easy_first"] - early["all"]
     final = {s: at[s][budgets[-1]] for s in SCHEDULES}
-    final_gain = final["easy_first"] - final["random"]
-    holds = gain_random.mean() > gain_random.std() and gain_all.mean() > gain_all.std()
+    # Every schedule starts from the same initializations: comparisons are paired over seeds.
+    versus = {b: compare(early["easy_first"], early[b], paired=True, names=("easy-first", b))
+              for b in ("random", "all", "hard_first")}  # fmt: skip
+    holds = versus["random"].holds and versus["all"].holds
+    lead = compare(
+        final["easy_first"], final["random"], paired=True, names=("easy-first", "random")
+    )
 
     ordering = "ranked within classes" if config.balanced else "ranked by d alone"
     report = Report(workdir, "Curriculum learning: easy-first, random and hard-first orders")
@@ -358,7 +341,7 @@ def train_and_evaluate(config, workdir):
         caption="Test accuracy at fixed step budgets, mean ± std over seeds",
     )
     report.figure(
-        plot_curves(runs, ramp_steps),
+        plot_schedules(results, ramp_steps),
         "curves",
         "test accuracy during training (seed mean ± std)",
     )
@@ -373,17 +356,16 @@ def train_and_evaluate(config, workdir):
         "the easiest (top) and hardest (bottom) training digits, with their teacher loss d",
     )
     report.text(
-        "Bengio et al. (2009) claim that a curriculum speeds up early learning. Over the "
-        f"evaluations made during the ramp (first {ramp_steps} steps), easy-first beats the "
-        f"random-order pacing by {mean_std(gain_random)} and all-data training by "
-        f"{mean_std(gain_all)} test accuracy (paired over seeds); hard-first is "
-        f"{mean_std(early['hard_first'] - early['random'])} from random. The claim "
-        f"**{'holds' if holds else 'does not hold'}** here (criterion: both gains exceed "
-        f"their std over seeds). At the end ({total_steps} steps) the test accuracies are "
+        "Bengio et al. (2009) claim that a curriculum speeds up early learning. Mean test "
+        f"accuracy over the evaluations made during the ramp (first {ramp_steps} steps), "
+        "paired over seeds:\n"
+        + "\n".join(f"- against {b}: {c.sentence}" for b, c in versus.items())
+        + f"\n\nThe claim **{'holds' if holds else 'does not hold'}** here (criterion: "
+        "easy-first is higher than both random-order pacing and all-data training). At the end "
+        f"({total_steps} steps) the test accuracies are "
         + ", ".join(f"{LABELS[s]} {mean_std(final[s])}" for s in SCHEDULES)
-        + f"; easy-first minus random-order pacing is {mean_std(final_gain)} there, so the "
-        f"curriculum's lead {'lasts' if final_gain.mean() > final_gain.std() else 'does not last'}"
-        " to the end of training."
+        + f"; there {lead.sentence}, so the curriculum's lead "
+        f"{'lasts' if lead.holds else 'does not last'} to the end of training."
     )
     report.write()
     return {

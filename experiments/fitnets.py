@@ -30,12 +30,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, data, losses, optim, train
+from lexicon import baselines, cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import (
     Choice,
     ConfigError,
@@ -113,7 +112,7 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature: float
     """
     soft_targets = jax.nn.softmax(teacher_logits / temperature)
     soft = losses.softmax_cross_entropy(student_logits / temperature, soft_targets)
-    hard = train.cross_entropy(student_logits, labels)
+    hard = losses.softmax_cross_entropy_with_integer_labels(student_logits, labels)
     return alpha * temperature**2 * soft + (1 - alpha) * hard, soft, hard
 
 
@@ -175,7 +174,7 @@ def student_task(config, model, example_input, objective: str) -> train.Task:
         logits, predicted_hint = model.apply({"params": params}, batch["x"])
         hint = hint_loss(predicted_hint, batch["hint"])
         if objective == "labels":
-            output = train.cross_entropy(logits, batch["y"])
+            output = losses.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
         else:
             output = distillation_loss(
                 logits, batch["teacher_logits"], batch["y"], config.temperature, config.alpha
@@ -188,7 +187,7 @@ def student_task(config, model, example_input, objective: str) -> train.Task:
         logits, predicted_hint = model.apply({"params": state.params}, split["x"])
         return {
             "accuracy": train.accuracy(logits, split["y"]),
-            "loss": train.cross_entropy(logits, split["y"]),
+            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
             "hint_loss": hint_loss(predicted_hint, split["hint"]),
             "teacher_agreement": jnp.mean(
                 jnp.argmax(logits, -1) == jnp.argmax(split["teacher_logits"], -1)
@@ -241,12 +240,7 @@ def train_teacher(config, workdir, splits):
 
 def reference_accuracy(config, splits) -> float:
     """scikit-learn's MLPClassifier with the student's layers, trained on the labels."""
-    from sklearn.neural_network import MLPClassifier
-
-    model = MLPClassifier(hidden_layer_sizes=tuple(config.student_hidden), max_iter=2000)
-    model.set_params(random_state=0)
-    model.fit(splits.train["x"], splits.train["y"])
-    return float(model.score(splits.test["x"], splits.test["y"]))
+    return baselines.mlp_classifier(splits.train, splits.test, config.student_hidden, seed=0)
 
 
 def accuracy_at(history, epoch: int) -> np.ndarray:
@@ -255,42 +249,38 @@ def accuracy_at(history, epoch: int) -> np.ndarray:
     return np.asarray(records[-1]["test/accuracy"])
 
 
-def plot_curves(runs, hint_epochs):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for i, (name, history) in enumerate(runs.items()):
-        records = [r for r in history if "test/accuracy" in r]
-        epochs = [r["epoch"] for r in records]
-        accuracy = np.array([r["test/accuracy"] for r in records]).T
-        band(left, epochs, accuracy, LABELS[name], color=f"C{i}")
-        if name == "hints_kd":
-            hint = np.array([r["test/hint_loss"] for r in records]).T
-            band(right, epochs, hint, LABELS[name], color=f"C{i}")
+def plot_students(results, hint_epochs):
+    """Test accuracy of every student, and the hints student's test hint loss, per epoch."""
+    fig, (left, right) = panels(2, size=(5.5, 3.8))
+    accuracy = {LABELS[m]: joined_curve(r, "test/accuracy") for m, r in results.items()}
+    plot_curves(accuracy, ylabel="test accuracy", ax=left)
+    hint = {LABELS["hints_kd"]: joined_curve(results["hints_kd"], "test/hint_loss")}
+    plot_curves(hint, ylabel="test hint loss L_HT (regressor on the guided layer)", ax=right)
+    right.set_yscale("log")
     for ax in (left, right):
         if hint_epochs:
             ax.axvline(hint_epochs, color="grey", ls=":", lw=1)
         ax.set_xlabel("epoch (dotted: end of the hint stage)")
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    left.set_ylabel("test accuracy")
-    right.set_ylabel("test hint loss L_HT (regressor on the guided layer)")
-    right.set_yscale("log")
-    fig.tight_layout()
     return fig
 
 
-def claim_line(name: str, gain: np.ndarray) -> str:
-    mean, std = float(np.mean(gain)), float(np.std(gain))
-    holds = "holds" if mean > std else ("is reversed" if mean < -std else "is not resolved")
-    return f"{name}: gain {mean_std(gain)} test accuracy (paired over seeds), the claim {holds}"
+def joined_curve(staged: dict, key: str):
+    """(epochs, values (seeds, points)) of ``key`` over the stages of one student."""
+    parts = [result.curve(key) for result in staged.values()]
+    return np.concatenate([x for x, _ in parts]), np.concatenate([v for _, v in parts], axis=1)
+
+
+def claim_line(name: str, a, b, names) -> str:
+    """A claim that student ``a`` beats ``b``: paired over seeds (the same initializations)."""
+    verdict = compare(a, b, paired=True, names=names)
+    holds = {"holds": "holds", "reversed": "is reversed"}.get(verdict.verdict, "is not resolved")
+    return f"{name}: {verdict.sentence}; the claim {holds}"
 
 
 def train_and_evaluate(config, workdir):
     hidden = tuple(config.student_hidden)
-    if not 1 <= config.guided <= len(hidden):
-        raise ConfigError(
-            f"config.guided={config.guided} must name a hidden layer of the student, in "
-            f"[1, {len(hidden)}]"
-        )
+    check_config(config)
     splits = data.load(config.dataset, seed=config.data_seed, train_size=config.train_size or None)
     if config.dataset == "mnist1d":
         splits = data.standardize(splits)
@@ -315,11 +305,11 @@ def train_and_evaluate(config, workdir):
     n = len(splits.train["y"])
     steps_per_epoch = train.steps_per_epoch(config, n)
     hint_epochs = min(config.hint_epochs, config.epochs - 1)
-    runs, results, test = {}, {}, {"test": splits.test}
+    runs, results, staged, test = {}, {}, {}, {"test": splits.test}
     for mode in STUDENTS:
         stages = plan(config, student, splits.train["x"][:1], mode, hint_epochs)
-        staged = train.stages(config, stages, splits.train, workdir / mode, eval_splits=test)
-        runs[mode], results[mode] = joined(staged), list(staged.values())[-1]
+        staged[mode] = train.stages(config, stages, splits.train, workdir / mode, eval_splits=test)
+        runs[mode], results[mode] = joined(staged[mode]), list(staged[mode].values())[-1]
     accuracy = {m: results[m].final("test/accuracy") for m in STUDENTS}
     # The hints student trains its outputs for epochs - hint_epochs; the others, read at that
     # epoch, have had as many steps on the output loss (but no hint stage).
@@ -368,33 +358,26 @@ def train_and_evaluate(config, workdir):
         caption="After training, mean ± std over student seeds",
     )
     report.figure(
-        plot_curves(runs, hint_epochs),
+        plot_students(staged, hint_epochs),
         "curves",
         "test accuracy and hint loss during training (seed mean ± std); after the hint stage "
         "nothing trains the regressor, so the rise of L_HT shows the guided layer leaving the "
         "hint as distillation takes over",
     )
+    same = {"same steps": accuracy, "same output-loss steps": same_output}
+    claims = {  # claim -> (student, against, budget)
+        "Hinton et al., distillation beats labels alone": ("kd", "scratch", "same steps"),
+        "Romero et al., hints then distillation beat it": ("hints_kd", "kd", "same steps"),
+        "Romero et al., the same (hint stage extra)": ("hints_kd", "kd", "same output-loss steps"),
+        "hints + distillation against the scratch student": ("hints_kd", "scratch", "same steps"),
+    }  # fmt: skip
     lines = [
-        claim_line(
-            "Hinton et al., distillation beats training on labels alone (same steps)",
-            accuracy["kd"] - accuracy["scratch"],
-        ),
-        claim_line(
-            "Romero et al., hints then distillation beat distillation alone (same steps)",
-            accuracy["hints_kd"] - accuracy["kd"],
-        ),
-        claim_line(
-            "Romero et al., the same with as many output-loss steps (hint stage extra)",
-            same_output["hints_kd"] - same_output["kd"],
-        ),
-        claim_line(
-            "hints + distillation against the student from scratch (same steps)",
-            accuracy["hints_kd"] - accuracy["scratch"],
-        ),
+        claim_line(f"{name} ({steps})", same[steps][a], same[steps][b], (a, b))
+        for name, (a, b, steps) in claims.items()
     ]
     report.text(
-        "Claims at this scale (a claim holds when its mean gain exceeds its std over "
-        "seeds):\n" + "\n".join(f"- {line}" for line in lines)
+        "Claims at this scale (a claim holds when the paired t-interval of its gain over "
+        "seeds lies above 0):\n" + "\n".join(f"- {line}" for line in lines)
     )
     report.write()
     return {

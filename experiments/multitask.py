@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, data, optim, train
+from lexicon import baselines, cli, data, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Figure, Report, compare, held_against, mean_std, plot_curves
 from lexicon.rules import (
     Choice,
     ConfigError,
@@ -181,6 +180,7 @@ def run(config, workdir, name, splits, weights, epochs):
     )
     return {
         "history": result.history,
+        "result": result,
         "test1": result.final("test/task1_accuracy"),
         "test2": result.final("test/task2_accuracy"),
         "train1": result.final("train/task1_accuracy"),
@@ -189,19 +189,17 @@ def run(config, workdir, name, splits, weights, epochs):
 
 def reference_accuracies(config, splits) -> tuple[float, float]:
     """scikit-learn MLPClassifier with the same hidden layers, one net per task (single-task)."""
-    from sklearn.neural_network import MLPClassifier
-
-    scores = []
-    for key in ("y", "y2"):
-        model = MLPClassifier(
-            hidden_layer_sizes=tuple(config.trunk),
-            activation=SKLEARN_ACTIVATIONS[config.activation],
+    activation = SKLEARN_ACTIVATIONS[config.activation]
+    return tuple(
+        baselines.mlp_classifier(
+            {"x": splits.train["x"], "y": splits.train[key]},
+            {"x": splits.test["x"], "y": splits.test[key]},
+            config.trunk,
+            activation=activation,
             max_iter=3000,
-            random_state=0,
         )
-        model.fit(splits.train["x"], splits.train[key])
-        scores.append(float(model.score(splits.test["x"], splits.test[key])))
-    return scores[0], scores[1]
+        for key in ("y", "y2")
+    )
 
 
 def paired_gain(multi, single) -> str:
@@ -209,40 +207,30 @@ def paired_gain(multi, single) -> str:
     return mean_std(np.asarray(multi) - np.asarray(single))
 
 
-def verdict(gain: np.ndarray) -> str:
-    mean, std = float(np.mean(gain)), float(np.std(gain))
-    if mean > std:
-        return "helps"
-    if mean < -std:
-        return "hurts"
-    return "makes no clear difference (|mean gain| <= std over seeds)"
-
-
-def plot_curves(runs, labels, key, title):
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for name, label in labels.items():
-        records = [r for r in runs[name]["history"] if key in r]
-        band(ax, [r["epoch"] for r in records], np.array([r[key] for r in records]).T, label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
+def versus(multi, single):
+    """Multi- against single-task, paired over seeds (the same initializations)."""
+    return compare(multi, single, paired=True, names=("multi-task", "single-task"))
 
 
 def plot_sweep(lambdas, sweep, single_2):
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     x = np.arange(len(lambdas))
-    band(ax, x, np.stack([sweep[w]["test1"] for w in lambdas], axis=1), "task 1 (digit class)")
-    band(ax, x, np.stack([sweep[w]["test2"] for w in lambdas], axis=1), "task 2")
+    runs = {
+        "task 1 (digit class)": (x, np.stack([sweep[w]["test1"] for w in lambdas], axis=1)),
+        "task 2": (x, np.stack([sweep[w]["test2"] for w in lambdas], axis=1)),
+    }
+    fig = plot_curves(runs, xlabel="lambda (weight of task 2; 0 = single-task 1)")
+    ax = fig.axes[0]
     ax.axhline(np.mean(single_2), color="C1", ls=":", lw=1, label="task 2 single-task")
     ax.set_xticks(x, [f"{w:g}" for w in lambdas])
-    ax.set_xlabel("lambda (weight of task 2; 0 = single-task 1)")
     ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def word(comparison) -> str:
+    return {"holds": "helps", "reversed": "hurts"}.get(
+        comparison.verdict, "makes no clear difference"
+    )
 
 
 def train_and_evaluate(config, workdir):
@@ -288,28 +276,12 @@ def train_and_evaluate(config, workdir):
         f"same initializations in every run, so gains are paired per seed). Multi-task uses "
         f"J = L_1 + {config.weight:g} L_2. Test accuracy at the end of training."
     )
-    rows, gains = [], {}
-    for size, (splits, s1, m, s2) in sizes.items():
-        n = len(splits.train["y"])
-        gains[size] = (m["test1"] - s1["test1"], m["test2"] - s2["test2"])
-        rows.append(
-            (
-                f"{size} ({n})",
-                "task 1: digit class",
-                mean_std(s1["test1"]),
-                mean_std(m["test1"]),
-                paired_gain(m["test1"], s1["test1"]),
-            )
-        )
-        rows.append(
-            (
-                f"{size} ({n})",
-                "task 2",
-                mean_std(s2["test2"]),
-                mean_std(m["test2"]),
-                paired_gain(m["test2"], s2["test2"]),
-            )
-        )
+    rows = [
+        (f"{size} ({len(sp.train['y'])})", task, mean_std(one[k]), mean_std(m[k]))
+        + (paired_gain(m[k], one[k]),)
+        for size, (sp, s1, m, s2) in sizes.items()
+        for task, one, k in (("task 1: digit class", s1, "test1"), ("task 2", s2, "test2"))
+    ]
     report.table(
         ["training set", "task", "single-task", "multi-task", "gain (multi - single, paired)"],
         rows,
@@ -320,13 +292,13 @@ def train_and_evaluate(config, workdir):
         [("task 1: digit class", f"{ref_1:.4f}"), ("task 2", f"{ref_2:.4f}")],
         caption="Reference",
     )
+    curves = {
+        "single-task 1": single_1["result"].curve("test/task1_accuracy"),
+        f"multi-task (lambda={config.weight:g})": multi["result"].curve("test/task1_accuracy"),
+    }
+    title = f"task 1, {config.train_size} training examples"
     report.figure(
-        plot_curves(
-            {"s1": single_1, "m": multi, "s2": single_2},
-            {"s1": "single-task 1", "m": f"multi-task (lambda={config.weight:g})"},
-            "test/task1_accuracy",
-            f"task 1, {config.train_size} training examples",
-        ),
+        plot_curves(curves, ylabel="test accuracy", title=title),
         "task1_curves",
         "test accuracy of task 1 during training (seed mean ± std)",
     )
@@ -350,10 +322,12 @@ def train_and_evaluate(config, workdir):
         caption="Sweep of the weight of task 2 (small training set)",
     )
     best = max(lambdas, key=lambda w: np.mean(sweep[w]["test1"]))
+    judged = {size: [versus(m[k], single[k]) for single, k in ((s1, "test1"), (s2, "test2"))]
+              for size, (_, s1, m, s2) in sizes.items()}  # fmt: skip
     lines = [
         f"- {size} training set ({len(sizes[size][0].train['y'])} examples): on task 1 "
-        f"multi-task {verdict(gains[size][0])} (gain {mean_std(gains[size][0])}); on task 2 it "
-        f"{verdict(gains[size][1])} (gain {mean_std(gains[size][1])})."
+        f"multi-task {word(judged[size][0])} ({judged[size][0].sentence}); on task 2 it "
+        f"{word(judged[size][1])} ({judged[size][1].sentence})."
         for size in sizes
     ]
     lines.append(f"- The best lambda for task 1 in the sweep is {best:g}.")
@@ -362,31 +336,23 @@ def train_and_evaluate(config, workdir):
         "improves generalization, most when data are scarce. Here the labels of task 2 are a "
         "function of the digit class, so they carry no information that the digit labels "
         "lack; whatever multi-task training changes comes from how the second loss shapes the "
-        "shared trunk. Measured here (a gain counts when its mean exceeds its std over "
-        "seeds):\n" + "\n".join(lines)
+        "shared trunk. Measured here (a gain counts when its paired t-interval over seeds "
+        "lies above 0):\n" + "\n".join(lines)
     )
     report.write()
     figures = {}
     for size, (_, s1, m, s2) in sizes.items():
         prefix = "" if size == "small" else f"{size}/"
-        for task, single, reference in (("1", s1, ref_1), ("2", s2, ref_2)):
-            key = f"test{task}"
-            gain = np.asarray(m[key]) - np.asarray(single[key])
+        for i, (task, single, reference) in enumerate((("1", s1, ref_1), ("2", s2, ref_2))):
+            key, source = f"test{task}", "scikit-learn MLPClassifier, same layers, single-task"
             figures[f"{prefix}task{task}/single"] = (
-                Figure(
-                    single[key],
-                    reference=reference,
-                    source="scikit-learn MLPClassifier, same layers, single-task",
-                )
+                Figure(single[key], reference=reference, source=source)
                 if size == "small"  # the reference is fit on the small training set
                 else single[key]
             )
-            # 'above' exactly when the report says multi-task helps: paired gain > its std
-            figures[f"{prefix}task{task}/multi"] = Figure(
-                m[key],
-                reference=float(np.mean(single[key])),
-                source="single-task, same seeds",
-                tolerance=float(np.std(gain)),
+            # 'above' exactly when the report says multi-task helps
+            figures[f"{prefix}task{task}/multi"] = held_against(
+                m[key], single[key], judged[size][i], "single-task, same seeds"
             )
     figures["task1_by_lambda"] = {f"{w:g}": sweep[w]["test1"] for w in lambdas}
     return figures

@@ -144,13 +144,18 @@ def test_experiment_end_to_end(tmp_path):
 
 def test_experiment_end_to_end_tiny(tmp_path):
     config = curriculum.get_config()
-    config.update(seeds=1, epochs=1, hidden=(8,), teacher_hidden=(8,), teacher_epochs=1)
-    config.update(batch_size=128, progress=False)
+    config.update(seeds=1, epochs=1, hidden=(16,), teacher_hidden=(8,), teacher_epochs=1)
+    config.update(batch_size=32, lr=0.2, progress=False)
     out = curriculum.train_and_evaluate(config, tmp_path)
     for name in ("report.md", "curves.png", "pacing.png", "examples.png"):
         assert (tmp_path / name).exists(), name
     for schedule in curriculum.SCHEDULES:
         values = np.asarray(out["final_accuracy"][schedule])
-        # Plumbing only: one epoch of 8 hidden units stays at chance (0.11 observed); the slow
-        # run above holds the accuracies to a floor.
-        assert values.shape == (1,) and np.isfinite(values[0]) and 0 <= values[0] <= 1
+        # 39 steps at eps = 0.2 leave chance (0.1) behind under every schedule (observed
+        # 0.50 to 0.58).
+        assert values.shape == (1,) and np.all(np.isfinite(values)) and values[0] > 0.35
+    # One seed: no interval, so the paired comparisons cannot establish the claim.
+    assert (
+        out["claim_holds"] is False
+        and "one seed, no interval" in (tmp_path / "report.md").read_text()
+    )

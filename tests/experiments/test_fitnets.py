@@ -128,7 +128,7 @@ def test_output_stages_train_everything_but_the_regressor(objective):
     logits = state.apply_fn({"params": state.params}, batch["x"])[0]
     expected = fitnets.distillation_loss(logits, batch["teacher_logits"], batch["y"], 2.0, 0.5)
     if objective == "labels":
-        expected = [fitnets.train.cross_entropy(logits, batch["y"])]
+        expected = [fitnets.losses.softmax_cross_entropy_with_integer_labels(logits, batch["y"])]
     np.testing.assert_allclose(metrics["loss"], expected[0], rtol=1e-5)
     assert metrics["loss"] == metrics["output_loss"]
 
@@ -224,7 +224,7 @@ def test_experiment_end_to_end(tmp_path):
     assert 0.5 < out["teacher_accuracy"] <= 1
     for mode in fitnets.STUDENTS:
         values = np.asarray(out["test_accuracy"][mode].values)
-        assert values.shape == (2,) and np.all((values >= 0) & (values <= 1))
+        assert values.shape == (2,) and np.all(np.isfinite(values)) and np.all(values > 0.15)
         assert np.all(np.isfinite(out["teacher_agreement"][mode]))
     assert np.mean(out["test_accuracy"]["scratch"].values) > 0.2  # chance is 0.1
     assert 0.5 < out["reference"] <= 1
@@ -236,7 +236,10 @@ def test_experiment_end_to_end_tiny(tmp_path):
     assert (tmp_path / "report.md").exists() and (tmp_path / "curves.png").exists()
     for mode in fitnets.STUDENTS:
         values = np.asarray(out["test_accuracy"][mode].values)
-        assert values.shape == (1,) and 0 <= values[0] <= 1
+        # One epoch of 10 steps leaves chance (0.1) behind: observed 0.26 to 0.29.
+        assert values.shape == (1,) and np.isfinite(values[0]) and values[0] > 0.18
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("one seed, no interval") == 4  # every claim, by report.compare
     # One epoch leaves no room for a hint stage: the hints student is the kd student, bitwise.
     assert not (tmp_path / "hints_kd" / "hints").exists()
     kd, hints_kd = (tmp_path / m / "distill" / "metrics.jsonl" for m in ("kd", "hints_kd"))
