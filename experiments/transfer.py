@@ -9,10 +9,10 @@ The two recipes of the documents (SPEC §5, document 001; document 003 adds the 
                fine-tuned, and new dense layers F5, F6 and a new output layer are trained;
 against the baseline
     scratch    the same LeNet-5 trained from a random initialization on the new task only.
-A LeNet-5 is pretrained on the source task (digits 0-4). The target task is digits 5-9,
-relabelled 0-4, with only n labelled examples per class (n in config.label_counts). Frozen
-layers get no update through optax.multi_transform with optax.set_to_zero, so their weights
-stay exactly the pretrained ones.
+A LeNet-5 is pretrained on digits 0-4; the target task is digits 5-9, relabelled 0-4, with
+only n labelled examples per class (n in config.label_counts). Frozen layers get no update
+(optax.set_to_zero): their weights stay exactly the pretrained ones. Which pretrained layer
+transfers best is the study of experiments/probes.py, reported here too.
 
 Every (label count, seed) pair is one replica of a single vmapped program per method: replica
 r uses label count label_counts[r // seeds], its own random labelled subset (drawn from its
@@ -27,19 +27,18 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from matplotlib.ticker import NullLocator
 
-from lexicon import cli, data, train
+from experiments.probes import STAGES, layer_output, linear_probes, probe_section
+from lexicon import cli, data, losses, train
 from lexicon.nn.cnn import LeNet5, lenet5_for
-from lexicon.report import Report, band, mean_std
+from lexicon.report import Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import Choice, ConfigError, Items, Names, Range, check_batch_size, positive
 
 METHODS = ("scratch", "features", "finetune")
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
-STAGES = ("c1", "s2", "c3", "s4", "f5", "f6")  # the outputs LeNet-5 sows, input to output
 LABELS = {
     "scratch": "from scratch",
     "features": "frozen features + new linear head",
@@ -134,13 +133,6 @@ def labelled_data(config, pool, num_classes: int) -> dict:
     return {**copies, "weight": np.asarray(weights)}
 
 
-def layer_output(model: LeNet5, params, x: jax.Array, layer: str) -> jax.Array:
-    """The flattened output (N, D) of one named LeNet-5 stage (c1, s2, c3, s4, f5, f6)."""
-    _, sown = model.apply({"params": params}, x, method="features", mutable=["intermediates"])
-    h = sown["intermediates"][layer][0]
-    return h.reshape(h.shape[0], -1)
-
-
 def optimizer(method: str, config) -> optax.GradientTransformation:
     """Adam per group of top-level parameters; optax.set_to_zero (no update) on frozen ones.
 
@@ -149,34 +141,20 @@ def optimizer(method: str, config) -> optax.GradientTransformation:
     target_lr * finetune_lr_scale, so they move away from their pretrained values slowly.
     """
     frozen = set(RULES["frozen"].parse(config.frozen))
-    new = {
-        "head",
-        "classifier",
-        *(RULES["new_layers"].parse(config.new_layers) if method == "finetune" else ()),
-    }
+    tuned = RULES["new_layers"].parse(config.new_layers) if method == "finetune" else ()
+    new = {"head", "classifier", *tuned}
 
     def group(layer: str) -> str:
         if method == "scratch" or layer in new:
             return "new"
-        if method == "features" or layer in frozen:
-            return "frozen"
-        return "pretrained"
-
-    def tag(layer: str, subtree):
-        name = group(layer)
-        return jax.tree.map(lambda _: name, subtree)
+        return "frozen" if method == "features" or layer in frozen else "pretrained"
 
     def labels(params):
-        return {layer: tag(layer, subtree) for layer, subtree in params.items()}
+        return {k: jax.tree.map(lambda _, g=g: g, v) for k, v in params.items() for g in [group(k)]}
 
-    return optax.multi_transform(
-        {
-            "new": optax.adam(config.target_lr),
-            "pretrained": optax.adam(config.target_lr * config.finetune_lr_scale),
-            "frozen": optax.set_to_zero(),
-        },
-        labels,
-    )
+    rates = {"new": config.target_lr, "pretrained": config.target_lr * config.finetune_lr_scale}
+    transforms = {name: optax.adam(lr) for name, lr in rates.items()}
+    return optax.multi_transform({**transforms, "frozen": optax.set_to_zero()}, labels)
 
 
 def target_task(config, method, model, num_classes, example) -> train.Task:
@@ -208,16 +186,18 @@ def target_task(config, method, model, num_classes, example) -> train.Task:
     def objective(params, model_state, batch, key):
         logits = logits_of(params, batch["x"])
         weight = batch["weight"]
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+        per_example = losses.softmax_cross_entropy_with_integer_labels(
+            logits, batch["y"], reduction="none"
+        )
         hits = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
         total = jnp.sum(weight)
-        loss = jnp.sum(weight * losses) / total
+        loss = jnp.sum(weight * per_example) / total
         return loss, ({"accuracy": jnp.sum(weight * hits) / total}, model_state)
 
     def evaluate(state, split):
         logits = logits_of(state.params, split["x"])
         return {
-            "loss": train.cross_entropy(logits, split["y"]),
+            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
             "accuracy": train.accuracy(logits, split["y"]),
         }
 
@@ -240,38 +220,6 @@ def reuse(config, method, state, pretrained):
     if method == "features":
         params = {**state.params, "network": {**state.params["network"], **old}}
     return train.start_optimizer(state.replace(params=params), state.tx)
-
-
-# --- references --------------------------------------------------------------------------------
-
-
-def linear_probes(config, model, pretrained, target, masks) -> dict[str, np.ndarray]:
-    """Test accuracy of logistic regression (scikit-learn) on raw pixels and on every stage.
-
-    Each replica's classifier is fit on that replica's labelled subset, reading the stage
-    outputs of the pretrained network of its seed. Returns name -> (label counts, seeds).
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    def flat(x):
-        return np.asarray(x).reshape(len(x), -1)
-
-    per_seed = []
-    for seed in range(config.seeds):
-        params = jax.tree.map(lambda p, s=seed: p[s], pretrained)
-        stages = {"pixels": (flat(target.train["x"]), flat(target.test["x"]))}
-        for stage in STAGES:
-            stages[stage] = tuple(
-                flat(layer_output(model, params, jnp.asarray(split["x"]), stage))
-                for split in (target.train, target.test)
-            )
-        per_seed.append(stages)
-    scores = {name: [] for name in ("pixels", *STAGES)}
-    for replica, mask in enumerate(masks):
-        for name, (x, x_test) in per_seed[replica % config.seeds].items():
-            probe = LogisticRegression(max_iter=2000).fit(x[mask], target.train["y"][mask])
-            scores[name].append(probe.score(x_test, target.test["y"]))
-    return {name: per_count(values, config) for name, values in scores.items()}
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -317,105 +265,73 @@ def per_count(values, config) -> np.ndarray:
     return np.asarray(values).reshape(len(config.label_counts), config.seeds)
 
 
-def figures(report, config, accuracy, probes, histories, pretrained_history):
+def figures(report, config, accuracy, probes, results, pretrained):
     counts = list(config.label_counts)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax = axes[0]
-    for method, values in accuracy.items():
-        band(ax, counts, values.T, LABELS[method], marker="o")
-    band(ax, counts, probes["pixels"].T, "logistic regression on pixels", marker="x", ls="--")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticks(counts, [str(c) for c in counts])
-    ax.set_xlabel(f"labelled examples per class (target: digits {config.split_at}-9)")
-    ax.set_ylabel("target test accuracy")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    names = ["pixels", *STAGES]
-    for i, n in enumerate(counts):
-        band(ax, range(len(names)), np.stack([probes[k][i] for k in names], 1), f"{n} / class")
-    ax.set_xticks(range(len(names)), names)
-    ax.set_xlabel("pretrained layer under the linear probe (input to output)")
-    ax.set_ylabel("target test accuracy")
-    ax.legend(fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig, (left,) = panels(1, size=(5.5, 3.8))
+    runs = {LABELS[m]: (counts, values.T) for m, values in accuracy.items()}
+    runs["logistic regression on pixels"] = (counts, probes["pixels"].T)
+    plot_curves(runs, ylabel="target test accuracy", ax=left)
+    xlabel = f"labelled examples per class (target: digits {config.split_at}-9)"
+    left.set(xscale="log", xlabel=xlabel)
+    left.xaxis.set_minor_locator(NullLocator())
+    left.set_xticks(counts, [str(c) for c in counts])
     report.figure(
         fig,
         "accuracy_vs_labels",
-        "left: target test accuracy against labels per class; right: logistic-regression "
-        "probes of each pretrained layer (mean ± std over seeds)",
+        "target test accuracy against labels per class (mean ± std over seeds)",
     )
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    epochs = [r["epoch"] for r in pretrained_history]
-    band(axes[0], epochs, np.array([r["test/accuracy"] for r in pretrained_history]).T, "test")
-    band(axes[0], epochs, np.array([r["train/accuracy"] for r in pretrained_history]).T, "train")
-    axes[0].set_title(f"pretraining on digits 0-{config.split_at - 1}")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("accuracy")
-    for method, history in histories.items():
-        records = [r for r in history if "test/accuracy" in r]
-        steps = [r["step"] for r in records]
-        smallest = np.array([per_count(r["test/accuracy"], config)[0] for r in records]).T
-        band(axes[1], steps, smallest, LABELS[method])
-    axes[1].set_title(f"target task, {counts[0]} labels per class")
-    axes[1].set_xlabel("full-batch step")
-    axes[1].set_ylabel("target test accuracy")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig, (left, right) = panels(2, size=(5, 3.6))
+    runs = {split: pretrained.curve(f"{split}/accuracy") for split in ("test", "train")}
+    title = f"pretraining on digits 0-{config.split_at - 1}"
+    plot_curves(runs, ylabel="accuracy", title=title, ax=left)
+    smallest = {}  # the replicas of the first label count
+    for method, result in results.items():
+        steps, values = result.curve("test/accuracy", x="step")
+        smallest[LABELS[method]] = (steps, values[: config.seeds])
+    title = f"target task, {counts[0]} labels per class"
+    plot_curves(
+        smallest, xlabel="full-batch step", ylabel="target test accuracy", title=title, ax=right
+    )
     report.figure(fig, "curves", "learning curves: seed mean with a ±1 std band")
 
 
 def verdict(config, accuracy) -> tuple[str, np.ndarray]:
-    """Where each transfer method beats scratch (seed means), with paired wins per seed.
-
-    The methods of one seed share the labelled subset, so seed s of a method is compared with
-    seed s of scratch. Returns the sentence and, per label count, whether either method won.
-    """
-    scratch = accuracy["scratch"]
+    """Where each transfer method beats scratch, paired over seeds: the methods of one seed
+    share the labelled subset, so seed s of a method is compared with seed s of scratch.
+    Returns the sentences and, per label count, whether either method's claim holds."""
     sentences, wins = [], []
     for method in ("features", "finetune"):
-        better = accuracy[method].mean(1) > scratch.mean(1)
-        paired = (accuracy[method] > scratch).sum(1)
-        wins.append(better)
-        won = [
-            f"{n} ({k}/{config.seeds} seeds)"
-            for n, b, k in zip(config.label_counts, better, paired)
-            if b
+        judged = [
+            compare(ours, theirs, paired=True, names=(method, "scratch"))
+            for ours, theirs in zip(accuracy[method], accuracy["scratch"])
         ]
-        lost = [str(n) for n, b in zip(config.label_counts, better) if not b]
-        text = f"{LABELS[method]} beats training from scratch at " + (
-            ", ".join(won) + " labels per class" if won else "no label count"
+        wins.append([c.holds for c in judged])
+        won = [str(n) for n, c in zip(config.label_counts, judged) if c.holds]
+        sentences.append(
+            f"{LABELS[method]} beats training from scratch at "
+            + (", ".join(won) + " labels per class" if won else "no label count")
+            + ":\n"
+            + "\n".join(
+                f"  - {n} per class: {c.sentence}" for n, c in zip(config.label_counts, judged)
+            )
         )
-        if won and lost:
-            text += f" (not at {', '.join(lost)})"
-        sentences.append(text)
-    return "; ".join(sentences) + ".", np.logical_or(*wins)
+    return "- " + "\n- ".join(sentences), np.logical_or(*wins)
 
 
 def pixel_baseline(config, accuracy, probes) -> str:
-    """How the trained networks compare with logistic regression on the raw pixels."""
-    best = np.max([accuracy[m].mean(1) for m in METHODS], axis=0)
-    pixels = probes["pixels"].mean(1)
-    ahead = [str(n) for n, b, p in zip(config.label_counts, best, pixels) if p >= b]
-    best_stage = [
-        max(("pixels", *STAGES), key=lambda k, i=i: probes[k][i].mean())
-        for i in range(len(config.label_counts))
-    ]
-    text = (
-        "Logistic regression on the raw pixels matches or beats the best network at "
-        + (", ".join(ahead) if ahead else "no")
-        + f" of the {len(config.label_counts)} label counts."
-    )
+    """How the best network of each label count compares with logistic regression on the raw
+    pixels, paired over seeds (the same labelled subsets)."""
+    lines, ahead = [], []
+    for i, n in enumerate(config.label_counts):
+        best = max(METHODS, key=lambda m: accuracy[m][i].mean())
+        c = compare(probes["pixels"][i], accuracy[best][i], paired=True, names=("pixels", best))
+        ahead += [str(n)] if c.verdict != "reversed" else []
+        stage = max(("pixels", *STAGES), key=lambda k: probes[k][i].mean())
+        lines.append(f"  - {n} per class: {c.sentence}; the best probe input: {stage}")
     return (
-        text
-        + " The best probe input per label count: "
-        + ", ".join(f"{n}: {stage}" for n, stage in zip(config.label_counts, best_stage))
-        + "."
+        "Logistic regression on the raw pixels matches or beats the best network (its paired "
+        f"interval is not below 0) at {', '.join(ahead) or 'no'} of the "
+        f"{len(config.label_counts)} label counts:\n" + "\n".join(lines)
     )
 
 
@@ -441,11 +357,9 @@ def train_and_evaluate(config, workdir):
     pretrained = pretrain(config, source, workdir / "pretrain")
     params = pretrained.state.params
     labelled = labelled_data(config, target.train, num_classes)
-    accuracy, histories = {}, {}
-    for method in METHODS:
-        result = transfer(config, method, labelled, {"test": target.test}, params, workdir / method)
-        accuracy[method] = per_count(result.final("test/accuracy"), config)
-        histories[method] = result.history
+    evals = {"test": target.test}
+    results = {m: transfer(config, m, labelled, evals, params, workdir / m) for m in METHODS}
+    accuracy = {m: per_count(r.final("test/accuracy"), config) for m, r in results.items()}
     model = make_model(config, source.num_classes)
     probes = linear_probes(config, model, params, target, labelled["weight"] > 0)
     sentence, wins = verdict(config, accuracy)
@@ -470,14 +384,9 @@ def train_and_evaluate(config, workdir):
         ],
         caption=f"Target test accuracy (mean ± std over {config.seeds} seeds)",
     )
-    report.text(sentence[0].upper() + sentence[1:] + " " + pixel_baseline(config, accuracy, probes))
-    report.table(
-        ["input of the probe", *(f"{n} / class" for n in config.label_counts)],
-        [(name, *(mean_std(v) for v in probes[name])) for name in ("pixels", *STAGES)],
-        caption="Linear probes: scikit-learn logistic regression on each pretrained layer's "
-        "output, same labelled subsets (how well each layer transfers)",
-    )
-    figures(report, config, accuracy, probes, histories, pretrained.history)
+    report.text(sentence + "\n\n" + pixel_baseline(config, accuracy, probes))
+    probe_section(report, config, probes)
+    figures(report, config, accuracy, probes, results, pretrained)
     report.write()
     return {
         "accuracy": accuracy,

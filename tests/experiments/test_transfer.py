@@ -187,11 +187,11 @@ def test_label_counts_are_checked_before_training(tasks):
 def test_experiment_end_to_end(tmp_path):
     config = small_config(epochs=2, target_steps=4, eval_every=2)
     results = transfer.train_and_evaluate(config, tmp_path)
-    for name in ("report.md", "accuracy_vs_labels.png", "curves.png"):
+    for name in ("report.md", "accuracy_vs_labels.png", "curves.png", "probes.png"):
         assert (tmp_path / name).exists(), name
     for method in transfer.METHODS:
         accuracy = results["accuracy"][method]
-        assert accuracy.shape == (2, 2) and np.all((accuracy >= 0) & (accuracy <= 1))
+        assert accuracy.shape == (2, 2) and np.all(np.isfinite(accuracy))
     assert set(results["probes"]) == {"pixels", *transfer.STAGES}
     assert np.all(results["probes"]["pixels"] > 0.5)
     assert results["transfer_wins"].shape == (2,)
@@ -199,16 +199,18 @@ def test_experiment_end_to_end(tmp_path):
 
 
 def test_experiment_end_to_end_tiny(tmp_path):
-    config = small_config(seeds=1, label_counts=(2,), epochs=1, target_steps=2, eval_every=1)
+    config = small_config(seeds=1, label_counts=(2,), epochs=2, target_steps=10, eval_every=5)
     results = transfer.train_and_evaluate(config, tmp_path)
-    for name in ("report.md", "accuracy_vs_labels.png", "curves.png"):
+    for name in ("report.md", "accuracy_vs_labels.png", "curves.png", "probes.png"):
         assert (tmp_path / name).exists(), name
     for method in transfer.METHODS:
         accuracy = results["accuracy"][method]
-        assert accuracy.shape == (1, 1) and 0 <= accuracy[0, 0] <= 1
+        # 5 classes (chance 0.2): observed 0.55 (scratch), 0.64 (features), 0.67 (finetune).
+        assert accuracy.shape == (1, 1) and np.isfinite(accuracy[0, 0]) and accuracy[0, 0] > 0.35
         # The replica trains on its own 2 labelled images per class: accuracy in tenths.
         records = transfer.train.read_metrics(tmp_path / method)
-        assert [r["step"] for r in records] == [1, 2]
+        assert [r["step"] for r in records] == list(range(1, 11))
         hits = np.asarray([r["train/accuracy"] for r in records]) * 10
         np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
+    assert results["probes"]["pixels"][0, 0] > 0.6  # observed 0.82
     assert "regression on the raw pixels matches or beats" in (tmp_path / "report.md").read_text()
