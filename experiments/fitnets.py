@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lexicon import baselines, cli, data, losses, optim, train
+from lexicon.losses import distillation_loss, hint_loss
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import (
@@ -95,25 +96,6 @@ def check_config(config):
         )
     n = cli.train_examples(config.dataset, seed=config.data_seed)
     check_batch_size(config, min(n, config.train_size or n))
-
-
-# --- losses ------------------------------------------------------------------------------------
-
-
-def hint_loss(predicted_hint, hint):
-    """L_HT = 1/2 mean_n ||u_h(x_n) - r(v_g(x_n))||^2."""
-    return 0.5 * losses.mean_squared_error(predicted_hint, hint)
-
-
-def distillation_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float):
-    """L_KD = alpha T^2 H(p^T, q^T) + (1 - alpha) H(y, q), averaged over the batch.
-
-    Returns (L_KD, soft term H(p^T, q^T), hard term H(y, q)).
-    """
-    soft_targets = jax.nn.softmax(teacher_logits / temperature)
-    soft = losses.softmax_cross_entropy(student_logits / temperature, soft_targets)
-    hard = losses.softmax_cross_entropy_with_integer_labels(student_logits, labels)
-    return alpha * temperature**2 * soft + (1 - alpha) * hard, soft, hard
 
 
 # --- the networks ------------------------------------------------------------------------------

@@ -159,6 +159,29 @@ def kl_divergence(p: jax.Array, q: jax.Array, axis: int = -1) -> jax.Array:
     return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)
 
 
+# --- Learning from a teacher network (SPEC.md section 4, "FitNets") ---------------------------
+
+
+def hint_loss(predicted_hint: jax.Array, hint: jax.Array) -> jax.Array:
+    """L_HT = 1/2 mean_n ||u_h(x_n) - r(v_g(x_n))||^2: the FitNets hint loss between the
+    teacher's hint layer u_h and the regressor r on the student's guided layer v_g (Romero
+    et al. 2015, eq. 3 ``[add]``)."""
+    return 0.5 * mean_squared_error(predicted_hint, hint)
+
+
+def distillation_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float):
+    """L_KD = alpha T^2 H(p^T, q^T) + (1 - alpha) H(y, q), averaged over the batch, with
+    p^T = softmax(z_teacher / T) and q^T = softmax(z_student / T) (Hinton et al. 2015
+    ``[add]``; the T^2 keeps the soft term's gradient T (q^T - p^T) from fading as T grows).
+
+    Returns (L_KD, soft term H(p^T, q^T), hard term H(y, q)).
+    """
+    soft_targets = jax.nn.softmax(teacher_logits / temperature)
+    soft = softmax_cross_entropy(student_logits / temperature, soft_targets)
+    hard = softmax_cross_entropy_with_integer_labels(student_logits, labels)
+    return alpha * temperature**2 * soft + (1 - alpha) * hard, soft, hard
+
+
 # --- Latent-variable models: Gaussian KL and decoder log-likelihoods (SPEC.md section 6) ------
 
 LOG_2PI = 1.8378770664093453  # log(2 pi)
