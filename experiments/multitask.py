@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lexicon import baselines, cli, data, optim, train
+from lexicon.losses import softmax_cross_entropy_with_integer_labels
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, compare, held_against, mean_std, plot_curves
 from lexicon.rules import (
@@ -129,8 +130,8 @@ class TwoHeadNet(nn.Module):
 
 def multitask_loss(logits_1, logits_2, y1, y2, w1: float, w2: float):
     """J = w_1 L_1 + w_2 L_2 with L_t the mean cross-entropy of head t; returns (J, L_1, L_2)."""
-    loss_1 = train.cross_entropy(logits_1, y1)
-    loss_2 = train.cross_entropy(logits_2, y2)
+    loss_1 = softmax_cross_entropy_with_integer_labels(logits_1, y1)
+    loss_2 = softmax_cross_entropy_with_integer_labels(logits_2, y2)
     return w1 * loss_1 + w2 * loss_2, loss_1, loss_2
 
 
