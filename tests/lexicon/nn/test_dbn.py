@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from lexicon import train
 from lexicon.nn import dbn, rbm
@@ -51,6 +52,7 @@ def test_upper_layer_learns_from_samples_of_the_fixed_layer_below():
     jax.tree.map(np.testing.assert_array_equal, new.below, (lower,))
 
 
+@pytest.mark.slow
 def test_greedy_pretraining_stacks_fixed_layers(tmp_path):
     """Two layers, Gaussian-Bernoulli first, through train.fit: the first layer equals a plain
     RBM fit of the same config, the second carries it unchanged in its state."""

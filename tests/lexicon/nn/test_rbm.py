@@ -2,7 +2,6 @@
 and PCD chains that persist through the training core and its checkpoints."""
 
 import itertools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -133,23 +132,29 @@ def test_gaussian_p_v_given_h_is_wh_plus_b_with_unit_variance():
     assert np.all(np.abs(draws.var(0, ddof=1) - 1) < 5 * np.sqrt(2 / (n - 1)))
 
 
-def test_ais_is_within_one_nat_of_the_exact_log_z(x64):
+def check_ais(visible, scale):
     """16 hidden units, 30 visible: AIS with 100 runs and 1,000 temperatures vs the exact sum
-    over 2^16 hidden states, Bernoulli and Gaussian visibles."""
-    for visible in rbm.VISIBLE:
-        p = random_params(6, 30, 16, scale=0.5 if visible == "bernoulli" else 0.15)
-        exact = float(rbm.log_partition(p, visible))
-        estimate, log_w = jax.jit(
-            lambda p, key, visible=visible: rbm.ais(
-                p, key, runs=100, betas=rbm.ais_betas(1000), visible=visible
-            )
-        )(p, jax.random.key(0))
-        assert abs(float(estimate) - exact) < 1.0, (visible, float(estimate), exact)
-        low, high = rbm.ais_interval(estimate, log_w)
-        assert low < float(estimate) < high
+    over 2^16 hidden states."""
+    p = random_params(6, 30, 16, scale=scale)
+    exact = float(rbm.log_partition(p, visible))
+    estimate, log_w = jax.jit(
+        lambda p, key: rbm.ais(p, key, runs=100, betas=rbm.ais_betas(1000), visible=visible)
+    )(p, jax.random.key(0))
+    assert abs(float(estimate) - exact) < 1.0, (visible, float(estimate), exact)
+    low, high = rbm.ais_interval(estimate, log_w)
+    assert low < float(estimate) < high
+
+
+def test_ais_is_within_one_nat_of_the_exact_log_z(x64):
+    check_ais("bernoulli", 0.5)
     betas = rbm.ais_betas(14500)  # Salakhutdinov & Murray's schedule
     assert len(betas) == 14501 and betas[0] == 0 and betas[-1] == 1
     assert np.sum(betas < 0.5) == 500 and np.sum((betas >= 0.5) & (betas < 0.9)) == 4000
+
+
+@pytest.mark.slow
+def test_ais_with_gaussian_visibles(x64):
+    check_ais("gaussian", 0.15)
 
 
 def numpy_cd_expectation(p, data, k):
@@ -236,7 +241,7 @@ def tiny_config(**changes):
 
 def pcd_task(persistent=True):
     tx = rbm.practical_guide(steps_per_epoch=4, learning_rate=0.05)
-    return rbm.task(12, 5, tx, k=1, persistent=persistent, chains=10, exact=True)
+    return rbm.task(12, 5, tx, k=1, persistent=persistent, chains=10)
 
 
 def test_pcd_chain_persists_across_steps():
@@ -261,14 +266,11 @@ def test_pcd_chain_persists_across_steps():
 def test_pcd_chain_persists_across_a_checkpoint(tmp_path):
     """Four epochs of PCD in one run equal two epochs, a checkpoint, and a resume to four,
     bitwise: parameters, momentum and the chains (a resume that restarted the chains would
-    differ). The exact test log-likelihood is recorded every epoch."""
+    differ)."""
     data = {"x": (np.random.default_rng(0).uniform(size=(40, 12)) < 0.4).astype(np.float32)}
-    splits = {"test": data}
-    straight = train.fit(tiny_config(), pcd_task(), data, tmp_path / "a", eval_splits=splits)
-    train.fit(tiny_config(epochs=2), pcd_task(), data, tmp_path / "b", eval_splits=splits)
-    resumed = train.fit(
-        tiny_config(resume=True), pcd_task(), data, tmp_path / "b", eval_splits=splits
-    )
+    straight = train.fit(tiny_config(), pcd_task(), data, tmp_path / "a")
+    train.fit(tiny_config(epochs=2), pcd_task(), data, tmp_path / "b")
+    resumed = train.fit(tiny_config(resume=True), pcd_task(), data, tmp_path / "b")
 
     def fields(state):
         return state.step, state.params, state.opt_state, state.chain
@@ -277,9 +279,4 @@ def test_pcd_chain_persists_across_a_checkpoint(tmp_path):
     assert straight.history == resumed.history
     fresh = pcd_task().init(jax.random.key(0)).chain
     assert not np.array_equal(straight.state.chain[0], fresh)
-    ll = straight.final("test/log_likelihood")
-    params = jax.tree.map(lambda a: a[0], straight.state.params)
-    np.testing.assert_allclose(
-        ll[0], float(rbm.log_likelihood(params, jnp.asarray(data["x"])).mean()), rtol=1e-5
-    )
-    assert math.isfinite(float(ll[1]))
+    assert np.all(np.asarray(straight.state.step) == 16)
