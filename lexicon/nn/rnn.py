@@ -119,7 +119,7 @@ class JordanCell(nn.Module):
         return carry
 
 
-def _forget_bias(value: float, features: int, gates: int = 4, index: int = 1):
+def _forget_bias(value: float, features: int, index: int = 1):
     def init(key, shape, dtype=jnp.float32):
         del key
         return jnp.zeros(shape, dtype).at[index * features : (index + 1) * features].set(value)
