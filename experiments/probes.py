@@ -28,6 +28,12 @@ def get_config():
     return transfer.get_config()
 
 
+def check_config(config):
+    from experiments import transfer
+
+    transfer.check_config(config)
+
+
 def layer_output(model: LeNet5, params, x: jax.Array, layer: str) -> jax.Array:
     """The flattened output (N, D) of one named LeNet-5 stage (c1, s2, c3, s4, f5, f6)."""
     _, sown = model.apply({"params": params}, x, method="features", mutable=["intermediates"])
