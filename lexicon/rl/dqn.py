@@ -129,16 +129,21 @@ def update_target(target_params, params, tau: float, due):
     )
 
 
-def learn(state: DQNState, key, hyper: Hyper):
-    """One gradient step on a uniform minibatch, then the target update when it is due."""
-    batch = replay.sample(state.buffer, key, hyper.batch_size)
-    online = state.online
+def update(online: train.TrainState, target_params, batch: Transition, hyper: Hyper):
+    """One gradient step on a minibatch, then the target update when it is due.
+    -> (online, target params, loss, mean Q(s, a))."""
     (loss, q_mean), grads = jax.value_and_grad(
-        lambda p: q_loss(online.apply_fn, p, state.target_params, batch, hyper), has_aux=True
+        lambda p: q_loss(online.apply_fn, p, target_params, batch, hyper), has_aux=True
     )(online.params)
     online = online.apply_gradients(grads)
     due = online.step % hyper.target_every == 0
-    target = update_target(state.target_params, online.params, hyper.tau, due)
+    return online, update_target(target_params, online.params, hyper.tau, due), loss, q_mean
+
+
+def learn(state: DQNState, key, hyper: Hyper):
+    """``update`` on a minibatch drawn uniformly from the replay buffer."""
+    batch = replay.sample(state.buffer, key, hyper.batch_size)
+    online, target, loss, q_mean = update(state.online, state.target_params, batch, hyper)
     return state.replace(online=online, target_params=target), loss, q_mean
 
 
@@ -187,12 +192,18 @@ def iterate(env, params, hyper: Hyper, state: DQNState, seed, it):
         it % hyper.train_every == 0, env_steps + hyper.num_envs >= hyper.learning_starts
     )
     nan = jnp.full((), jnp.nan, jnp.float32)
-    state, loss, q_mean = lax.cond(
+    # The minibatch is drawn outside the cond, so that the buffer does not pass through it
+    # (a cond operand may be copied: the whole buffer of every seed at every iteration).
+    batch = replay.sample(buffer, sample_key, hyper.batch_size)
+    online, target, loss, q_mean = lax.cond(
         due,
-        lambda s: learn(s, sample_key, hyper),
-        lambda s: (s, nan, nan),
-        state,
+        lambda o, t, b: update(o, t, b, hyper),
+        lambda o, t, b: (o, t, nan, nan),
+        state.online,
+        state.target_params,
+        batch,
     )
+    state = state.replace(online=online, target_params=target)
     ended = jnp.logical_or(terminated, truncated)
     return state, {
         "loss": loss,
