@@ -16,6 +16,7 @@ MNIST-1D read as a sequence of 40 scalars is ``lexicon.data.load("mnist1d", flat
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 ADDING_BASELINE_MSE = 1.0 / 6.0  # predicting 1 = E[u1 + u2]: Var(u1 + u2) = 2 / 12
 
 
+@functools.partial(jax.jit, static_argnames=("batch", "length"))
 def adding_problem(key: jax.Array, batch: int, length: int) -> dict[str, jax.Array]:
     """``batch`` adding-problem sequences of ``length`` steps (length >= 2).
 
@@ -42,6 +44,7 @@ def adding_problem(key: jax.Array, batch: int, length: int) -> dict[str, jax.Arr
     return {"x": x, "y": y}
 
 
+@functools.partial(jax.jit, static_argnames=("batch", "length", "period", "noise"))
 def noisy_sine(
     key: jax.Array, batch: int, length: int, *, period: float = 20.0, noise: float = 0.1
 ) -> dict[str, jax.Array]:
