@@ -19,6 +19,8 @@ scale=paper takes the paper's settings.
 
 from __future__ import annotations
 
+import pathlib
+
 import jax
 import numpy as np
 import optax
@@ -207,22 +209,29 @@ def train_models(config, split, workdir):
     """Every factors size of the sweep: GMF, MLP, then NeuMF from both; at ``factors`` also
     NeuMF from scratch and BPR. Returns {(model, factors): Result}."""
     users, items = split.num_users, split.num_items
+    models = RULES["models"].parse(config.models)
     adam = optax.adam(config.lr)
     runs = {}
     for f in config.sweep:
         for name in ("gmf", "mlp"):
-            model = ncf.build(name, users, items, f, config.layers)
-            runs[name, f] = fit(config, model, split, workdir / f"{name}{f}", tx=adam)
-        start = pretrained(config, runs["gmf", f], runs["mlp", f])
-        neumf = ncf.build("neumf", users, items, f, config.layers)
-        runs["neumf", f] = fit(
-            config, neumf, split, workdir / f"neumf{f}", tx=adam, initial_state=start
-        )
+            if name in models:
+                model = ncf.build(name, users, items, f, config.layers)
+                runs[name, f] = fit(config, model, split, workdir / f"{name}{f}", tx=adam)
+        if "neumf" in models:
+            start = pretrained(config, runs["gmf", f], runs["mlp", f])
+            neumf = ncf.build("neumf", users, items, f, config.layers)
+            runs["neumf", f] = fit(
+                config, neumf, split, workdir / f"neumf{f}", tx=adam, initial_state=start
+            )
     f = config.factors
-    neumf = ncf.build("neumf", users, items, f, config.layers)
-    runs["neumf_scratch", f] = fit(config, neumf, split, workdir / f"neumf_scratch{f}", tx=adam)
-    mf = ncf.MF(users, items, f)
-    runs["bpr", f] = fit(config, mf, split, workdir / f"bpr{f}", tx=adam, loss="bpr", negatives=1)
+    if "neumf_scratch" in models:
+        neumf = ncf.build("neumf", users, items, f, config.layers)
+        runs["neumf_scratch", f] = fit(config, neumf, split, workdir / f"neumf_scratch{f}", tx=adam)
+    if "bpr" in models:
+        mf = ncf.MF(users, items, f)
+        runs["bpr", f] = fit(
+            config, mf, split, workdir / f"bpr{f}", tx=adam, loss="bpr", negatives=1
+        )
     return runs
 
 
@@ -314,7 +323,7 @@ def published(rep, config, runs, data) -> dict:
 
 
 def train_and_evaluate(config, workdir):
-    config = settings(config)
+    config, workdir = settings(config), pathlib.Path(workdir)
     data, note = load(config)
     split = movielens.leave_one_out(data, seed=config.data_seed)
     f, k = config.factors, config.k

@@ -228,7 +228,7 @@ def synthetic(
     num_users: int = 600,
     num_items: int = 1000,
     factors: int = 8,
-    mean_items: float = 40.0,
+    mean_items: float = 50.0,
     min_items: int = 5,
     popularity: float = 0.3,
     nonlinear: float = 1.0,
