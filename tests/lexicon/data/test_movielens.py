@@ -134,3 +134,10 @@ def test_packed_positives_and_training_negatives():
     assert not np.array_equal(negatives, np.asarray(draw(jax.random.key(1))))
     # Uniform over the user's non-training items: every such item of user 0 turns up.
     assert set(negatives[:50].ravel()) <= set(np.flatnonzero(~train[0]))
+
+
+def test_missing_ml1m_copy_names_the_alternatives(tmp_path):
+    with pytest.raises(DataError, match="MovieLens 1M has no prepared TFDS copy.*synthetic"):
+        movielens.load("ml-1m", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="ml-100k, ml-1m, synthetic"):
+        movielens.load("netflix")
