@@ -102,18 +102,21 @@ def test_tiny_adding_run(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_mnist1d_and_forcing(tmp_path):
-    """Two MNIST-1D epochs of a GRU lift test accuracy well above the 10% of chance; the forcing
-    part trains both ways and reports both forecast errors."""
+    """Two MNIST-1D epochs of a GRU read out at every step (the published design) lift test
+    accuracy well above the 10% of chance; the forcing part trains both ways and reports both
+    forecast errors."""
     config = tiny_config(
         parts="mnist1d,forcing",
         mnist_cells="gru",
+        mnist_readout="all",
+        mnist_lr=1e-2,
         mnist_epochs=2,
         forcing_epochs=2,
         context=10,
         horizon=20,
     )
     figures = experiment.train_and_evaluate(config, tmp_path)
-    assert np.all(np.asarray(figures["mnist1d"]["gru"]["test_accuracy"].values) > 0.2)
+    assert np.all(np.asarray(figures["mnist1d"]["gru"]["test_accuracy"].values) > 0.25)
     for mode in ("teacher_forcing", "free_running"):
         for key in ("free_run_mse", "one_step_mse"):
             assert np.all(np.isfinite(figures["forcing"][mode][key].values))
