@@ -23,7 +23,7 @@ def test_classifier_is_the_stack_of_conditionals_and_a_head():
     model = dbn.DBNClassifier((5, 4), 3)
     x = jax.random.uniform(keys[2], (6, 7))
     params = dbn.with_pretrained(model.init(keys[2], x)["params"], layers)
-    logits = np.asarray(model.apply({"params": params}, x), np.float64)
+    logits = np.asarray(jax.jit(model.apply)({"params": params}, x), np.float64)
     h = np.asarray(x, np.float64)
     for p in layers:
         h = sigmoid(h @ np.asarray(p["w"]) + np.asarray(p["a"]))
@@ -41,11 +41,11 @@ def test_upper_layer_learns_from_samples_of_the_fixed_layer_below():
     state = task.init(jax.random.key(2)).replace(below=(lower,))
     x = (jax.random.uniform(jax.random.key(3), (10, 8)) < 0.5).astype(jnp.float32)
     key = jax.random.key(4)
-    new, _ = task.make_step(None)(state, {"x": x}, key)
+    new, _ = jax.jit(task.make_step(None))(state, {"x": x}, key)
     up_key, cd_key = jax.random.split(key)
     h1 = rbm.sample_h(lower, x, jax.random.fold_in(up_key, 0))
     assert set(np.unique(h1)) <= {0.0, 1.0}
-    gradient, _ = rbm.cd_gradient(state.params, h1, cd_key, 2)
+    gradient, _ = jax.jit(rbm.cd_gradient, static_argnums=3)(state.params, h1, cd_key, 2)
     updates, _ = tx.update(jax.tree.map(jnp.negative, gradient), state.opt_state, state.params)
     expected = optax.apply_updates(state.params, updates)
     jax.tree.map(np.testing.assert_array_equal, new.params, expected)
