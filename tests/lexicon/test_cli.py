@@ -245,7 +245,7 @@ def test_every_experiment_takes_every_shared_key_and_rules_every_key():
 EXPERIMENT_BAD = {
     "backprop tuple": ("backprop", ["--config.hidden=(0,)"], "config.hidden[0]=0"),
     "backprop batch": ("backprop", ["--config.batch_size=100000"], "exceeds the 1258"),
-    "optimizers noise": ("optimizers", ["--config.noise_batches=(0,)"], "noise_batches[0]=0"),
+    "batch size noise": ("batch_size", ["--config.noise_batches=(0,)"], "noise_batches[0]=0"),
     "optimizers float32": ("optimizers", ["--config.sgd.lr=1e39"], "finite number"),
     "cnn model": ("cnn", ["--config.models=cnn1d", "--config.dataset=digits"], "cnn1d"),
     "regularization l1": ("regularization", ["--config.combined=l1,l1_proximal"], "both l1"),
