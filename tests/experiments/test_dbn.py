@@ -20,7 +20,7 @@ def tiny_config(**changes):
             labels_per_class=(10,),
             finetune_steps=100,
             finetune_lr=3e-3,
-            batch_size=20,
+            batch_size=10,
             progress=False,
         )
     )
