@@ -56,7 +56,7 @@ def get_config():
     config.disc_steps = 1  # k, discriminator updates per generator update
     config.lr = 5e-4  # Adam's step size for both players
     config.beta1 = 0.5  # Adam's beta1
-    config.r1 = 1.0  # gamma of the R1 penalty on D (0: none): the remedy for collapse here
+    config.r1 = 10.0  # gamma of the R1 penalty on D (0: none): the remedy for collapse here
     config.classifier_hidden = 256  # hidden units of the judging classifier (its features)
     config.classifier_epochs = 20  # epochs of the judging classifier
     config.samples = 2000  # samples judged per seed (and per GAN)
