@@ -33,13 +33,13 @@ def tiny_config(**changes):
         dict(
             dataset="digits",
             seeds=2,
-            epochs=8,
+            epochs=4,
             lr=2e-3,
             gen_hidden=(64,),
             disc_hidden=(64,),
-            classifier_epochs=10,
+            classifier_epochs=5,
             r1=0.0,
-            samples=500,
+            samples=200,
             progress=False,
         )
     )
@@ -48,7 +48,7 @@ def tiny_config(**changes):
 
 
 def test_tiny_run_on_digits(tmp_path):
-    """Eight epochs on the 8x8 digits (too few for digit-like samples, see the slow test): the
+    """Four epochs on the 8x8 digits (too few for digit-like samples, see the slow test): the
     judge reads real test digits well; each discriminator already tells the real images from
     the fakes (mean D(x) higher on real than on fake by a margin, every seed); the samples lie
     farther from the test set than the real training images do."""
