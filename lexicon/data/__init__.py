@@ -1,7 +1,9 @@
-"""Datasets: embedded sources, MNIST-1D, 5,000 MNIST digits, TFDS images, seeded splits."""
+"""Datasets: embedded sources, MNIST-1D, 5,000 MNIST digits, TFDS images, seeded splits; text
+corpora, MovieLens, sequence tasks and Gaussian mixtures as submodules."""
 
 from __future__ import annotations
 
+from lexicon.data import mixtures, movielens, prepare, sequences, text
 from lexicon.data.sources import (
     EMBEDDED,
     MNIST5K,
@@ -21,6 +23,11 @@ DATASETS = EMBEDDED + TFDS_IMAGES
 
 __all__ = [
     "DATASETS",
+    "mixtures",
+    "movielens",
+    "prepare",
+    "sequences",
+    "text",
     "EMBEDDED",
     "MNIST5K",
     "TFDS_IMAGES",

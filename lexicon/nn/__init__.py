@@ -1,9 +1,11 @@
 """Flax Linen modules and the pure functions that models need.
 
 Every module takes ``train: bool`` at call time where training and evaluation differ
-(dropout, batch norm).
+(dropout, batch norm). The topic families are submodules: ``autoencoders``, ``vae``,
+``rbm`` and ``dbn``, ``rnn``, ``gan``, ``word2vec``, ``ncf``.
 """
 
+from lexicon.nn import autoencoders, dbn, gan, ncf, rbm, rnn, vae, word2vec
 from lexicon.nn.cnn import (
     CNN1D,
     LeNet5,
@@ -14,12 +16,42 @@ from lexicon.nn.cnn import (
     lenet5_for,
 )
 from lexicon.nn.dropout import Dropout, DropoutMLP, mc_dropout_predict
+from lexicon.nn.gan import DCGANDiscriminator, DCGANGenerator, DenseDiscriminator, DenseGenerator
 from lexicon.nn.layers import MLP, BatchNorm, Maxout, PReLU
+from lexicon.nn.ncf import GMF, NeuMF
+from lexicon.nn.rnn import (
+    ElmanCell,
+    GRUCell,
+    JordanCell,
+    LSTMCell,
+    SequenceToOne,
+    SequenceToSequence,
+)
 from lexicon.nn.tying import Siamese, TiedAutoencoder
 
 __all__ = [
     "CNN1D",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "DenseDiscriminator",
+    "DenseGenerator",
+    "ElmanCell",
+    "GMF",
+    "GRUCell",
+    "JordanCell",
+    "LSTMCell",
     "MLP",
+    "NeuMF",
+    "SequenceToOne",
+    "SequenceToSequence",
+    "autoencoders",
+    "dbn",
+    "gan",
+    "ncf",
+    "rbm",
+    "rnn",
+    "vae",
+    "word2vec",
     "BatchNorm",
     "Dropout",
     "DropoutMLP",
