@@ -3,8 +3,9 @@
 The generator maps z ~ Uniform([0, 1]^d) (004) to pixels in [0, 1] (a sigmoid output); the
 discriminator outputs one logit. Both train through lexicon.train as one two-player state, k
 discriminator updates and one generator update per minibatch, non-saturating objective (004),
-Adam with beta1 = 0.5 (Radford et al. 2016) [add]. The conditional GAN gives the label to both
-networks (one-hot concatenation; an embedding is a flag).
+Adam with beta1 = 0.5 (Radford et al. 2016) [add], and the R1 penalty on D (gamma 10 by
+default; --config.r1=0 shows the collapse it removes). The conditional GAN gives the label to
+both networks (one-hot concatenation; an embedding is a flag).
 
 Sample quality is judged by a classifier trained on the real training images through
 lexicon.train (an MLP; its hidden layer is the feature space) [add]:
