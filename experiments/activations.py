@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, data, optim, train
+from lexicon import cli, data, losses, optim, train
 from lexicon.nn import activations
 from lexicon.nn import init as initializers
 from lexicon.nn.activations import dense_kernels
@@ -136,7 +136,7 @@ def plot_gallery(values, x):
 
 def objective(model, params, x, y):
     logits = model.apply({"params": params}, x)
-    return train.cross_entropy(logits, y), logits
+    return losses.softmax_cross_entropy_with_integer_labels(logits, y), logits
 
 
 def gradient_norm_task(model, config, example_input):

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, optim, train
+from lexicon import cli, losses, optim, train
 from lexicon.optim import problems
 from lexicon.optim.problems import sci
 from lexicon.report import Figure, Report, band, compare, mean_std
@@ -61,7 +61,9 @@ def noise_at(config, logreg, params) -> dict:
     n = len(logreg.splits.train["y"])
 
     def data_loss(params, xb, yb):
-        return train.cross_entropy(logreg.model.apply({"params": params}, xb), yb)
+        return losses.softmax_cross_entropy_with_integer_labels(
+            logreg.model.apply({"params": params}, xb), yb
+        )
 
     seeds = jnp.arange(config.seed, config.seed + config.seeds)
     keys = jax.vmap(lambda s: jax.random.fold_in(train.stream(s, "data"), 2**20))(seeds)

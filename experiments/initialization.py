@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, data, optim, train
+from lexicon import cli, data, losses, optim, train
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
@@ -103,7 +103,7 @@ def weight_gradient_variances(model, params, x, y) -> jax.Array:
     """Var(dJ/dW_l) over the entries of every kernel (hidden layers and output), J = CE."""
 
     def loss(p):
-        return train.cross_entropy(model.apply({"params": p}, x), y)
+        return losses.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y)
 
     grads = jax.grad(loss)(params)
     kernels = [grads[f"Dense_{i}"]["kernel"] for i in range(len(grads))]

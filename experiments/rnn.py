@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import cli, data, train
+from lexicon import cli, data, losses, train
 from lexicon.data import sequences
 from lexicon.nn import rnn
 from lexicon.report import Figure, Report, compare, mean_std, plot_curves
@@ -164,7 +164,10 @@ def mse(out, batch):
 
 def classification(logits, batch):
     y = batch["y"]
-    return {"loss": train.cross_entropy(logits, y), "accuracy": train.accuracy(logits, y)}
+    return {
+        "loss": losses.softmax_cross_entropy_with_integer_labels(logits, y),
+        "accuracy": train.accuracy(logits, y),
+    }
 
 
 # --- (a) MNIST-1D read as a sequence -------------------------------------------------------------

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from lexicon import train
+from lexicon import losses, train
 from lexicon.optim.first_order import NAMES, evaluation_params, from_config
 from lexicon.optim.second_order import minimize
 from lexicon.rules import Range, nonnegative, positive, probability
@@ -203,7 +203,7 @@ class Problem:
         def score(params, x, y):
             def one(p):
                 logits = model.apply({"params": p}, x)
-                loss = train.cross_entropy(logits, y)
+                loss = losses.softmax_cross_entropy_with_integer_labels(logits, y)
                 objective = loss if penalty is None else loss + penalty(p)
                 return {"loss": loss, "objective": objective, "accuracy": train.accuracy(logits, y)}
 

@@ -19,7 +19,6 @@ from lexicon.train.tasks import (
     accuracy,
     apply_model,
     classifier,
-    cross_entropy,
     evaluate_in_chunks,
 )
 
@@ -39,7 +38,6 @@ __all__ = [
     "accuracy",
     "apply_model",
     "classifier",
-    "cross_entropy",
     "defaults",
     "evaluate_in_chunks",
     "fit",

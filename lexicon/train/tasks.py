@@ -14,12 +14,6 @@ from lexicon.train.state import TrainState
 from lexicon.train.steps import gradient_step
 
 
-def cross_entropy(logits, labels):
-    """The former name of ``losses.softmax_cross_entropy_with_integer_labels`` (mean); kept
-    while its callers move to the explicit name."""
-    return softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 def accuracy(logits, labels):
     return jnp.mean(jnp.argmax(logits, -1) == labels)
 

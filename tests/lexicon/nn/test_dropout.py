@@ -100,9 +100,7 @@ def test_dropout_mlp_eval_matches_plain_mlp_and_training_drops_at_the_right_rate
     @jax.jit
     def run(v, k):
         evaluation = model.apply(v, x)
-        _, captured = model.apply(
-            v, x, train=True, rngs={"dropout": k}, capture_intermediates=True
-        )
+        _, captured = model.apply(v, x, train=True, rngs={"dropout": k}, capture_intermediates=True)
         return evaluation, captured["intermediates"]
 
     evaluation, inter = run(variables, jax.random.key(7))

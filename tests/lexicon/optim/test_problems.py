@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lexicon import data, optim, regularizers, train
+from lexicon import data, losses, optim, regularizers
 from lexicon.nn.layers import MLP
 from lexicon.optim import problems
 
@@ -83,7 +83,9 @@ def test_logreg_objective_is_the_literal_formula(x64):
     # The same J as the one trained: cross-entropy of the one-layer MLP plus l2_penalty.
     model = MLP(features=(3,), activation="identity")
     params = {"Dense_0": {"kernel": jnp.asarray(w), "bias": jnp.asarray(b)}}
-    trained = train.cross_entropy(model.apply({"params": params}, jnp.asarray(x)), jnp.asarray(y))
+    trained = losses.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": params}, jnp.asarray(x)), jnp.asarray(y)
+    )
     trained += regularizers.l2_penalty(params, l2)
     assert float(trained) == pytest.approx(expected, rel=1e-12)
 
@@ -97,7 +99,9 @@ def test_sklearn_optimum_is_a_stationary_point_of_our_objective(x64):
 
     def objective(w, b):
         logits = x @ w + b
-        return train.cross_entropy(logits, y) + 0.5 * l2 * jnp.sum(w**2)
+        return losses.softmax_cross_entropy_with_integer_labels(logits, y) + 0.5 * l2 * jnp.sum(
+            w**2
+        )
 
     w, b = jnp.asarray(optimum["w"]), jnp.asarray(optimum["b"])
     grad_w, grad_b = jax.grad(objective, argnums=(0, 1))(w, b)
@@ -124,7 +128,7 @@ def test_gradient_noise_law_by_enumerating_every_minibatch(x64):
     full = per_example.mean(axis=0)
 
     def data_loss(params, xb, yb):
-        return train.cross_entropy(xb @ params["w"] + params["b"], yb)
+        return losses.softmax_cross_entropy_with_integer_labels(xb @ params["w"] + params["b"], yb)
 
     params = {"w": jnp.asarray(w), "b": jnp.asarray(b)}
     sizes = (1, 2, 3, 6)

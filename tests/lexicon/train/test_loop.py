@@ -138,7 +138,7 @@ def test_resume_without_checkpoint_is_refused(digits, tmp_path):
 
 PARALLEL_SCRIPT = """
 import sys, jax, numpy as np
-sys.path.insert(0, "tests")
+sys.path.insert(0, "tests/helpers")
 from train_tasks import classifier_task
 from lexicon import data, train
 assert jax.device_count() == 8
