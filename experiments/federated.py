@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from lexicon import cli, data, federated, report, train
+from lexicon.nn.cnn import FedAvgCNN
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, compare, mean_std
 from lexicon.rules import Choice, ConfigError, Items, Range, positive, probability
@@ -38,6 +39,7 @@ def get_config():
     config = train.defaults()
     config.seeds = 3
     config.dataset = "mnist5k"  # mnist5k | digits | mnist (a prepared TFDS copy)
+    config.model = "2nn"  # 2nn (an MLP with the hidden widths below) | cnn (McMahan et al.'s)
     config.hidden = (200, 200)  # the 2NN of McMahan et al.
     config.clients = 100  # K
     config.epochs = 150  # communication rounds: one round is one epoch of lexicon.train
@@ -60,6 +62,7 @@ def get_config():
 
 RULES = {
     "dataset": Choice("mnist5k", "digits", "mnist"),
+    "model": Choice("2nn", "cnn"),
     "hidden": Items(Range(1, 4096), max_len=8),
     "clients": Range(1, 10_000),
     "lr": positive(),
@@ -97,11 +100,18 @@ def check_config(config):
 # --- one federated run: K clients, a schedule, a mean ----------------------------------------
 
 
+def make_model(config):
+    """The 2NN (ReLU MLP) or the CNN of McMahan et al. (two 5x5 conv + pool, 512 ReLU)."""
+    if config.model == "cnn":
+        return FedAvgCNN()
+    return MLP((*config.hidden, 10), activation="relu", flatten=True)
+
+
 def run_fedavg(config, splits, parts, workdir, *, fraction, epochs, batch, rule="mean"):
-    """Trains the 2NN by FedAvg for config.epochs rounds; the test accuracy after each."""
+    """Trains the model by FedAvg for config.epochs rounds; the test accuracy after each."""
     x, y = splits.train["x"], splits.train["y"]
     clients = federated.client_data(x, y, parts)
-    model = MLP((*config.hidden, 10), activation="relu", flatten=True)
+    model = make_model(config)
     task = federated.fedavg_task(
         model,
         x[:1],
@@ -170,7 +180,8 @@ def train_and_evaluate(config, workdir):
     n = len(y)
     rep.text(
         f"`{config.dataset}`: {n} training and {len(splits.test['y'])} test examples over "
-        f"K = {config.clients} clients; the 2NN ({'-'.join(map(str, config.hidden))} ReLU); "
+        f"K = {config.clients} clients; model {config.model} "
+        f"({'McMahan et al.' if config.model == 'cnn' else '-'.join(map(str, config.hidden))}); "
         f"client SGD at lr {config.lr}; {config.epochs} rounds; {config.seeds} seeds trained "
         "as one program (each seed its own initialization and client sampling). Target test "
         f"accuracy {config.target}."
@@ -352,7 +363,7 @@ def train_and_evaluate(config, workdir):
     # 5. Centralized training on the pooled data: the upper reference.
     central = config.copy_and_resolve_references()
     central.epochs, central.batch_size = config.central_epochs, 10
-    model = MLP((*config.hidden, 10), activation="relu", flatten=True)
+    model = make_model(config)
     result = train.fit(
         central,
         train.classifier(model, optax.sgd(config.lr), splits.train["x"][:1]),
@@ -362,7 +373,7 @@ def train_and_evaluate(config, workdir):
     )
     best = max(runs.values(), key=lambda r: r["final"].mean())
     rep.text(
-        f"**Centralized.** The same 2NN trained by SGD (batch 10, {config.central_epochs} "
+        f"**Centralized.** The same model trained by SGD (batch 10, {config.central_epochs} "
         f"epochs) on the pooled data: test accuracy {mean_std(result.final('test/accuracy'))}; "
         f"the best federated run ends at {mean_std(best['final'])}."
     )

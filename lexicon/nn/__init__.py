@@ -8,6 +8,7 @@ Every module takes ``train: bool`` at call time where training and evaluation di
 from lexicon.nn import autoencoders, dbn, gan, ncf, rbm, rnn, vae, word2vec
 from lexicon.nn.cnn import (
     CNN1D,
+    FedAvgCNN,
     LeNet5,
     MultiStream,
     ResidualBlock,
@@ -35,6 +36,7 @@ __all__ = [
     "DCGANGenerator",
     "DenseDiscriminator",
     "DenseGenerator",
+    "FedAvgCNN",
     "ElmanCell",
     "GMF",
     "GRUCell",

@@ -168,6 +168,32 @@ def lenet5_for(side: int, num_classes: int, activation: str = "tanh") -> LeNet5:
     )
 
 
+class FedAvgCNN(nn.Module):
+    """The CNN of McMahan et al. (2017) for MNIST: two 5x5 convolutions with 32 and 64
+    channels ("same" padding), each followed by ReLU and 2x2 max-pooling, a fully connected
+    layer of 512 ReLU units and a linear output layer (1,663,370 parameters on 28x28 images).
+    Vector inputs of a square number of pixels are reshaped into one-channel images."""
+
+    num_classes: int = 10
+
+    def setup(self):
+        self.convs = [nn.Conv(c, (5, 5), padding="SAME") for c in (32, 64)]
+        self.hidden = nn.Dense(512)
+        self.output = nn.Dense(self.num_classes)
+
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.ndim == 2:
+            side = int(round(x.shape[1] ** 0.5))
+            x = x.reshape(x.shape[0], side, side)
+        h = _as_images(x)
+        for layer in self.convs:
+            h = nn.max_pool(nn.relu(layer(h)), (2, 2), strides=(2, 2))
+        return nn.relu(self.hidden(_flatten(h)))
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.output(self.features(x))
+
+
 class VGGSmall(nn.Module):
     """A small VGGNet: stages of 3x3 "same" convs + ReLU, each stage closed by a 2x2 max-pool
     (stride 2); then the maps are flattened into dense ReLU layers and a linear output layer.

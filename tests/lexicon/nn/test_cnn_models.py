@@ -330,3 +330,14 @@ def test_bad_activation_is_rejected():
         jax.eval_shape(
             cnn.LeNet5(activation="swishy").init, jax.random.key(0), jnp.zeros((1, 32, 32, 1))
         )
+
+
+def test_fedavg_cnn_has_mcmahans_parameter_count():
+    """McMahan et al. (2017) give 1,663,370 parameters for their MNIST CNN."""
+    from lexicon.nn.cnn import FedAvgCNN
+
+    model = FedAvgCNN()
+    params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+    assert sum(p.size for p in jax.tree.leaves(params)) == 1_663_370
+    flat = model.apply({"params": params}, jnp.ones((3, 784)))
+    np.testing.assert_array_equal(flat, model.apply({"params": params}, jnp.ones((3, 28, 28, 1))))
