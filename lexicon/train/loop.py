@@ -26,7 +26,7 @@ from lexicon.train.checkpoint import (
 )
 from lexicon.train.config import RESUMABLE
 from lexicon.train.driver import run_epochs, workdir_lock
-from lexicon.train.metrics import read
+from lexicon.train.metrics import METRICS_FILE, read
 from lexicon.train.program import (
     Program,
     check_config,
@@ -194,6 +194,16 @@ def fit(
 
     with workdir_lock(workdir, log=log, enabled=primary):
         checkpointer = Checkpointer(workdir / "checkpoints")
+        if (
+            config.resume
+            and checkpointer.latest() is None
+            and not (workdir / METRICS_FILE).exists()
+        ):
+            # One part of a resumed experiment (several fits) that never started: it begins
+            # afresh, as a stage does; cli.run has checked that the run as a whole has a
+            # checkpoint to resume.
+            config = config.copy_and_resolve_references()
+            config.resume = False
         try:
             start = first_epoch - 1
             if first_epoch < 1 or start >= config.epochs:

@@ -131,9 +131,23 @@ def test_batch_larger_than_the_data_is_refused_before_compiling(digits, tmp_path
         fit(small_config(batch_size=5000), digits, tmp_path)
 
 
-def test_resume_without_checkpoint_is_refused(digits, tmp_path):
+def test_resume_starts_a_part_that_never_ran_afresh_and_refuses_one_without_checkpoint(
+    digits, tmp_path
+):
+    """An experiment of several fits, resumed: a fit whose workdir holds nothing never
+    started, so it runs from the beginning (bitwise the plain run); a fit that wrote metrics
+    but no checkpoint cannot be continued and is refused."""
+    fresh = fit(small_config(resume=True), digits, tmp_path / "never-started")
+    plain = fit(small_config(), digits, tmp_path / "plain")
+    assert (tmp_path / "never-started" / "metrics.jsonl").read_bytes() == (
+        tmp_path / "plain" / "metrics.jsonl"
+    ).read_bytes()
+    assert fresh.final("val/accuracy") == plain.final("val/accuracy")
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "metrics.jsonl").write_text('{"epoch": 1}\n')
     with pytest.raises(ConfigError, match="no checkpoint"):
-        fit(small_config(resume=True), digits, tmp_path)
+        fit(small_config(resume=True), digits, started)
 
 
 PARALLEL_SCRIPT = """
