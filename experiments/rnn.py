@@ -163,11 +163,8 @@ def mse(out, batch):
 
 
 def classification(logits, batch):
-    y = batch["y"]
-    return {
-        "loss": losses.softmax_cross_entropy_with_integer_labels(logits, y),
-        "accuracy": train.accuracy(logits, y),
-    }
+    loss = losses.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+    return {"loss": loss, "accuracy": train.accuracy(logits, batch["y"])}
 
 
 # --- (a) MNIST-1D read as a sequence -------------------------------------------------------------
