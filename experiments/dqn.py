@@ -120,14 +120,10 @@ RULES = {
 
 def settings(config):
     """The run's config: env=breakout-minatar puts in the MinAtar paper's settings."""
-    run = config.copy_and_resolve_references()
     names = RULES["env"].parse(config.env)
-    if "breakout-minatar" in names:
-        if len(names) > 1:
-            raise ConfigError("config.env=breakout-minatar runs alone (it is a preset)")
-        for key, value in MINATAR.items():
-            run[key] = value
-    return run
+    if "breakout-minatar" in names and len(names) > 1:
+        raise ConfigError("config.env=breakout-minatar runs alone (it is a preset)")
+    return cli.with_preset(config, MINATAR, "breakout-minatar" in names)
 
 
 def check_config(config):

@@ -95,10 +95,7 @@ RULES = {
 
 
 def settings(config):
-    run = config.copy_and_resolve_references()
-    if config.scale == "paper":
-        run.update(PAPER)
-    return run
+    return cli.with_preset(config, PAPER, config.scale == "paper")
 
 
 def check_config(config):

@@ -125,11 +125,7 @@ RULES = {
 
 def settings(config):
     """The run's config: scale=paper replaces the keys of the published setting."""
-    run = config.copy_and_resolve_references()
-    if config.scale == "paper":
-        for key, value in PAPER.items():
-            run[key] = value
-    return run
+    return cli.with_preset(config, PAPER, config.scale == "paper")
 
 
 def check_config(config):

@@ -114,10 +114,7 @@ RULES = {
 
 def settings(config):
     """The run's config: scale=paper replaces the keys of the published MNIST-1D setting."""
-    run = config.copy_and_resolve_references()
-    if config.scale == "paper":
-        run.update(PAPER)
-    return run
+    return cli.with_preset(config, PAPER, config.scale == "paper")
 
 
 def check_config(config):

@@ -428,6 +428,15 @@ def default_workdir(topic: str, config) -> pathlib.Path:
     return pathlib.Path("runs") / topic / f"{stamp}-s{config.get('seed', 0)}"
 
 
+def with_preset(config, preset, apply: bool = True):
+    """A copy of ``config`` with the keys of a published setting put in (the ``scale=paper``
+    presets), or the plain copy when ``apply`` is false."""
+    run = config.copy_and_resolve_references()
+    if apply:
+        run.update(preset)
+    return run
+
+
 def run(
     get_config: Callable,
     train_and_evaluate: Callable,

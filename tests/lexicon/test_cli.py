@@ -447,3 +447,12 @@ def test_ctrl_c_on_the_launcher_stops_every_process(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_with_preset_puts_in_the_published_keys_on_a_copy():
+    config = train.defaults()
+    config.lr = 0.1
+    paper = cli.with_preset(config, {"lr": 1e-3, "epochs": 7})
+    plain = cli.with_preset(config, {"lr": 1e-3}, apply=False)
+    assert (paper.lr, paper.epochs) == (1e-3, 7)
+    assert plain.lr == 0.1 and config.lr == 0.1 and config.epochs != 7
