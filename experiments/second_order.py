@@ -1,4 +1,4 @@
-"""Second-order methods (Newton Alg 8.8, Newton-CG, BFGS, L-BFGS) vs first-order, to a tolerance.
+"""Second-order methods (Newton Alg 8.8, Newton-CG, BFGS, L-BFGS, nonlinear CG) vs first-order.
 
 The problem is L2-regularized logistic regression on the standardized digits, in float64:
     binary      J(w, b) = (1/N) sum_i BCE(sigmoid(x_i w + b), t_i) + (lambda/2)(||w||^2 + b^2),
@@ -12,7 +12,9 @@ along that direction without the penalty).
 Every method of lexicon.optim runs from the same starting points (one per seed, vmapped) until
 ||grad J(theta_k)||_2 <= tol: Newton (theta <- theta - H^{-1} g with the exact Hessian),
 Newton-CG (H d = -g solved by conjugate gradient on Hessian-vector products), BFGS (inverse-
-Hessian update, Armijo backtracking), L-BFGS (optax), and full-batch first-order methods
+Hessian update, Armijo backtracking), L-BFGS (optax), nonlinear conjugate gradient (cg_fr:
+Fletcher-Reeves, cg_pr: Polak-Ribiere+, strong Wolfe line search, restarts every n iterations;
+no Hessian, only gradients, p_{k+1} = -g_{k+1} + beta p_k), and full-batch first-order methods
 (SGD is then gradient descent; momentum; Adam ...).
 
 Newton converges quadratically: with e_k = ||theta_k - theta*||, near theta* it obeys
@@ -41,7 +43,8 @@ from lexicon.optim import problems
 from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_names
 
-METHODS = ("newton", "newton_cg", "bfgs", "lbfgs")
+METHODS = ("newton", "newton_cg", "bfgs", "lbfgs", "cg_fr", "cg_pr")
+CG_BETAS = {"cg_fr": "fletcher_reeves", "cg_pr": "polak_ribiere"}  # optim.nonlinear_cg's rules
 CLASSES = ("binary", "multiclass")
 
 
@@ -56,7 +59,7 @@ def get_config():
     config.tol = 1e-8  # stop once ||grad J||_2 <= tol
     config.methods = ",".join(METHODS)  # second-order methods to run (comma-separated)
     config.newton_max_iter = 30  # iteration cap of Newton and Newton-CG
-    config.max_iter = 1000  # iteration cap of BFGS and L-BFGS
+    config.max_iter = 1000  # iteration cap of BFGS, L-BFGS and nonlinear CG
     config.memory = 10  # L-BFGS memory: (s, y) pairs kept
     config.first_order = "sgd,momentum,adam"  # full-batch methods from lexicon.optim.NAMES
     config.first_order_max_iter = 20000  # iteration cap of the first-order methods
@@ -138,11 +141,13 @@ def solver(config, method: str):
     """A jitted ``(starts, x, t, l2, tol) -> OptimizeResult`` over the seed axis of ``starts``."""
     if method in METHODS:
         options = {"max_iter": config.newton_max_iter}
-        if method in ("bfgs", "lbfgs"):
+        if method in ("bfgs", "lbfgs", *CG_BETAS):
             options = {"max_iter": config.max_iter}
         if method == "lbfgs":
             options["memory_size"] = config.memory
-        minimize = getattr(optim, method)
+        if method in CG_BETAS:
+            options["beta"] = CG_BETAS[method]
+        minimize = optim.nonlinear_cg if method in CG_BETAS else getattr(optim, method)
 
         def solve(params0, x, t, l2, tol):
             return minimize(objective, params0, x, t, l2, tol=tol, **options)
@@ -263,7 +268,7 @@ def _run(config, workdir, methods, first_order):
         )
     )
 
-    report = Report(workdir, "Second-order methods: Newton, Newton-CG, BFGS, L-BFGS")
+    report = Report(workdir, "Second-order methods: Newton, Newton-CG, BFGS, L-BFGS, CG")
     problem = "odd vs even digit" if num_outputs == 1 else "10-way softmax"
     report.text(
         f"L2-regularized logistic regression on the {len(t_np)} standardized training digits "

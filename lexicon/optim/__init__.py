@@ -1,8 +1,8 @@
 """Optimizers: hand-written Optax transforms (Alg 8.1-8.7), schedules, second-order methods.
 
 First-order optimizers return ``optax.GradientTransformation``; see
-:mod:`lexicon.optim.first_order`. Newton (Alg 8.8), Newton-CG, BFGS and L-BFGS minimize a
-full-batch objective; see :mod:`lexicon.optim.second_order`.
+:mod:`lexicon.optim.first_order`. Newton (Alg 8.8), Newton-CG, BFGS, L-BFGS and nonlinear
+conjugate gradient minimize a full-batch objective; see :mod:`lexicon.optim.second_order`.
 """
 
 from lexicon.optim.first_order import (
@@ -34,6 +34,8 @@ from lexicon.optim.first_order import (
     sgd,
 )
 from lexicon.optim.second_order import (
+    BETAS,
+    LINE_SEARCHES,
     OptimizeResult,
     bfgs,
     conjugate_gradient,
@@ -41,9 +43,12 @@ from lexicon.optim.second_order import (
     minimize,
     newton,
     newton_cg,
+    nonlinear_cg,
 )
 
 __all__ = [
+    "BETAS",
+    "LINE_SEARCHES",
     "NAMES",
     "OptimizeResult",
     "ScaleByAdagradState",
@@ -68,6 +73,7 @@ __all__ = [
     "nesterov_theta",
     "newton",
     "newton_cg",
+    "nonlinear_cg",
     "rmsprop",
     "rmsprop_nesterov",
     "scale_by_adagrad",

@@ -1,4 +1,5 @@
-"""Second-order methods of SPEC.md section 2: Newton (Algorithm 8.8), Newton-CG, BFGS, L-BFGS.
+"""Second-order methods of SPEC.md section 2: Newton (Algorithm 8.8), Newton-CG, BFGS, L-BFGS,
+and nonlinear conjugate gradient (Fletcher-Reeves, Polak-Ribiere; SPEC §14).
 
 The objective is the document's J(theta) = (1/m) sum_i L(f(x_i; theta), y_i): pass it as
 ``fun(params, *args)`` returning a scalar, with the 1/m average inside ``fun`` (so its gradient
@@ -28,7 +29,20 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["OptimizeResult", "bfgs", "conjugate_gradient", "lbfgs", "newton", "newton_cg"]
+__all__ = [
+    "BETAS",
+    "LINE_SEARCHES",
+    "OptimizeResult",
+    "bfgs",
+    "conjugate_gradient",
+    "lbfgs",
+    "newton",
+    "newton_cg",
+    "nonlinear_cg",
+]
+
+BETAS = ("fletcher_reeves", "polak_ribiere")
+LINE_SEARCHES = ("wolfe", "exact")
 
 Objective = Callable[..., jax.Array]
 
@@ -254,11 +268,84 @@ def _lbfgs_step(f, value_and_grad, x0, options):
     return step, solver.init(x0)
 
 
+def _exact_step_size(grad_f, x, direction, iterations):
+    """argmin_a f(x + a p) by Newton's method on phi'(a) = g(x + a p).p from a = 0, with
+    phi''(a) = p.H(x + a p) p a Hessian-vector product (``jax.jvp`` of the gradient): one
+    iteration is exact on a quadratic. Stops where phi'' <= 0 (no minimum along p there)."""
+
+    def derivatives(a):
+        g, hp = jax.jvp(grad_f, (x + a * direction,), (direction,))
+        return jnp.vdot(g, direction), jnp.vdot(direction, hp)
+
+    def cond(carry):
+        j, _, slope, curvature = carry
+        return (j < iterations) & (curvature > 0) & (slope != 0)
+
+    def body(carry):
+        j, a, slope, curvature = carry
+        a = a - slope / curvature
+        return (j + 1, a, *derivatives(a))
+
+    zero = jnp.zeros((), x.dtype)
+    _, a, _, _ = jax.lax.while_loop(cond, body, (0, zero, *derivatives(zero)))
+    return a
+
+
+def _nonlinear_cg_step(f, value_and_grad, x0, options):
+    line_search, c1, c2, max_line_steps, exact_iterations, fletcher_reeves, restart_every = options
+    grad_f = jax.grad(f)
+    wolfe = optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=max_line_steps,
+        slope_rtol=c1,
+        curv_rtol=c2,
+        initial_guess_strategy="one",
+    )
+
+    def step(x, loss, grad, method_state):
+        direction, since_restart, previous_loss = method_state
+        slope = jnp.vdot(grad, direction)
+        if line_search == "exact":
+            x_new = x + _exact_step_size(grad_f, x, direction, exact_iterations) * direction
+            loss_new, grad_new = value_and_grad(x_new)
+        else:
+            # First trial step a_0 = min(1, 2.02 (f_k - f_{k-1}) / phi'(0)) (Nocedal and
+            # Wright, eq. 3.60, as scipy's CG does): the trial along a_0 p is step 1 of the
+            # zoom search, which expands or shrinks it until the strong Wolfe conditions hold.
+            initial = jnp.minimum(1.0, 2.02 * (loss - previous_loss) / slope)
+            initial = jnp.where(jnp.isfinite(initial) & (initial > 0), initial, 1.0)
+            updates, ls_state = wolfe.update(
+                initial * direction, wolfe.init(x), x, value=loss, grad=grad, value_fn=f
+            )
+            x_new = x + updates
+            loss_new, grad_new = optax.value_and_grad_from_state(f)(x_new, state=ls_state)
+        grad_squared = jnp.vdot(grad, grad)
+        safe = jnp.where(grad_squared > 0, grad_squared, 1.0)
+        beta = jnp.where(
+            fletcher_reeves,
+            jnp.vdot(grad_new, grad_new) / safe,
+            # Polak-Ribiere, kept >= 0 (PR+): a negative beta restarts along -g
+            jnp.maximum(jnp.vdot(grad_new, grad_new - grad) / safe, 0.0),
+        )
+        since_restart = since_restart + 1
+        restart = since_restart >= restart_every
+        direction_new = -grad_new + jnp.where(restart, 0.0, beta) * direction
+        # A direction that is not downhill (possible with an inexact search) restarts too.
+        downhill = jnp.vdot(grad_new, direction_new) < 0
+        direction_new = jnp.where(downhill, direction_new, -grad_new)
+        since_restart = jnp.where(restart | ~downhill, 0, since_restart)
+        return x_new, loss_new, grad_new, (direction_new, since_restart, loss)
+
+    loss0, grad0 = value_and_grad(x0)
+    # f_{-1} = f_0 + ||g_0|| / 2 makes the first trial step min(1, 1.01 / ||g_0||).
+    return step, (-grad0, jnp.asarray(0, jnp.int32), loss0 + jnp.linalg.norm(grad0) / 2)
+
+
 _STEP_BUILDERS = {
     "newton": _newton_step,
     "newton_cg": _newton_cg_step,
     "bfgs": _bfgs_step,
     "lbfgs": _lbfgs_step,
+    "nonlinear_cg": _nonlinear_cg_step,
 }
 
 
@@ -278,15 +365,17 @@ def _result(final: _Carry, unravel, tol) -> OptimizeResult:
     jax.jit, static_argnames=("method", "fun", "max_iter", "options", "keep_params_history")
 )
 def _minimize(
-    method, fun, params0, args, tol, *, max_iter, options, keep_params_history
+    method, fun, params0, args, tol, dynamic=(), *, max_iter, options, keep_params_history
 ) -> OptimizeResult:
+    """``options`` are compiled in; ``dynamic`` (traced, so one program serves every value)
+    follow them in the options the step builder gets."""
     x0, unravel = ravel_pytree(params0)
 
     def f(x):
         return fun(unravel(x), *args)
 
     value_and_grad = jax.value_and_grad(f)
-    step, method_state = _STEP_BUILDERS[method](f, value_and_grad, x0, options)
+    step, method_state = _STEP_BUILDERS[method](f, value_and_grad, x0, (*options, *dynamic))
     final = _iterate(step, x0, value_and_grad, method_state, tol, max_iter, keep_params_history)
     return _result(final, unravel, tol)
 
@@ -478,4 +567,63 @@ def lbfgs(
         max_iter=max_iter,
         keep_params_history=keep_params_history,
         options=(memory_size,),
+    )
+
+
+def nonlinear_cg(
+    fun: Objective,
+    params0: Any,
+    *args: Any,
+    beta: str = "polak_ribiere",
+    line_search: str = "wolfe",
+    restart_every: int | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+    c1: float = 1e-4,
+    c2: float = 0.1,
+    max_linesearch_steps: int = 30,
+    exact_iterations: int = 20,
+    keep_params_history: bool = True,
+) -> OptimizeResult:
+    """Nonlinear conjugate gradient (Fletcher and Reeves 1964; Polak and Ribiere 1969), the
+    optimizer that document 001 names beside Newton and BFGS (SPEC §14).
+
+    From p_0 = -g_0, each iteration does
+
+        a_k = a line search along p_k;  theta_{k+1} = theta_k + a_k p_k;
+        p_{k+1} = -g_{k+1} + beta_{k+1} p_k,  with
+        beta^FR = (g_{k+1}.g_{k+1}) / (g_k.g_k)   (``beta="fletcher_reeves"``),
+        beta^PR = max(0, g_{k+1}.(g_{k+1} - g_k) / (g_k.g_k))   (``"polak_ribiere"``, PR+).
+
+    Restarts (p = -g): every ``restart_every`` iterations (default n, the dimension), where
+    PR's beta would be negative, and where p_{k+1} is not a descent direction.
+
+    ``line_search="wolfe"``: optax's zoom search for the strong Wolfe conditions
+    f(theta + a p) <= f + c1 a g.p and |g(theta + a p).p| <= c2 |g.p| (c2 = 0.1 < 1/2 keeps
+    Fletcher-Reeves' directions downhill; Nocedal and Wright, Lemma 5.6), whose first trial is
+    a_0 = min(1, 2.02 (f_k - f_{k-1}) / g_k.p_k). ``line_search="exact"``: a_k minimizes
+    f along p_k, by ``exact_iterations`` Newton steps on the slope g(theta + a p).p (exact
+    after one on a quadratic). On a convex quadratic f = 1/2 theta^T A theta - b^T theta
+    with the exact search, g_{k+1}.g_k = 0, so both betas equal linear CG's
+    (r_{k+1}.r_{k+1}) / (r_k.r_k): the iterates are those of linear conjugate gradient and
+    end in at most n iterations. Other arguments as :func:`newton`.
+    """
+    if beta not in BETAS:
+        raise ValueError(f"beta must be one of {BETAS}, got {beta!r}")
+    if line_search not in LINE_SEARCHES:
+        raise ValueError(f"line_search must be one of {LINE_SEARCHES}, got {line_search!r}")
+    return _minimize(
+        "nonlinear_cg",
+        fun,
+        params0,
+        args,
+        jnp.asarray(tol),
+        # The beta rule and the restart period are traced: both rules share one program.
+        (
+            jnp.asarray(beta == "fletcher_reeves"),
+            jnp.asarray(restart_every or ravel_pytree(params0)[0].size, jnp.int32),
+        ),
+        max_iter=max_iter,
+        keep_params_history=keep_params_history,
+        options=(line_search, c1, c2, max_linesearch_steps, exact_iterations),
     )

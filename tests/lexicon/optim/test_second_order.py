@@ -270,3 +270,98 @@ def test_bfgs_first_steps_match_literal_transcription(x64):
         lambda t: 0.5 * t @ jnp.asarray(a) @ t, jnp.asarray(theta0), tol=0.0, max_iter=3
     )
     np.testing.assert_allclose(run.params_history, np.stack(thetas), rtol=1e-10, atol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------
+# Nonlinear conjugate gradient (Fletcher-Reeves, Polak-Ribiere)
+# --------------------------------------------------------------------------------------------
+
+
+def test_nonlinear_cg_on_a_quadratic_with_exact_search_is_linear_cg(x64):
+    """f = 1/2 x^T A x - b^T x: both betas give linear CG's iterates and stop within n steps."""
+    n = 6
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    a = q @ np.diag(np.logspace(0, 2, n)) @ q.T
+    b, x0 = rng.normal(size=n), rng.normal(size=n)
+    # Linear CG from x0, transcribed: r = b - A x, a_k = r.r / p.A p, beta = r'.r' / r.r.
+    x, r = x0.copy(), b - a @ x0
+    p, iterates = r.copy(), [x0.copy()]
+    for _ in range(n):
+        step = (r @ r) / (p @ a @ p)
+        x = x + step * p
+        r_new = r - step * (a @ p)
+        p = r_new + (r_new @ r_new) / (r @ r) * p
+        r = r_new
+        iterates.append(x.copy())
+    a_j, b_j = jnp.asarray(a), jnp.asarray(b)
+    for beta in optim.BETAS:
+        run = optim.nonlinear_cg(
+            lambda t: 0.5 * t @ a_j @ t - b_j @ t,
+            jnp.asarray(x0),
+            beta=beta,
+            line_search="exact",
+            tol=1e-9,
+            max_iter=3 * n,
+        )
+        k = int(run.num_iterations)
+        assert bool(run.converged) and k <= n, (beta, k)
+        np.testing.assert_allclose(run.params_history[: k + 1], iterates[: k + 1], atol=1e-9)
+        np.testing.assert_allclose(run.params, np.linalg.solve(a, b), rtol=1e-9)
+
+
+def rosenbrock_numpy(t):
+    """f = sum_i 100 (t_{i+1} - t_i^2)^2 + (1 - t_i)^2 and its gradient, transcribed."""
+    inner = t[1:] - t[:-1] ** 2
+    grad = np.zeros_like(t)
+    grad[:-1] = -400.0 * t[:-1] * inner - 2.0 * (1.0 - t[:-1])
+    grad[1:] += 200.0 * inner
+    return np.sum(100.0 * inner**2 + (1.0 - t[:-1]) ** 2), grad
+
+
+START = np.array([-1.2, 1.0, -0.5, 0.8])
+
+
+def test_nonlinear_cg_directions_follow_the_beta_formulas(x64):
+    """On Rosenbrock (not a quadratic), each step theta_{k+1} - theta_k is a positive multiple
+    of the transcribed direction p_k = -g_k + beta_k p_{k-1}, restarted every 3 iterations."""
+    for beta_rule in optim.BETAS:
+        run = optim.nonlinear_cg(
+            rosenbrock, jnp.asarray(START), beta=beta_rule, restart_every=3, tol=0.0, max_iter=1000
+        )
+        thetas = np.asarray(run.params_history)
+        g_old, p = None, None
+        for k in range(10):
+            g = rosenbrock_numpy(thetas[k])[1]
+            if k % 3 == 0:
+                p = -g
+            else:
+                if beta_rule == "fletcher_reeves":
+                    beta = (g @ g) / (g_old @ g_old)
+                else:
+                    beta = max(0.0, g @ (g - g_old) / (g_old @ g_old))
+                p = -g + beta * p
+                assert g @ p < 0  # no descent restart in these ten steps
+            step = thetas[k + 1] - thetas[k]
+            scale = (step @ p) / (p @ p)
+            assert scale > 0, (beta_rule, k)
+            np.testing.assert_allclose(step, scale * p, rtol=1e-7, atol=1e-12)
+            g_old = g
+
+
+def test_nonlinear_cg_agrees_with_scipy_cg_on_rosenbrock(x64):
+    """scipy.optimize.minimize(method="CG") (Polak-Ribiere+) to the same gradient tolerance."""
+    import scipy.optimize
+
+    reference = scipy.optimize.minimize(
+        rosenbrock_numpy, START, jac=True, method="CG", options={"gtol": 1e-7}
+    )
+    assert reference.success
+    for beta in optim.BETAS:
+        run = optim.nonlinear_cg(rosenbrock, jnp.asarray(START), beta=beta, tol=1e-7)
+        k = int(run.num_iterations)
+        assert bool(run.converged) and k <= 2 * reference.nit, (beta, k, reference.nit)
+        np.testing.assert_allclose(run.params, reference.x, atol=2e-6)
+        assert float(run.loss_history[k]) <= 1e-12
+    with pytest.raises(ValueError, match="beta"):
+        optim.nonlinear_cg(rosenbrock, jnp.asarray(START), beta="hestenes")
