@@ -8,23 +8,22 @@ they are trained, so the rule of ``lexicon.train.early_stopping`` is replayed on
 validation curve recorded every epoch (``regularizers.replay_early_stopping``): one recorded
 run answers for any patience.
 
-The runs are those of experiments/regularization.py (the same overfitting MLP, methods,
-seeds and workdir layout); this study draws them over time.
+The runs are those of experiments/regularization.py (lexicon.regularized: the same
+overfitting MLP, methods, seeds and workdir layout); this study draws them over time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from experiments import regularization
-from lexicon import cli, data, regularizers, report
+from lexicon import cli, data, regularized, regularizers, report
 
-RULES = regularization.RULES
-check_config = regularization.check_config
+RULES = regularized.RULES
+check_config = regularized.check_config
 
 
 def get_config():
-    config = regularization.get_config()
+    config = regularized.defaults()
     config.methods = "none,l2,dropout,early_stopping,combined"  # the runs drawn over time
     return config
 
@@ -42,11 +41,10 @@ def stopping_epochs(config, result) -> dict[str, np.ndarray]:
 
 
 def train_and_evaluate(config, workdir):
-    methods = regularization.check_methods(config)
+    methods = regularized.check_methods(config)
     splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
     runs = {
-        m: r
-        for m, (r, _, _) in regularization.run_methods(config, workdir, methods, splits).items()
+        m: r for m, (r, _, _) in regularized.fit_methods(config, workdir, methods, splits).items()
     }
     stops = {m: stopping_epochs(config, r) for m, r in runs.items()}
 

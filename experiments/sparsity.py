@@ -6,24 +6,24 @@ eps alpha, and is known for sparse solutions. With subgradient steps the pull ov
 so a weight only oscillates around it; the proximal step w <- soft_threshold(w - eps grad J,
 eps alpha) sets every weight whose step would cross 0 to exactly 0.
 
-The runs are those of experiments/regularization.py (the same overfitting MLP, methods,
-seeds and workdir layout); this study reads their final weights (kernels, not biases).
+The runs are those of experiments/regularization.py (lexicon.regularized: the same
+overfitting MLP, methods, seeds and workdir layout); this study reads their final weights
+(kernels, not biases).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from experiments import regularization
-from lexicon import cli, data, regularizers, report
+from lexicon import cli, data, regularized, regularizers, report
 from lexicon.rules import probability
 
-RULES = {**regularization.RULES, "zero_tol": probability()}
-check_config = regularization.check_config
+RULES = {**regularized.RULES, "zero_tol": probability()}
+check_config = regularized.check_config
 
 
 def get_config():
-    config = regularization.get_config()
+    config = regularized.defaults()
     config.methods = "none,l2,l1,l1_proximal"  # the runs whose weights are compared
     config.zero_tol = 1e-3  # a weight with |w| below this counts as near zero
     return config
@@ -52,12 +52,12 @@ def plot_weights(weights: dict[str, np.ndarray], tol: float):
 
 
 def train_and_evaluate(config, workdir):
-    methods = regularization.check_methods(config)
+    methods = regularized.check_methods(config)
     splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
-    runs = regularization.run_methods(config, workdir, methods, splits)
+    runs = regularized.fit_methods(config, workdir, methods, splits)
     weights = {m: regularizers.kernel_values(r.state.params) for m, (r, _, _) in runs.items()}
     zeros = {m: regularizers.sparsity(w, config.zero_tol) for m, w in weights.items()}
-    settings = regularization.settings_of(config)
+    settings = regularized.settings_of(config)
 
     out = report.Report(workdir, "What L2 and L1 leave in the weights")
     out.text(
@@ -88,7 +88,7 @@ def train_and_evaluate(config, workdir):
         "threshold (dotted: zero_tol); only the proximal step sets weights exactly to 0",
     )
     out.write()
-    l1 = [m for m in methods if regularization.techniques_of(m, config) & {"l1", "l1_proximal"}]
+    l1 = [m for m in methods if regularized.techniques_of(m, config) & {"l1", "l1_proximal"}]
     return {
         "zero_weights": {m: zeros[m][1] for m in l1},  # fraction w = 0
         "near_zero_weights": {m: near for m, (near, _) in zeros.items()},
