@@ -20,18 +20,21 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments import sawtooth as sawtooth_study
-from experiments.sawtooth import (
-    count_parameters,
-    deep_construction,
-    exact_sizes,
-    relu_net,
-    sawtooth,
-    shallow_construction,
-)
 from lexicon import cli, losses, optim, train
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import ConfigError, Range, check_batch_size, positive
+from lexicon.sawtooth import (
+    count_parameters,
+    deep_construction,
+    exact_sizes,
+    matched_width,
+    mlp_parameters,
+    plot_sizes,
+    relu_net,
+    sawtooth,
+    shallow_construction,
+    sizes_table,
+)
 
 NOTHING_LEARNED_MSE = 1.0 / 12.0  # T^k maps U(0, 1) to U(0, 1), whose variance is 1/12
 
@@ -74,7 +77,7 @@ RULES = {
     "svr_eps_max": positive(),
     "num_svr": Range(1, 50),
     "svr_train": Range(2, 100_000),
-    **sawtooth_study.RULES,
+    "max_k": Range(1, 16),
     "solved_mse": positive(),
 }
 
@@ -92,22 +95,6 @@ def check_config(config):
             f"config.min_width={config.min_width} with num_widths={config.num_widths} makes "
             f"a layer of {widest} units; keep min_width * 2^(num_widths - 1) <= {2**20}"
         )
-
-
-# --- the target and its exact constructions ---------------------------------------------------
-
-
-def mlp_parameters(widths) -> int:
-    """Parameters of a ReLU net 1 -> widths... -> 1 (kernels and biases)."""
-    sizes = [1, *widths, 1]
-    return int(sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:])))
-
-
-def matched_width(budget: int, depth: int) -> int:
-    """The width whose depth-layer net has the parameter count closest to ``budget``."""
-    widths = np.arange(1, 4 * budget + 2)
-    counts = np.array([mlp_parameters([w] * depth) for w in widths])
-    return int(widths[np.argmin(np.abs(counts - budget))])
 
 
 # --- the kernel machine ------------------------------------------------------------------------
@@ -236,7 +223,7 @@ def plot_results(config, shallow, deep, svr, exact, sizes, test):
     ax.axhline(NOTHING_LEARNED_MSE, color="gray", ls="--", lw=1, label="predicting the mean (1/12)")
     ax.set(xscale="log", title=f"fitting the sawtooth T^{config.k}")
     ax.legend(fontsize=7)
-    sawtooth_study.plot_sizes(axes[1], sizes)
+    plot_sizes(axes[1], sizes)
     ax, grid = axes[2], test["x"][:, 0]
     ax.plot(grid, test["y"][:, 0], color="k", lw=2, label=f"T^{config.k}")
     best_svr = min(svr, key=lambda r: r["mse"])
@@ -327,7 +314,7 @@ def train_and_evaluate(config, workdir):
         rows,
         caption=f"Test MSE on T^{config.k} (trained nets: mean ± std over seeds)",
     )
-    sawtooth_study.sizes_table(report, sizes)
+    sizes_table(report, sizes)
     # Deep and shallow nets of a seed share the data order but not their initialization.
     judged = [
         compare(d["mse"], s["mse"], paired=False, higher_is_better=False, names=("deep", "shallow"))
