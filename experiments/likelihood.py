@@ -5,8 +5,7 @@ SPEC §3 (document 002). If p(y | x) = N(y; f(x; w), sigma^2), the negative log-
 minimizer in w is the minimizer of the MSE, and its minimizer in sigma is the root mean squared
 residual. The experiment fits a noisy 1-D polynomial regression by gradient descent on the MSE
 and, separately, on the Gaussian NLL in (w, log sigma), and compares both with the closed-form
-least-squares solution of numpy.linalg.lstsq. experiments/losses.py reports it as its second
-part.
+least-squares solution of numpy.linalg.lstsq.
 """
 
 from __future__ import annotations
@@ -20,19 +19,15 @@ from lexicon.report import Figure, Report, mean_std, panels, plot_curves
 from lexicon.rules import Range, positive
 
 
-def add_config(config):
+def get_config():
+    config = train.defaults()
+    config.seeds = 3
     config.regression_points = 200  # examples of the 1-D regression problem
     config.regression_noise = 0.3  # std of the Gaussian noise on the regression targets
     config.regression_degree = 3  # degree of the fitted (and of the true) polynomial
     config.regression_steps = 1500  # full-batch Adam steps of each regression fit
     config.regression_lr = 0.1  # Adam's initial rate, decayed linearly to 1% of it
     return config
-
-
-def get_config():
-    config = train.defaults()
-    config.seeds = 3
-    return add_config(config)
 
 
 RULES = {
@@ -47,14 +42,6 @@ RULES = {
 def polynomial_features(x, degree: int):
     """phi(x) = [1, x, x^2, ..., x^degree] for every entry of the 1-D array x."""
     return jnp.stack([x**k for k in range(degree + 1)], axis=-1)
-
-
-def gaussian_nll(predictions, targets, log_sigma):
-    """1/N sum_n [1/2 log(2 pi sigma^2) + (y_n - f_n)^2 / (2 sigma^2)], sigma = exp(log_sigma)."""
-    sigma2 = jnp.exp(2 * log_sigma)
-    return jnp.mean(
-        0.5 * jnp.log(2 * jnp.pi * sigma2) + (targets - predictions) ** 2 / (2 * sigma2)
-    )
 
 
 def regression_set(config):
@@ -89,7 +76,9 @@ def regression_task(config, likelihood: bool):
         predictions = predict(params, batch["x"])
         mse = losses.mean_squared_error(predictions, batch["y"])
         if likelihood:
-            return gaussian_nll(predictions, batch["y"], params["log_sigma"]), mse
+            return losses.gaussian_negative_log_likelihood(
+                predictions, batch["y"], params["log_sigma"]
+            ), mse
         return mse, mse
 
     def loss_fn(params, model_state, batch, key):

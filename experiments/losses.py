@@ -12,9 +12,7 @@ same sigmoid-hidden-layer classifier on digits three ways (sigmoid outputs + MSE
 outputs + cross-entropy, softmax + cross-entropy) with the same SGD, counting the steps each
 needs to reach a target validation accuracy.
 
-Regression (experiments/likelihood.py, reported here as the second part): with Gaussian noise
-the negative log-likelihood is minimized in w by the least-squares fit, and in sigma by the
-root mean squared residual.
+Regression, MSE as Gaussian maximum likelihood, is the study of experiments/likelihood.py.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import likelihood
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
@@ -39,11 +36,10 @@ def get_config():
     config.lr = 0.5  # plain SGD learning rate, the same for every classification loss
     config.target_accuracy = 0.8  # validation accuracy whose first crossing is timed
     config.dataset = "digits"  # digits | mnist1d (any dataset of lexicon.data)
-    return likelihood.add_config(config)
+    return config
 
 
 RULES = {
-    **likelihood.RULES,
     "hidden": Range(1, 4096),
     "lr": positive(),
     "target_accuracy": Range(0, 1, open_lo=True),
@@ -56,25 +52,9 @@ def check_config(config):
     check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
-# --- classification losses on logits z --------------------------------------------------------
-
-
-def sigmoid_squared_error(logits, labels):
-    """E = 1/2 sum_k (o_k - t_k)^2 with o = sigmoid(z) and one-hot t, averaged over examples."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
-    return losses.half_sum_squared_error(jax.nn.sigmoid(logits), targets) / logits.shape[0]
-
-
-def sigmoid_cross_entropy(logits, labels):
-    """E = -sum_k [t_k log o_k + (1 - t_k) log(1 - o_k)], o = sigmoid(z), mean over examples."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
-    per_output = losses.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    return jnp.sum(per_output) / logits.shape[0]
-
-
 CLASSIFIERS = {
-    "sigmoid outputs + MSE": sigmoid_squared_error,
-    "sigmoid outputs + cross-entropy": sigmoid_cross_entropy,
+    "sigmoid outputs + MSE": losses.sigmoid_squared_error_with_integer_labels,
+    "sigmoid outputs + cross-entropy": losses.sigmoid_cross_entropy_with_integer_labels,
     "softmax + cross-entropy": losses.softmax_cross_entropy_with_integer_labels,  # -log p_y
 }
 SHORT = {  # the classifiers' names in results.json
@@ -199,7 +179,7 @@ def train_and_evaluate(config, workdir):
     steps = {n: steps_to_target(r.history, config.target_accuracy) for n, r in results.items()}
     mean_accuracy = {n: r.curve("val/accuracy")[1].mean(axis=1) for n, r in results.items()}
 
-    report = Report(workdir, "Losses: MSE against cross-entropy, and MSE as Gaussian likelihood")
+    report = Report(workdir, "Losses: MSE against cross-entropy on saturating outputs")
     probes = np.array([-10.0, -5.0, -2.0, 0.0, 2.0, 5.0])
     (mse, ce), (mse_closed, ce_closed) = (
         output_gradients(probes, 1),
@@ -256,7 +236,6 @@ def train_and_evaluate(config, workdir):
         "left: validation accuracy after every epoch; right: minibatch accuracy per step",
     )
 
-    regression = likelihood.regression_section(config, workdir, report)
     report.write()
     return {
         # equal up to float32 rounding
@@ -267,7 +246,6 @@ def train_and_evaluate(config, workdir):
         # NaN where a seed never reached the target
         "steps_to_target": {SHORT[name]: s for name, s in steps.items()},
         "test_accuracy": {SHORT[n]: r.final("test/accuracy") for n, r in results.items()},
-        **regression,
     }  # fmt: skip
 
 

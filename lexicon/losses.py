@@ -72,6 +72,22 @@ def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.sum(squared) / squared.shape[0]
 
 
+def sigmoid_squared_error_with_integer_labels(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """E = 1/2 sum_k (o_k - t_k)^2 with o = sigmoid(z) per output and one-hot t, averaged over
+    examples: sigmoid outputs trained by squared error (document 001), whose gradient
+    dE/dz = (o - t) o (1 - o) vanishes where an output saturates."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    return half_sum_squared_error(jax.nn.sigmoid(logits), targets) / logits.shape[0]
+
+
+def sigmoid_cross_entropy_with_integer_labels(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """E = -sum_k [t_k log o_k + (1 - t_k) log(1 - o_k)] with o = sigmoid(z) per output and
+    one-hot t, averaged over examples (document 001): dE/dz = o - t, no saturation."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    per_output = binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return jnp.sum(per_output) / logits.shape[0]
+
+
 def softmax_cross_entropy(
     logits: jax.Array, targets: jax.Array, reduction: str = "mean"
 ) -> jax.Array:
@@ -221,6 +237,16 @@ def gaussian_log_likelihood(
     minimizing the squared error (document 002's reading of MSE as Gaussian likelihood).
     """
     return gaussian_log_density(targets, mean, log_var, axis=axis)
+
+
+def gaussian_negative_log_likelihood(predictions, targets, log_sigma) -> jax.Array:
+    """1/N sum_n [1/2 log(2 pi sigma^2) + (y_n - f_n)^2 / (2 sigma^2)] with sigma = exp(log_sigma):
+    the mean NLL of regression targets under N(f(x), sigma^2) (document 002). Its minimizer in
+    f is the least-squares fit for any sigma, and in sigma the root mean squared residual."""
+    sigma2 = jnp.exp(2 * log_sigma)
+    return jnp.mean(
+        0.5 * jnp.log(2 * jnp.pi * sigma2) + (targets - predictions) ** 2 / (2 * sigma2)
+    )
 
 
 def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array, axis: int = -1) -> jax.Array:

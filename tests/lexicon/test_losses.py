@@ -375,3 +375,36 @@ def test_soft_term_gradient_is_t_times_q_minus_p(x64):
     kl_plus_entropy = jnp.mean(losses.kl_divergence(p, q) + losses.entropy(p))
     soft = losses.distillation_loss(student, teacher, labels, 3.0, 1.0)[1]
     np.testing.assert_allclose(soft, kl_plus_entropy, rtol=1e-12)
+
+
+def numpy_sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_sigmoid_squared_error_with_integer_labels_is_the_literal_formula(x64, rng):
+    z, y = rng.normal(scale=3.0, size=(7, 4)), rng.integers(0, 4, size=7)
+    o, t = numpy_sigmoid(z), np.eye(4)[y]
+    literal = sum(
+        0.5 * sum((o[n, k] - t[n, k]) ** 2 for k in range(4)) for n in range(len(y))
+    ) / len(y)
+    ours = losses.sigmoid_squared_error_with_integer_labels(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(ours, literal, rtol=1e-12)
+
+
+def test_sigmoid_cross_entropy_with_integer_labels_is_the_literal_formula(x64, rng):
+    z, y = rng.normal(scale=3.0, size=(7, 4)), rng.integers(0, 4, size=7)
+    o, t = numpy_sigmoid(z), np.eye(4)[y]
+    literal = -np.sum(t * np.log(o) + (1 - t) * np.log(1 - o)) / len(y)
+    ours = losses.sigmoid_cross_entropy_with_integer_labels(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(ours, literal, rtol=1e-12)
+
+
+def test_gaussian_nll_is_scipy_norm(x64):
+    rng = np.random.default_rng(1)
+    predictions, targets = rng.normal(size=30), rng.normal(size=30)
+    log_sigma = np.log(0.7)
+    reference = -np.mean(scipy.stats.norm.logpdf(targets, loc=predictions, scale=0.7))
+    ours = losses.gaussian_negative_log_likelihood(
+        jnp.asarray(predictions), jnp.asarray(targets), log_sigma
+    )
+    np.testing.assert_allclose(ours, reference, rtol=1e-12)
