@@ -31,11 +31,20 @@ import numpy as np
 import optax
 from matplotlib.ticker import NullLocator
 
-from experiments.probes import STAGES, layer_output, linear_probes, probe_section
 from lexicon import cli, data, losses, train
-from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import Report, compare, mean_std, panels, plot_curves
-from lexicon.rules import Choice, ConfigError, Items, Names, Range, check_batch_size, positive
+from lexicon.rules import Choice, Items, Names, Range, positive
+from lexicon.transfer import (
+    STAGES,
+    check_counts,
+    labelled_data,
+    layer_output,
+    linear_probes,
+    make_model,
+    pretrain,
+    probe_section,
+    task_splits,
+)
 
 METHODS = ("scratch", "features", "finetune")
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
@@ -79,58 +88,7 @@ RULES = {
 }
 
 
-def check_config(config):
-    """Cross-key rules; cli.run checks them before anything compiles."""
-    splits = data.load("digits", seed=config.data_seed, flatten=False)
-    source, target = task_splits(splits, config.split_at)
-    check_counts(config, target.train["y"], int(target.train["y"].max() + 1))
-    check_batch_size(config, len(source.train["y"]), of="training examples of the source task")
-
-
 # --- tasks -------------------------------------------------------------------------------------
-
-
-def make_model(config, num_classes: int) -> LeNet5:
-    """LeNet-5 with "same" padding: 8x8 digits go 8 -> 4 -> 2 through the two conv stages."""
-    return lenet5_for(8, num_classes, config.activation)
-
-
-def task_splits(splits, split_at: int):
-    """(source, target) Splits: digits < split_at, and the rest with labels minus split_at."""
-
-    def part(split, source):
-        keep = split["y"] < split_at if source else split["y"] >= split_at
-        return {"x": split["x"][keep], "y": split["y"][keep] - (0 if source else split_at)}
-
-    return tuple(data.Splits(*(part(s, source) for s in splits)) for source in (True, False))
-
-
-def labelled_mask(key, labels: jax.Array, per_class, num_classes: int) -> jax.Array:
-    """1.0 on ``per_class`` uniformly drawn examples of every class, 0.0 elsewhere."""
-    scores = jax.random.uniform(key, labels.shape)
-    mask = jnp.zeros(labels.shape, bool)
-    for c in range(num_classes):
-        in_class = labels == c
-        rank = jnp.argsort(jnp.argsort(jnp.where(in_class, scores, jnp.inf)))
-        mask = mask | (in_class & (rank < per_class))
-    return mask.astype(jnp.float32)
-
-
-def labelled_data(config, pool, num_classes: int) -> dict:
-    """Per-replica training data: replica r's copy of the target pool, with "weight" 1.0 on
-    label_counts[r // seeds] examples per class (drawn from its init key) and 0.0 elsewhere."""
-    replicas = len(config.label_counts) * config.seeds
-    weights = [
-        labelled_mask(
-            jax.random.split(train.stream(config.seed + r, "init"))[1],
-            jnp.asarray(pool["y"]),
-            config.label_counts[r // config.seeds],
-            num_classes,
-        )
-        for r in range(replicas)
-    ]
-    copies = {k: np.broadcast_to(v, (replicas, *np.shape(v))) for k, v in pool.items()}
-    return {**copies, "weight": np.asarray(weights)}
 
 
 def optimizer(method: str, config) -> optax.GradientTransformation:
@@ -223,23 +181,6 @@ def reuse(config, method, state, pretrained):
 
 
 # --- the run -----------------------------------------------------------------------------------
-
-
-def check_counts(config, pool_labels, num_classes):
-    smallest = int(np.bincount(pool_labels, minlength=num_classes).min())
-    if max(config.label_counts) > smallest or min(config.label_counts) < 1:
-        raise ConfigError(
-            f"config.label_counts={tuple(config.label_counts)} must lie in [1, {smallest}], "
-            f"the labelled examples of the rarest target class"
-        )
-
-
-def pretrain(config, source, workdir):
-    model = make_model(config, source.num_classes)
-    task = train.classifier(model, optax.adam(config.lr), jnp.zeros((1, 8, 8, 1)))
-    pre = config.copy_and_resolve_references()
-    pre.eval_every = 1
-    return train.fit(pre, task, source.train, workdir, eval_splits={"test": source.test})
 
 
 def transfer(config, method, labelled, evals, pretrained, workdir):

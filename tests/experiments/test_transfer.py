@@ -1,4 +1,4 @@
-"""experiments/transfer.py: task splits, replica bookkeeping, frozen layers, end to end."""
+"""experiments/transfer.py: optimizer groups, frozen layers, verdicts, end to end."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +8,7 @@ import pytest
 
 from experiments import transfer
 from lexicon import data
+from lexicon import transfer as setting
 from lexicon.rules import ConfigError
 
 
@@ -21,72 +22,14 @@ def small_config(**changes):
 @pytest.fixture(scope="module")
 def tasks():
     splits = data.load("digits", seed=0, flatten=False)
-    return transfer.task_splits(splits, 5)
+    return setting.task_splits(splits, 5)
 
 
 def stacked_pretrained(config, seeds):
     """Random "pretrained" LeNet-5 params of ``seeds`` replicas, leading seed axis."""
-    model = transfer.make_model(config, 5)
+    model = setting.make_model(config, 5)
     keys = jax.random.split(jax.random.key(42), seeds)
     return jax.jit(jax.vmap(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1)))["params"]))(keys)
-
-
-def test_task_splits_relabel_the_target(tasks):
-    source, target = tasks
-    for split in source:
-        assert set(np.unique(split["y"])) <= set(range(5))
-    full = data.load("digits", seed=0, flatten=False)
-    for split, original in zip(target, full):
-        np.testing.assert_array_equal(split["y"], original["y"][original["y"] >= 5] - 5)
-    assert len(source.train["y"]) + len(target.train["y"]) == len(full.train["y"])
-
-
-def test_labelled_mask_draws_per_class():
-    labels = jnp.asarray(np.random.default_rng(0).integers(0, 4, size=200))
-    counts = jnp.asarray([1, 3, 7])
-    keys = jax.random.split(jax.random.key(0), 3)
-    masks = jax.vmap(lambda k, n: transfer.labelled_mask(k, labels, n, 4))(keys, counts)
-    for mask, n in zip(np.asarray(masks), [1, 3, 7]):
-        assert set(np.unique(mask)) <= {0.0, 1.0}
-        np.testing.assert_array_equal(np.bincount(np.asarray(labels)[mask > 0], minlength=4), n)
-    other = transfer.labelled_mask(jax.random.key(9), labels, 7, 4)
-    assert not np.array_equal(np.asarray(other), np.asarray(masks[2]))
-
-
-def test_labelled_data_gives_each_replica_its_subset(tasks):
-    """Replica r: a copy of the pool, weight 1 on label_counts[r // seeds] per class."""
-    _, target = tasks
-    config = small_config(seed=3)
-    labelled = transfer.labelled_data(config, target.train, 5)
-    pool = len(target.train["y"])
-    assert labelled["x"].shape == (4, pool, 8, 8, 1) and labelled["weight"].shape == (4, pool)
-    for r, count in enumerate([2, 2, 3, 3]):
-        np.testing.assert_array_equal(labelled["y"][r], target.train["y"])
-        mine = labelled["weight"][r] > 0
-        np.testing.assert_array_equal(np.bincount(target.train["y"][mine], minlength=5), count)
-        key = jax.random.split(transfer.train.stream(3 + r, "init"))[1]
-        expected = transfer.labelled_mask(key, jnp.asarray(target.train["y"]), count, 5)
-        np.testing.assert_array_equal(labelled["weight"][r], expected)
-    assert not np.array_equal(labelled["weight"][0], labelled["weight"][1])
-
-
-def test_layer_output_shapes():
-    config = small_config()
-    model = transfer.make_model(config, 5)
-    params = jax.tree.map(lambda p: p[0], stacked_pretrained(config, 1))
-    x = jnp.linspace(0, 1, 3 * 64).reshape(3, 8, 8, 1)
-    widths = {"c1": 8 * 8 * 6, "s2": 4 * 4 * 6, "c3": 4 * 4 * 16, "s4": 2 * 2 * 16}
-    widths.update({"f5": 120, "f6": 84})
-    for stage, width in widths.items():
-        shape = jax.eval_shape(lambda s=stage: transfer.layer_output(model, params, x, s)).shape
-        assert shape == (3, width)
-    last, features = jax.jit(
-        lambda p: (
-            transfer.layer_output(model, p, x, "f6"),
-            model.apply({"params": p}, x, method="features"),
-        )
-    )(params)
-    np.testing.assert_allclose(last, features, rtol=1e-6)
 
 
 def test_optimizer_groups_match_optax():
@@ -130,7 +73,7 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
     _, target = tasks
     config = small_config()
     pretrained = stacked_pretrained(config, config.seeds)
-    model = transfer.make_model(config, 5)
+    model = setting.make_model(config, 5)
     task = transfer.target_task(config, method, model, 5, jnp.zeros((1, 8, 8, 1)))
     fresh = jax.jit(jax.vmap(task.init))(jax.random.split(jax.random.key(1), 4))
     state = transfer.reuse(config, method, fresh, pretrained)  # 2 label counts x 2 seeds
@@ -149,7 +92,7 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
                 jax.tree.map(np.testing.assert_array_equal, mine[layer], new[layer])
 
     # One full-batch step: frozen weights keep their exact values, trained ones move.
-    labelled = jax.tree.map(jnp.asarray, transfer.labelled_data(config, target.train, 5))
+    labelled = jax.tree.map(jnp.asarray, setting.labelled_data(config, target.train, 5))
     keys = jax.random.split(jax.random.key(7), 4)
     moved, metrics = jax.jit(jax.vmap(task.make_step(None)))(state, labelled, keys)
     before, after = state.params, moved.params
@@ -167,7 +110,7 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
     params = jax.tree.map(lambda p: p[3], state.params)
     x, y = target.train["x"][mine], target.train["y"][mine]
     if method == "features":
-        h = transfer.layer_output(model, params["network"], x, config.feature_layer)
+        h = setting.layer_output(model, params["network"], x, config.feature_layer)
         logits = transfer.nn.Dense(5).apply({"params": params["head"]}, h)
     else:
         logits = model.apply({"params": params}, x)
@@ -178,7 +121,7 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
 def test_label_counts_are_checked_before_training(tasks):
     _, target = tasks
     with pytest.raises(ConfigError, match="label_counts"):
-        transfer.check_counts(small_config(label_counts=(5, 1000)), target.train["y"], 5)
+        setting.check_counts(small_config(label_counts=(5, 1000)), target.train["y"], 5)
     assert transfer.RULES["frozen"].check("frozen", "conv1,dense9") is not None
     assert transfer.RULES["frozen"].check("frozen", "none") is None
 
