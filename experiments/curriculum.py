@@ -29,19 +29,24 @@ test accuracy at fixed step budgets.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.stats import spearmanr
 
-from lexicon import cli, data, losses, optim, train
+from lexicon import baselines, cli, data, losses, optim, train
+from lexicon.curriculum import (
+    SCHEDULES,
+    curriculum_order,
+    fold_ids,
+    paced_classifier,
+    pool_size,
+    schedule_order,
+)
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, compare, mean_std, panels, plot_curves, plot_images
 from lexicon.rules import Choice, Range, check_batch_size, positive, probability, widths
 
-SCHEDULES = ("all", "random", "easy_first", "hard_first")
 LABELS = {
     "all": "all data (no pacing)",
     "random": "random order, paced",
@@ -96,11 +101,6 @@ def per_example_loss(model, params, x, y):
     return losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="none")
 
 
-def fold_ids(num_examples: int, folds: int, seed: int) -> np.ndarray:
-    """A seeded assignment of the examples to ``folds`` folds of (nearly) equal size."""
-    return np.random.default_rng(seed).permutation(np.arange(num_examples) % folds)
-
-
 def teacher_difficulty(config, workdir, x, y) -> np.ndarray:
     """d_i: held-out cross-entropy of the teachers (mean over teacher seeds), one per example."""
     model = MLP(features=[*config.teacher_hidden, 10], activation="relu")
@@ -119,110 +119,6 @@ def teacher_difficulty(config, workdir, x, y) -> np.ndarray:
         )(result.state.params, x[held_out], y[held_out])
         difficulty[held_out] = np.asarray(held_out_losses).mean(axis=0)
     return difficulty
-
-
-def reference_difficulty(x, y, folds: int, seed: int) -> np.ndarray:
-    """The same held-out loss from scikit-learn's logistic regression (an independent model)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import PredefinedSplit, cross_val_predict
-
-    probs = cross_val_predict(
-        LogisticRegression(max_iter=2000),
-        x,
-        y,
-        cv=PredefinedSplit(fold_ids(len(y), folds, seed)),
-        method="predict_proba",
-    )
-    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
-
-
-def curriculum_order(difficulty, labels, balanced: bool) -> np.ndarray:
-    """Indices from easiest to hardest.
-
-    Unbalanced: by d alone. Balanced: by the example's rank within its class divided by the
-    class size (ties broken by d), so any prefix holds each class in proportion to its size.
-    """
-    difficulty, labels = np.asarray(difficulty), np.asarray(labels)
-    if not balanced:
-        return np.argsort(difficulty, kind="stable")
-    quantile = np.zeros(len(labels))
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        ranks = np.argsort(np.argsort(difficulty[members], kind="stable"), kind="stable")
-        quantile[members] = ranks / len(members)
-    return np.lexsort((difficulty, quantile))
-
-
-def schedule_order(schedule: str, easy_to_hard: np.ndarray, seed: int) -> np.ndarray:
-    if schedule == "easy_first" or schedule == "all":
-        return easy_to_hard
-    if schedule == "hard_first":
-        return easy_to_hard[::-1]
-    if schedule == "random":
-        return np.random.default_rng(seed).permutation(easy_to_hard)
-    raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-
-
-def pool_size(step, num_examples: int, start_fraction: float, ramp_steps: int):
-    """pool(t) = n_0 + floor((N - n_0) min(t, T) / T), n_0 = max(1, ceil(f_0 N)).
-
-    The linear pacing function in integer arithmetic (int32, traceable), so that the pool
-    is exact at every step: n_0 examples at t = 0, all N from t = T on.
-    """
-    start = max(1, math.ceil(start_fraction * num_examples))
-    ramp_steps = max(int(ramp_steps), 1)
-    if (num_examples - start) * ramp_steps >= 2**31:
-        raise ValueError("pool_size works in int32: (N - n_0) T must stay below 2^31")
-    t = jnp.minimum(jnp.asarray(step, jnp.int32), ramp_steps)
-    return start + (num_examples - start) * t // ramp_steps
-
-
-# --- the paced student -------------------------------------------------------------------------
-
-
-def draw_batch(key, ordered: dict, pool, size: int) -> dict:
-    """``size`` examples drawn uniformly, with replacement, among the first ``pool``."""
-    index = jax.random.randint(key, (size,), 0, pool)
-    return jax.tree.map(lambda a: a[index], ordered)
-
-
-def make_task(config, ordered: dict, paced: bool, ramp_steps: int) -> train.Task:
-    """A student whose minibatch of ``config.batch_size`` (0: N) examples is drawn from the
-    first pool(t) examples of ``ordered``, for a data-free train.fit (the step gets batch=None).
-    """
-    model = MLP(features=[*config.hidden, 10], activation="relu")
-    tx = optim.sgd(config.lr)
-    x, y = jnp.asarray(ordered["x"]), jnp.asarray(ordered["y"])
-    n = len(y)
-
-    def init(key):
-        params = model.init(key, x[:1])["params"]
-        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    def objective(params, model_state, batch, key):
-        logits = model.apply({"params": params}, batch["x"])
-        loss = losses.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
-        return loss, ({"accuracy": train.accuracy(logits, batch["y"])}, model_state)
-
-    def make_step(axis_name):
-        update = train.gradient_step(objective)(axis_name)
-
-        def step(state, batch, key):
-            pool = pool_size(state.step, n, config.start_fraction, ramp_steps) if paced else n
-            drawn = draw_batch(key, {"x": x, "y": y}, pool, config.batch_size or n)
-            state, metrics = update(state, drawn, key)
-            return state, {**metrics, "pool": jnp.asarray(pool, jnp.float32)}
-
-        return step
-
-    def evaluate(state, split):
-        logits = model.apply({"params": state.params}, split["x"])
-        return {
-            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
-            "accuracy": train.accuracy(logits, split["y"]),
-        }
-
-    return train.Task(init=init, make_step=make_step, evaluate=evaluate)
 
 
 # --- the experiment ----------------------------------------------------------------------------
@@ -289,7 +185,8 @@ def train_and_evaluate(config, workdir):
     ramp_steps = max(1, int(round(config.ramp * total_steps)))
 
     difficulty = teacher_difficulty(config, workdir, x, y)
-    reference = reference_difficulty(x, y, config.teacher_folds, config.data_seed)
+    folds = fold_ids(len(y), config.teacher_folds, config.data_seed)
+    reference = baselines.held_out_log_loss(x, y, folds)  # scikit-learn's logistic regression
     agreement = float(spearmanr(difficulty, reference).statistic)
     easy_to_hard = curriculum_order(difficulty, y, config.balanced)
 
@@ -299,7 +196,10 @@ def train_and_evaluate(config, workdir):
         student.steps_per_epoch = steps_per_epoch
     results = {}
     for schedule, order in orders.items():
-        task = make_task(config, {"x": x[order], "y": y[order]}, schedule != "all", ramp_steps)
+        model = MLP(features=[*config.hidden, 10], activation="relu")
+        pacing = None if schedule == "all" else (config.start_fraction, ramp_steps)
+        ordered = {"x": x[order], "y": y[order]}
+        task = paced_classifier(model, optim.sgd(config.lr), ordered, config.batch_size, pacing)
         evals = {"test": splits.test}
         results[schedule] = train.fit(student, task, None, workdir / schedule, eval_splits=evals)
     runs = {s: r.history for s, r in results.items()}

@@ -114,3 +114,19 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, ne
 
     model = KNeighborsClassifier(neighbors).fit(_flat(train_features), train_labels)
     return float(model.score(_flat(test_features), test_labels))
+
+
+def held_out_log_loss(x, y, folds) -> np.ndarray:
+    """Per example, -log p(y_i | x_i) under scikit-learn's logistic regression fitted on the
+    other folds (``folds``: each example's fold id): how hard an independent model finds it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    probs = cross_val_predict(
+        LogisticRegression(max_iter=2000),
+        x,
+        y,
+        cv=PredefinedSplit(folds),
+        method="predict_proba",
+    )
+    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))

@@ -1,6 +1,5 @@
-"""Curriculum experiment: pacing, orders, the in-step sampler, teacher scores, end to end."""
-
-import math
+"""Curriculum experiment: the teachers' per-example loss, end to end (the pacing and the
+sampler: tests/lexicon/test_curriculum.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,75 +8,6 @@ import pytest
 
 from experiments import curriculum
 from lexicon.nn.layers import MLP
-
-
-def test_pool_size_is_the_linear_pacing_function():
-    n, f0, ramp = 1000, 0.2, 300
-    n0 = max(1, math.ceil(f0 * n))
-    for t in (0, 1, 7, 150, 299, 300, 301, 5000):
-        expected = n0 + math.floor((n - n0) * min(t, ramp) / ramp)
-        assert int(curriculum.pool_size(t, n, f0, ramp)) == expected, t
-    steps = jnp.arange(400)
-    pools = np.asarray(jax.jit(lambda t: curriculum.pool_size(t, n, f0, ramp))(steps))
-    assert np.all(np.diff(pools) >= 0) and pools[0] == 200 and pools[-1] == n
-    assert int(curriculum.pool_size(0, n, 0.0, ramp)) == 1  # never an empty pool
-
-
-def test_draw_batch_samples_only_the_pool_and_all_of_it():
-    ordered = {"x": jnp.arange(50.0)[:, None], "y": jnp.arange(50)}
-    batch = jax.jit(curriculum.draw_batch, static_argnums=3)(jax.random.key(0), ordered, 12, 4000)
-    drawn = np.asarray(batch["y"])
-    assert drawn.shape == (4000,) and drawn.min() == 0 and drawn.max() == 11
-    np.testing.assert_array_equal(np.asarray(batch["x"])[:, 0], drawn)
-    counts = np.bincount(drawn, minlength=12)
-    # Uniform: 4000 / 12 = 333 per example; a 5-sigma band of the binomial.
-    assert np.all(np.abs(counts - 4000 / 12) < 5 * np.sqrt(4000 / 12))
-
-
-def test_curriculum_order_unbalanced_is_by_difficulty():
-    difficulty = np.array([0.5, 0.1, 2.0, 0.3, 1.0])
-    labels = np.zeros(5, int)
-    np.testing.assert_array_equal(
-        curriculum.curriculum_order(difficulty, labels, balanced=False), [1, 3, 0, 4, 2]
-    )
-
-
-def test_balanced_order_keeps_classes_in_proportion_and_easy_first_within():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 4, 200)
-    # Class 3 is far harder than the rest: unbalanced, it would come last.
-    difficulty = rng.uniform(size=200) + 10.0 * (labels == 3)
-    order = curriculum.curriculum_order(difficulty, labels, balanced=True)
-    assert sorted(order) == list(range(200))
-    sizes = np.bincount(labels)
-    for k in range(1, 201):
-        counts = np.bincount(labels[order[:k]], minlength=4)
-        assert np.all(np.abs(counts - k * sizes / 200) < 2), k
-    for c in range(4):
-        within = difficulty[order][labels[order] == c]
-        assert np.all(np.diff(within) >= 0)
-    unbalanced = curriculum.curriculum_order(difficulty, labels, balanced=False)
-    assert np.all(labels[unbalanced[-sizes[3] :]] == 3)
-
-
-def test_schedule_orders():
-    easy_to_hard = np.array([4, 2, 0, 1, 3])
-    np.testing.assert_array_equal(
-        curriculum.schedule_order("hard_first", easy_to_hard, 0), [3, 1, 0, 2, 4]
-    )
-    np.testing.assert_array_equal(
-        curriculum.schedule_order("easy_first", easy_to_hard, 0), easy_to_hard
-    )
-    shuffled = curriculum.schedule_order("random", easy_to_hard, 0)
-    assert sorted(shuffled) == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="easy_first"):
-        curriculum.schedule_order("backwards", easy_to_hard, 0)
-
-
-def test_fold_ids_are_balanced_and_seeded():
-    folds = curriculum.fold_ids(103, 4, seed=3)
-    assert set(np.bincount(folds)) <= {25, 26}
-    np.testing.assert_array_equal(folds, curriculum.fold_ids(103, 4, seed=3))
 
 
 def test_per_example_loss_is_the_cross_entropy(x64):
@@ -89,34 +19,6 @@ def test_per_example_loss_is_the_cross_entropy(x64):
     z = np.asarray(model.apply(params, x), np.float64)
     expected = -(z[np.arange(6), y] - np.log(np.exp(z).sum(axis=1)))
     np.testing.assert_allclose(losses, expected, rtol=1e-12)
-
-
-def test_reference_difficulty_is_a_held_out_loss():
-    x, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 3
-    d = curriculum.reference_difficulty(x, y, folds=2, seed=0)
-    assert d.shape == (60,) and np.all(d > 0)
-    # Pure-noise inputs: held-out, the loss is near log(3) on average, far from memorized 0.
-    assert 0.7 < d.mean() < 2.5
-
-
-def test_paced_student_trains_from_the_growing_pool(tmp_path):
-    """One schedule through a data-free train.fit: the pool follows pool(t), each step draws
-    a full minibatch, and the student learns."""
-    splits = curriculum.data.load("digits")
-    x, y = splits.train["x"][:320], splits.train["y"][:320]
-    config = curriculum.get_config()
-    config.update(seeds=2, epochs=4, hidden=(16,), batch_size=32, lr=0.2, progress=False)
-    config.steps_per_epoch = 10
-    task = curriculum.make_task(config, {"x": x, "y": y}, paced=True, ramp_steps=25)
-    result = curriculum.train.fit(config, task, None, tmp_path, eval_splits={"test": splits.test})
-    assert result.history[-1]["step"] == 40
-    pools = np.concatenate([m["pool"] for m in result.step_metrics], axis=1)
-    expected = [int(curriculum.pool_size(t, 320, config.start_fraction, 25)) for t in range(40)]
-    np.testing.assert_array_equal(pools, [expected, expected])
-    # Each step's accuracy is a count over a drawn minibatch of config.batch_size examples.
-    hits = np.concatenate([m["accuracy"] for m in result.step_metrics], axis=1) * 32
-    np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
-    assert np.mean(result.final("test/accuracy")) > 0.3  # chance is 0.1
 
 
 @pytest.mark.slow
