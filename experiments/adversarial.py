@@ -18,10 +18,7 @@ either model (it is the direction of the change that matters, not its size).
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lexicon import adversarial, cli, data, optim, train
@@ -72,17 +69,10 @@ def check_config(config):
 
 def apply_preset(config):
     """The published setting of Goodfellow et al. (2015), section 6, as we read it."""
-    config = config.copy_and_resolve_references()
-    if config.scale == "paper":
-        config.dataset = "mnist"
-        config.activation = "maxout"
-        config.hidden = (1600, 1600)
-        config.epsilon = 0.25
-        config.clean_weight = 0.5
-        config.eval_epsilons = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-        config.epochs = max(config.epochs, 50)
-        config.batch_size = 100
-    return config
+    paper = dict(dataset="mnist", activation="maxout", hidden=(1600, 1600), epsilon=0.25)
+    paper.update(clean_weight=0.5, eval_epsilons=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3))
+    paper.update(epochs=max(config.epochs, 50), batch_size=100)
+    return cli.with_preset(config, paper, config.scale == "paper")
 
 
 def check_epsilons(epsilons) -> tuple[float, ...]:
@@ -92,73 +82,6 @@ def check_epsilons(epsilons) -> tuple[float, ...]:
             f"config.eval_epsilons={epsilons!r} must be a non-empty tuple of values in [0, 1]"
         )
     return values
-
-
-# --- attacks ----------------------------------------------------------------------------------
-
-
-def accuracy_under_fgsm(apply_fn, params, x, y, epsilon):
-    """Accuracy on x_adv = clip(x + epsilon sign(grad_x J), 0, 1), the model attacking itself."""
-    x_adv = adversarial.fgsm(apply_fn, params, x, y, epsilon, clip_range=PIXEL_RANGE)
-    return train.accuracy(apply_fn(params, x_adv), y)
-
-
-def accuracy_under_random_signs(apply_fn, params, x, y, epsilon, key):
-    """Accuracy on clip(x + epsilon s, 0, 1) with random signs s: the same size, no direction."""
-    signs = jax.random.rademacher(key, x.shape, x.dtype)
-    noisy = jnp.clip(x + epsilon * signs, *PIXEL_RANGE)
-    return train.accuracy(apply_fn(params, noisy), y)
-
-
-# --- the two trainings ------------------------------------------------------------------------
-
-
-def adversarial_objective(model, config):
-    """loss_fn(params, model_state, batch, key) of adversarial training for lexicon.train.
-
-    J~ = w J(x, y) + (1 - w) J(x_adv, y), x_adv = FGSM(x) at the current params, held
-    constant; metrics: clean_loss, adversarial_loss and accuracy on the clean batch.
-    """
-
-    def apply_fn(params, x):
-        return model.apply({"params": params}, x)
-
-    def objective(params, model_state, batch, key):
-        del key  # FGSM is deterministic
-        loss, parts = adversarial.adversarial_training_loss(
-            apply_fn,
-            params,
-            batch["x"],
-            batch["y"],
-            config.epsilon,
-            clean_weight=config.clean_weight,
-            clip_range=PIXEL_RANGE,
-        )
-        acc = train.accuracy(apply_fn(params, batch["x"]), batch["y"])
-        return loss, ({**parts, "accuracy": acc}, model_state)
-
-    return objective
-
-
-def make_task(config, mode: str, model, example_input) -> train.Task:
-    """The classifier task of ``mode``; evaluation adds the accuracy under FGSM at epsilon."""
-    tx = optim.adam(config.lr)
-    base = train.classifier(model, tx, example_input)
-
-    def apply_fn(params, x):
-        return model.apply({"params": params}, x)
-
-    def evaluate(state, split):
-        metrics = base.evaluate(state, split)
-        metrics["fgsm_accuracy"] = accuracy_under_fgsm(
-            apply_fn, state.params, split["x"], split["y"], config.epsilon
-        )
-        return metrics
-
-    if mode == "standard":
-        return dataclasses.replace(base, evaluate=evaluate)
-    objective = adversarial_objective(model, config)
-    return train.Task(init=base.init, make_step=train.gradient_step(objective), evaluate=evaluate)
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -173,21 +96,6 @@ def plot_sweep(epsilons, sweeps, noise, train_epsilon):
     ax.set(ylabel="test accuracy", ylim=(0, 1.02))
     ax.legend(fontsize=8)
     return fig
-
-
-def attack_seed(apply_fn, params, x, y, epsilon):
-    """One model's FGSM inputs and its predictions on clean and adversarial inputs."""
-    x_adv = adversarial.fgsm(apply_fn, params, x, y, epsilon, clip_range=PIXEL_RANGE)
-    return x_adv, apply_fn(params, x).argmax(-1), apply_fn(params, x_adv).argmax(-1)
-
-
-def fooled_first(attacks: dict, y, count: int) -> np.ndarray:
-    """Indices of test examples to draw: first those the standard model's attack turns from
-    right to wrong, then the rest in order."""
-    _, clean, adv = attacks["standard"]
-    fooled = (clean == y) & (adv != y)
-    order = np.concatenate([np.flatnonzero(fooled), np.flatnonzero(~fooled)])
-    return order[: min(count, len(y))]
 
 
 def plot_examples(x, y, shape, attacks: dict, epsilon):
@@ -239,7 +147,9 @@ def train_and_evaluate(config, workdir):
     results = {}
     for mode in MODES:
         print(f"--- {mode} training")
-        task = make_task(config, mode, model, splits.train["x"][:1])
+        weight = config.clean_weight if mode == "adversarial" else None
+        task = adversarial.robust_classifier(model, optim.adam(config.lr), splits.train["x"][:1],
+                                             config.epsilon, weight, PIXEL_RANGE)  # fmt: skip
         results[mode] = train.fit(
             config,
             task,
@@ -248,26 +158,12 @@ def train_and_evaluate(config, workdir):
             eval_splits={"val": splits.val, "test": splits.test},
         )
 
-    eps_array = jnp.asarray(epsilons, jnp.float32)
     noise_key = jax.random.fold_in(train.stream(config.seed, "env"), 0)
-
-    @jax.jit
-    def sweep(params):
-        """(seeds, epsilons) accuracies under FGSM and under random signs."""
-
-        def per_seed(p):
-            fgsm_acc = jax.vmap(lambda e: accuracy_under_fgsm(apply_fn, p, x_test, y_test, e))
-            noise_acc = jax.vmap(
-                lambda e: accuracy_under_random_signs(apply_fn, p, x_test, y_test, e, noise_key)
-            )
-            return fgsm_acc(eps_array), noise_acc(eps_array)
-
-        return jax.vmap(per_seed)(params)
-
     sweeps, noise = {}, {}
     for mode in MODES:
-        fgsm_acc, noise_acc = sweep(results[mode].state.params)
-        sweeps[mode], noise[mode] = np.asarray(fgsm_acc), np.asarray(noise_acc)
+        sweeps[mode], noise[mode] = adversarial.robustness_sweep(
+            apply_fn, results[mode].state.params, x_test, y_test, epsilons, noise_key, PIXEL_RANGE
+        )
     clean = {mode: results[mode].final("test/accuracy") for mode in MODES}
     at_train = {
         mode: results[mode].final("test/fgsm_accuracy") for mode in MODES
@@ -329,14 +225,15 @@ def train_and_evaluate(config, workdir):
         "test accuracy against the attack budget (mean ± std band over seeds)",
     )
     # Both models share one compiled attack: same shapes, params as an argument.
-    attack = jax.jit(lambda params: attack_seed(apply_fn, params, x_test, y_test, config.epsilon))
+    attack = jax.jit(lambda params: adversarial.attack(apply_fn, params, x_test, y_test,
+                                                       config.epsilon, PIXEL_RANGE))  # fmt: skip
     attacks = {
         mode: tuple(
             np.asarray(a) for a in attack(jax.tree.map(lambda a: a[0], results[mode].state.params))
         )
         for mode in MODES
     }
-    shown = fooled_first(attacks, y_test, config.examples)
+    shown = adversarial.fooled_first(y_test, *attacks["standard"][1:], config.examples)
     report.figure(
         plot_examples(
             x_test[shown],

@@ -16,12 +16,15 @@ Each coordinate moves by exactly epsilon (or 0 where the gradient is exactly 0),
 with x_adv treated as a constant input (no gradient flows through the attack).
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from lexicon import train
 from lexicon.losses import softmax_cross_entropy_with_integer_labels
 
 PyTree = Any
@@ -102,3 +105,108 @@ def adversarial_training_loss(
     adversarial_loss = jnp.mean(loss_fn(apply_fn(params, x_adv), labels))
     loss = clean_weight * clean_loss + (1.0 - clean_weight) * adversarial_loss
     return loss, {"clean_loss": clean_loss, "adversarial_loss": adversarial_loss}
+
+
+# --- Attacking a classifier and training it against the attack --------------------------------
+
+
+def accuracy_under_fgsm(apply_fn, params, x, y, epsilon, clip_range=(0.0, 1.0)):
+    """Accuracy on x_adv = clip(x + epsilon sign(grad_x J), lo, hi): the model attacks itself
+    with its own gradient (white box)."""
+    x_adv = fgsm(apply_fn, params, x, y, epsilon, clip_range=clip_range)
+    return train.accuracy(apply_fn(params, x_adv), y)
+
+
+def accuracy_under_random_signs(apply_fn, params, x, y, epsilon, key, clip_range=(0.0, 1.0)):
+    """Accuracy on clip(x + epsilon s, lo, hi) with random signs s: FGSM's size, no direction."""
+    signs = jax.random.rademacher(key, x.shape, x.dtype)
+    noisy = jnp.clip(x + epsilon * signs, *clip_range)
+    return train.accuracy(apply_fn(params, noisy), y)
+
+
+def robustness_sweep(apply_fn, params, x, y, epsilons, key, clip_range=(0.0, 1.0)):
+    """(seeds, epsilons) accuracies under FGSM and under random signs of the same budgets, for
+    replicated ``params`` (leading seed axis); one compiled program."""
+    eps_array = jnp.asarray(epsilons, jnp.float32)
+
+    @jax.jit
+    def sweep(params):
+        def per_seed(p):
+            fgsm_acc = jax.vmap(
+                lambda e: accuracy_under_fgsm(apply_fn, p, x, y, e, clip_range=clip_range)
+            )
+            noise_acc = jax.vmap(
+                lambda e: accuracy_under_random_signs(
+                    apply_fn, p, x, y, e, key, clip_range=clip_range
+                )
+            )
+            return fgsm_acc(eps_array), noise_acc(eps_array)
+
+        return jax.vmap(per_seed)(params)
+
+    return tuple(np.asarray(a) for a in sweep(params))
+
+
+def attack(apply_fn, params, x, y, epsilon, clip_range=(0.0, 1.0)):
+    """One model's FGSM inputs and its predictions on the clean and the adversarial inputs."""
+    x_adv = fgsm(apply_fn, params, x, y, epsilon, clip_range=clip_range)
+    return x_adv, apply_fn(params, x).argmax(-1), apply_fn(params, x_adv).argmax(-1)
+
+
+def fooled_first(y, clean_predictions, adversarial_predictions, count: int) -> np.ndarray:
+    """Indices of ``count`` examples to show: first those the attack turns from right to
+    wrong, then the rest in order."""
+    fooled = (clean_predictions == y) & (adversarial_predictions != y)
+    order = np.concatenate([np.flatnonzero(fooled), np.flatnonzero(~fooled)])
+    return order[: min(count, len(y))]
+
+
+def adversarial_objective(model, epsilon, clean_weight=0.5, clip_range=(0.0, 1.0)):
+    """loss_fn(params, model_state, batch, key) of adversarial training for lexicon.train.
+
+    J~ = w J(x, y) + (1 - w) J(x_adv, y), x_adv = FGSM(x) at the current params, held
+    constant; metrics: clean_loss, adversarial_loss and accuracy on the clean batch.
+    """
+
+    def apply_fn(params, x):
+        return model.apply({"params": params}, x)
+
+    def objective(params, model_state, batch, key):
+        del key  # FGSM is deterministic
+        loss, parts = adversarial_training_loss(
+            apply_fn,
+            params,
+            batch["x"],
+            batch["y"],
+            epsilon,
+            clean_weight=clean_weight,
+            clip_range=clip_range,
+        )
+        acc = train.accuracy(apply_fn(params, batch["x"]), batch["y"])
+        return loss, ({**parts, "accuracy": acc}, model_state)
+
+    return objective
+
+
+def robust_classifier(
+    model, tx, example_input, epsilon, clean_weight=None, clip_range=(0.0, 1.0)
+) -> train.Task:
+    """A classifier task whose evaluation adds ``fgsm_accuracy``, the accuracy under FGSM at
+    ``epsilon``; trained on the plain loss (``clean_weight`` None) or adversarially
+    (:func:`adversarial_objective` with w = ``clean_weight``)."""
+    base = train.classifier(model, tx, example_input)
+
+    def apply_fn(params, x):
+        return model.apply({"params": params}, x)
+
+    def evaluate(state, split):
+        metrics = base.evaluate(state, split)
+        metrics["fgsm_accuracy"] = accuracy_under_fgsm(
+            apply_fn, state.params, split["x"], split["y"], epsilon, clip_range=clip_range
+        )
+        return metrics
+
+    if clean_weight is None:
+        return dataclasses.replace(base, evaluate=evaluate)
+    objective = adversarial_objective(model, epsilon, clean_weight, clip_range)
+    return train.Task(init=base.init, make_step=train.gradient_step(objective), evaluate=evaluate)

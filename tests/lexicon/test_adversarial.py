@@ -7,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
-from lexicon import adversarial
+from lexicon import adversarial, optim
+from lexicon.nn.layers import MLP as LayersMLP
 
 
 class SmallMLP(nn.Module):
@@ -203,3 +205,83 @@ def test_adversarial_training_loss_mixes_clean_and_adversarial_terms(x64):
             rtol=1e-12,
             atol=1e-15,
         )
+
+
+# --- the classifier under attack and its adversarial training task ---
+
+
+def linear_problem(seed=0, n=40, d=12, k=4):
+    rng = np.random.default_rng(seed)
+    params = {"w": rng.normal(size=(d, k)), "b": rng.normal(size=k)}
+    x = rng.uniform(size=(n, d))
+    y = rng.integers(0, k, size=n)
+    return params, x, y
+
+
+def linear_apply(params, x):
+    return x @ params["w"] + params["b"]
+
+
+def numpy_fgsm_accuracy(params, x, y, epsilon):
+    """Softmax regression: grad_x CE = (softmax(x W + b) - onehot(y)) W^T, then clip."""
+    logits = x @ params["w"] + params["b"]
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    grad_x = (p - np.eye(p.shape[1])[y]) @ params["w"].T
+    x_adv = np.clip(x + epsilon * np.sign(grad_x), 0.0, 1.0)
+    return np.mean((x_adv @ params["w"] + params["b"]).argmax(axis=1) == y)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.2, 0.6])
+def test_fgsm_accuracy_matches_numpy_softmax_regression(x64, epsilon):
+    params, x, y = linear_problem()
+    got = adversarial.accuracy_under_fgsm(linear_apply, params, x, y, epsilon)
+    np.testing.assert_allclose(float(got), numpy_fgsm_accuracy(params, x, y, epsilon))
+
+
+def test_random_signs_at_zero_budget_is_clean_accuracy_and_stay_in_range(x64):
+    params, x, y = linear_problem(1)
+    clean = np.mean(linear_apply(params, x).argmax(1) == y)
+    key = jax.random.key(0)
+    got = adversarial.accuracy_under_random_signs(linear_apply, params, x, y, 0.0, key)
+    np.testing.assert_allclose(float(got), clean, rtol=1e-6)
+
+    # A model that reports whether every pixel moved by exactly eps (or was clipped to 0/1).
+    epsilon = 0.3
+
+    def probe(_, noisy):
+        moved = jnp.abs(noisy - x)
+        ok = jnp.isclose(moved, epsilon) | (noisy == 0.0) | (noisy == 1.0)
+        inside = (noisy >= 0) & (noisy <= 1)
+        good = jnp.all(ok & inside, axis=1)
+        return jnp.stack([~good, good], axis=1).astype(jnp.float32)
+
+    ones = np.ones(len(y), np.int32)
+    assert float(adversarial.accuracy_under_random_signs(probe, None, x, ones, epsilon, key)) == 1.0
+
+
+def test_adversarial_objective_gradient_is_the_mixture(x64):
+    """grad = w grad J(x) + (1 - w) grad J(x_adv) with x_adv held fixed."""
+    epsilon, w = 0.15, 0.3
+    model = LayersMLP(features=(6, 3), activation="tanh")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(10, 5))
+    y = rng.integers(0, 3, size=10).astype(np.int32)
+    task = adversarial.robust_classifier(model, optim.adam(1e-3), jnp.asarray(x[:1]), epsilon, w)
+    state = task.init(jax.random.key(0))
+    params = jax.tree.map(lambda a: a.astype(np.float64), state.params)
+
+    def ce(p, inputs):
+        logits = model.apply({"params": p}, inputs)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+
+    x_adv = np.clip(x + epsilon * np.sign(jax.grad(ce, argnums=1)(params, x)), 0, 1)
+    expected = jax.tree.map(
+        lambda a, b: w * a + (1 - w) * b, jax.grad(ce)(params, x), jax.grad(ce)(params, x_adv)
+    )
+    objective = adversarial.adversarial_objective(model, epsilon, w)
+    grad_fn = jax.jit(jax.grad(objective, has_aux=True))
+    grads, (metrics, _) = grad_fn(params, {}, {"x": x, "y": y}, None)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(metrics["adversarial_loss"], ce(params, x_adv), rtol=1e-12)
