@@ -27,13 +27,11 @@ the start), and hints then distillation (L_HT for the first epochs, then L_KD).
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from lexicon import baselines, cli, data, losses, optim, train
-from lexicon.losses import distillation_loss, hint_loss
+from lexicon import baselines, cli, data, optim, train
+from lexicon.distillation import GuidedStudent, hint_layer_index, plan, with_teacher
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import (
@@ -96,103 +94,6 @@ def check_config(config):
         )
     n = cli.train_examples(config.dataset, seed=config.data_seed)
     check_batch_size(config, min(n, config.train_size or n))
-
-
-# --- the networks ------------------------------------------------------------------------------
-
-
-class Student(nn.Module):
-    """A deep, thin MLP cut at the guided layer, with the hint regressor on the side.
-
-    Returns (logits, r(v_g(x))); the regressor is used only by the hint loss.
-    """
-
-    hidden: tuple[int, ...]
-    guided: int
-    hint_size: int
-    num_classes: int = 10
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        guided = MLP(
-            features=self.hidden[: self.guided],
-            activation="relu",
-            output_activation="relu",
-            name="lower",
-        )(x)
-        logits = MLP(
-            features=(*self.hidden[self.guided :], self.num_classes),
-            activation="relu",
-            name="upper",
-        )(guided)
-        return logits, nn.Dense(self.hint_size, name="regressor")(guided)
-
-
-def hint_layer_index(hidden) -> int:
-    """The middle hidden layer (0-based) of a net, where the hint is read."""
-    return (len(hidden) - 1) // 2
-
-
-def teacher_outputs(model, params, x, layer: int):
-    """(logits, activations of hidden layer ``layer``) of the teacher MLP."""
-    logits, state = model.apply({"params": params}, x, mutable=["intermediates"])
-    return logits, state["intermediates"]["activations"][layer]
-
-
-# --- the students' stages ----------------------------------------------------------------------
-
-
-def student_task(config, model, example_input, objective: str) -> train.Task:
-    """A student trained on one objective: "labels" (cross-entropy), "hints" (L_HT) or
-    "distill" (L_KD). Batches carry the teacher's logits and hint layer, computed once; every
-    objective reports both losses."""
-    tx = optim.adam(config.lr)
-
-    def init(key):
-        params = model.init(key, example_input)["params"]
-        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    def loss(params, model_state, batch, key):
-        logits, predicted_hint = model.apply({"params": params}, batch["x"])
-        hint = hint_loss(predicted_hint, batch["hint"])
-        if objective == "labels":
-            output = losses.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
-        else:
-            output = distillation_loss(
-                logits, batch["teacher_logits"], batch["y"], config.temperature, config.alpha
-            )[0]
-        metrics = {"hint_loss": hint, "output_loss": output}
-        metrics["accuracy"] = train.accuracy(logits, batch["y"])
-        return (hint if objective == "hints" else output), (metrics, model_state)
-
-    def evaluate(state, split):
-        logits, predicted_hint = model.apply({"params": state.params}, split["x"])
-        return {
-            "accuracy": train.accuracy(logits, split["y"]),
-            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
-            "hint_loss": hint_loss(predicted_hint, split["hint"]),
-            "teacher_agreement": jnp.mean(
-                jnp.argmax(logits, -1) == jnp.argmax(split["teacher_logits"], -1)
-            ),
-        }
-
-    return train.Task(init=init, make_step=train.gradient_step(loss), evaluate=evaluate)
-
-
-def plan(config, model, example_input, student: str, hint_epochs: int) -> list[train.Stage]:
-    """The stages of a student, config.epochs in all: scratch trains on the labels, kd on L_KD;
-    hints_kd spends its first hint_epochs on L_HT, then L_KD from a fresh Adam state."""
-
-    def stage(objective, epochs, tx=None):
-        task = student_task(config, model, example_input, objective)
-        return train.Stage(objective, task, epochs, tx)
-
-    if student == "scratch":
-        return [stage("labels", config.epochs)]
-    if student == "kd" or not hint_epochs:
-        return [stage("distill", config.epochs)]
-    distill = stage("distill", config.epochs - hint_epochs, optim.adam(config.lr))
-    return [stage("hints", hint_epochs), distill]
 
 
 def joined(results: dict) -> list[dict]:
@@ -270,26 +171,17 @@ def train_and_evaluate(config, workdir):
 
     teacher, teacher_params, teacher_accuracy = train_teacher(config, workdir, splits)
     layer = hint_layer_index(config.teacher_hidden)
-    with_teacher = {}
-    for name, split in splits._asdict().items():
-        logits, hint = teacher_outputs(teacher, teacher_params, split["x"], layer)
-        with_teacher[name] = {
-            **split,
-            "teacher_logits": np.asarray(logits),
-            "hint": np.asarray(hint),
-        }
-    splits = splits._replace(**with_teacher)
+    splits = with_teacher(splits, teacher, teacher_params, layer)
     hint_size = splits.train["hint"].shape[1]
 
-    student = Student(
-        hidden=hidden, guided=config.guided, hint_size=hint_size, num_classes=num_classes
-    )
+    student = GuidedStudent(hidden, config.guided, hint_size, num_classes)
     n = len(splits.train["y"])
     steps_per_epoch = train.steps_per_epoch(config, n)
     hint_epochs = min(config.hint_epochs, config.epochs - 1)
     runs, results, staged, test = {}, {}, {}, {"test": splits.test}
     for mode in STUDENTS:
-        stages = plan(config, student, splits.train["x"][:1], mode, hint_epochs)
+        stages = plan(student, splits.train["x"][:1], mode, config.epochs, hint_epochs,
+                      config.lr, temperature=config.temperature, alpha=config.alpha)  # fmt: skip
         staged[mode] = train.stages(config, stages, splits.train, workdir / mode, eval_splits=test)
         runs[mode], results[mode] = joined(staged[mode]), list(staged[mode].values())[-1]
     accuracy = {m: results[m].final("test/accuracy") for m in STUDENTS}
