@@ -18,13 +18,10 @@ second task moves the accuracy of the first.
 
 from __future__ import annotations
 
-import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 
 from lexicon import baselines, cli, data, optim, train
-from lexicon.losses import softmax_cross_entropy_with_integer_labels
-from lexicon.nn.layers import MLP
+from lexicon.multitask import SECOND_TASKS, TwoHeadNet, two_task_classifier, with_second_task
 from lexicon.report import Figure, Report, compare, held_against, mean_std, plot_curves
 from lexicon.rules import (
     Choice,
@@ -37,13 +34,11 @@ from lexicon.rules import (
     widths,
 )
 
-SECOND_TASKS = ("loop", "parity", "ge5")
 SECOND_TASK_NAMES = {
     "loop": "has a closed loop (0, 6, 8, 9)",
     "parity": "digit is odd",
     "ge5": "digit is >= 5",
 }
-LOOP_DIGITS = (0, 6, 8, 9)
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
 
 
@@ -85,90 +80,13 @@ def check_config(config):
     check_batch_size(config, config.train_size, of="examples of config.train_size")
 
 
-# --- the tasks and the network ----------------------------------------------------------------
-
-
-def second_labels(digit_labels, task: str):
-    """The binary label of task 2 as a function of the digit class (int32, 0 or 1)."""
-    digit_labels = jnp.asarray(digit_labels)
-    if task == "loop":
-        label = jnp.isin(digit_labels, jnp.asarray(LOOP_DIGITS))
-    elif task == "parity":
-        label = digit_labels % 2 == 1
-    elif task == "ge5":
-        label = digit_labels >= 5
-    else:
-        raise ValueError(f"unknown second task {task!r}; choose one of {', '.join(SECOND_TASKS)}")
-    return label.astype(jnp.int32)
-
-
-def with_second_task(split: dict, task: str) -> dict:
-    return {**split, "y2": np.asarray(second_labels(split["y"], task))}
-
-
-class TwoHeadNet(nn.Module):
-    """h = trunk(x) shared; returns (logits of task 1, logits of task 2)."""
-
-    trunk: tuple[int, ...]
-    activation: str
-    num_classes: int = 10
-    num_classes_2: int = 2
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        h = MLP(
-            features=self.trunk,
-            activation=self.activation,
-            output_activation=self.activation,
-            name="trunk",
-        )(x)
-        return (
-            nn.Dense(self.num_classes, name="head_1")(h),
-            nn.Dense(self.num_classes_2, name="head_2")(h),
-        )
-
-
-def multitask_loss(logits_1, logits_2, y1, y2, w1: float, w2: float):
-    """J = w_1 L_1 + w_2 L_2 with L_t the mean cross-entropy of head t; returns (J, L_1, L_2)."""
-    loss_1 = softmax_cross_entropy_with_integer_labels(logits_1, y1)
-    loss_2 = softmax_cross_entropy_with_integer_labels(logits_2, y2)
-    return w1 * loss_1 + w2 * loss_2, loss_1, loss_2
-
-
-def make_task(model, tx, example_input, w1: float, w2: float) -> train.Task:
-    """A Task training both heads with loss w_1 L_1 + w_2 L_2; it reports both tasks."""
-
-    def init(key):
-        params = model.init(key, example_input)["params"]
-        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    def metrics_of(params, batch):
-        logits_1, logits_2 = model.apply({"params": params}, batch["x"])
-        total, loss_1, loss_2 = multitask_loss(logits_1, logits_2, batch["y"], batch["y2"], w1, w2)
-        return total, {
-            "task1_loss": loss_1,
-            "task2_loss": loss_2,
-            "task1_accuracy": train.accuracy(logits_1, batch["y"]),
-            "task2_accuracy": train.accuracy(logits_2, batch["y2"]),
-        }
-
-    def objective(params, model_state, batch, key):
-        total, metrics = metrics_of(params, batch)
-        return total, (metrics, model_state)
-
-    def evaluate(state, split):
-        return metrics_of(state.params, split)[1]
-
-    return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
-
-
 # --- runs -------------------------------------------------------------------------------------
 
 
 def run(config, workdir, name, splits, weights, epochs):
     """Trains config.seeds replicas with loss weights (w_1, w_2); returns their results."""
     model = TwoHeadNet(trunk=tuple(config.trunk), activation=config.activation)
-    task = make_task(model, optim.adam(config.lr), splits.train["x"][:1], *weights)
+    task = two_task_classifier(model, optim.adam(config.lr), splits.train["x"][:1], *weights)
     run_config = config.copy_and_resolve_references()
     run_config.epochs = epochs
     run_config.eval_every = max(1, round(config.eval_every * epochs / config.epochs))
