@@ -18,11 +18,10 @@ variances. With zeros every unit of a layer computes the same value and receives
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, data, losses, optim, train
+from lexicon import baselines, cli, data, optim, train
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, band, mean_std
@@ -69,55 +68,12 @@ def check_config(config):
     check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
-# --- the variance recursion ------------------------------------------------------------------
-
-
 # --- measurements on a network --------------------------------------------------------------
 
 
 def make_model(config, activation: str, init_name: str, num_classes: int) -> MLP:
-    kernel_init = (
-        initializers.small_normal(config.small_stddev)
-        if init_name == "small_normal"
-        else initializers.get(init_name)
-    )
-    return MLP(
-        features=[config.width] * config.depth + [num_classes],
-        activation=activation,
-        kernel_init=kernel_init,
-    )
-
-
-def hidden_activations(model, params, x):
-    """The activations a_1, ..., a_L of every hidden layer (the output layer left out)."""
-    _, state = model.apply({"params": params}, x, mutable=["intermediates"])
-    return state["intermediates"]["activations"][:-1]
-
-
-def activation_variances(model, params, x) -> jax.Array:
-    """Var(a_l) over all examples and units of each hidden layer l: shape (L,)."""
-    return jnp.stack([jnp.var(a) for a in hidden_activations(model, params, x)])
-
-
-def weight_gradient_variances(model, params, x, y) -> jax.Array:
-    """Var(dJ/dW_l) over the entries of every kernel (hidden layers and output), J = CE."""
-
-    def loss(p):
-        return losses.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y)
-
-    grads = jax.grad(loss)(params)
-    kernels = [grads[f"Dense_{i}"]["kernel"] for i in range(len(grads))]
-    return jnp.stack([jnp.var(k) for k in kernels])
-
-
-def unit_spread(model, params, x) -> jax.Array:
-    """Largest gap between two units of the same hidden layer, over layers and examples.
-
-    max_l max_x (max_i a_{l,i}(x) - min_i a_{l,i}(x)); 0 means every layer's units compute
-    the same function, the signature of an initialization that never broke the symmetry.
-    """
-    gaps = [jnp.max(a.max(-1) - a.min(-1)) for a in hidden_activations(model, params, x)]
-    return jnp.max(jnp.stack(gaps))
+    kernel_init = initializers.get(init_name, small_stddev=config.small_stddev)
+    return MLP([config.width] * config.depth + [num_classes], activation, kernel_init=kernel_init)
 
 
 # --- the experiment --------------------------------------------------------------------------
@@ -135,9 +91,9 @@ def run_one(config, workdir, splits, activation, init_name):
     def measure_at_init(seed, x, y):
         # The same key as train.fit uses, so these are the very nets that are trained below.
         params = task.init(train.stream(seed, "init")).params
-        return activation_variances(model, params, x), weight_gradient_variances(
-            model, params, x, y
-        )
+        return initializers.activation_variances(
+            model, params, x
+        ), initializers.weight_gradient_variances(model, params, x, y)
 
     # Data enter as arguments: arrays closed over would become constants of the program.
     at_init = jax.jit(jax.vmap(measure_at_init, in_axes=(0, None, None)))
@@ -147,7 +103,7 @@ def run_one(config, workdir, splits, activation, init_name):
     def evaluate(state, split):
         return {
             **task.evaluate(state, split),
-            "unit_spread": unit_spread(model, state.params, split["x"]),
+            "unit_spread": initializers.unit_spread(model, state.params, split["x"]),
         }
 
     result = train.fit(
@@ -158,11 +114,8 @@ def run_one(config, workdir, splits, activation, init_name):
         eval_splits={"test": splits.test},
     )
     fan_in = splits.train["x"].shape[1]
-    kernel_vars = [
-        initializers.kernel_variance(init_name, fan_in, config.width, config.small_stddev)
-    ] + [
-        initializers.kernel_variance(init_name, config.width, config.width, config.small_stddev)
-    ] * (config.depth - 1)
+    widths = [fan_in] + [config.width] * config.depth
+    kernel_vars = initializers.kernel_variances(init_name, widths, config.small_stddev)
     return {
         "activation_variance": np.asarray(act_var),  # (seeds, hidden layers)
         "gradient_variance": np.asarray(grad_var),  # (seeds, hidden layers + output layer)
@@ -215,15 +168,6 @@ def plot_variances(runs, activations, inits, depth):
     return fig
 
 
-def best_constant_accuracy(labels) -> float:
-    """The test accuracy of the best constant prediction: the most frequent class's share.
-
-    A net whose hidden units are all identical and zero outputs its output biases whatever
-    the input, i.e. a constant class, so it can score no more than this.
-    """
-    return float(np.max(np.bincount(labels)) / len(labels))
-
-
 def variance_ratio(run) -> np.ndarray:
     """Var(a_L) / Var(a_1) per seed (0 where the first layer is already exactly 0)."""
     first, last = run["activation_variance"][:, 0], run["activation_variance"][:, -1]
@@ -266,7 +210,7 @@ def train_and_evaluate(config, workdir):
                 init_name, activation, config.width, config.small_stddev
             )
             runs[activation, init_name] = run
-    chance = best_constant_accuracy(splits.test["y"])
+    chance = baselines.majority_class_accuracy(splits.test["y"])
 
     report = Report(workdir, "Initialization of deep nets: zeros, small normal, Glorot, He")
     report.text(

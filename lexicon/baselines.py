@@ -130,3 +130,10 @@ def held_out_log_loss(x, y, folds) -> np.ndarray:
         method="predict_proba",
     )
     return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
+
+
+def majority_class_accuracy(labels) -> float:
+    """The accuracy of the best constant prediction: the most frequent class's share (what a
+    model that outputs one class whatever the input can score at most)."""
+    labels = np.asarray(labels)
+    return float(np.max(np.bincount(labels)) / len(labels))

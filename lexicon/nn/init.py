@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lexicon.losses import softmax_cross_entropy_with_integer_labels
+
 Initializer = Callable[..., jax.Array]
 
 DEFAULT_SMALL_STDDEV = 0.01
@@ -111,14 +113,16 @@ _REGISTRY: dict[str, Initializer] = {
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def get(name: str) -> Initializer:
+def get(name: str, small_stddev: float | None = None) -> Initializer:
     """Returns the initializer registered as ``name`` (one of :data:`NAMES`).
 
-    ``small_normal`` uses stddev 0.01; call :func:`small_normal` for another value.
+    ``small_normal`` uses stddev 0.01, or ``small_stddev`` when it is given.
 
     Raises:
       ValueError: if ``name`` is not registered; the message lists the valid names.
     """
+    if name == "small_normal" and small_stddev is not None:
+        return small_normal(small_stddev)
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
@@ -138,6 +142,11 @@ def kernel_variance(init_name: str, fan_in: int, fan_out: int, small_stddev: flo
         "glorot_uniform": 2.0 / (fan_in + fan_out),
         "he_normal": 2.0 / fan_in,
     }[init_name]
+
+
+def kernel_variances(init_name: str, widths, small_stddev: float) -> list[float]:
+    """Var(W_l) of every layer of a net with layer sizes ``widths`` (inputs first)."""
+    return [kernel_variance(init_name, m, n, small_stddev) for m, n in zip(widths[:-1], widths[1:])]
 
 
 def linear_gain(init_name: str, activation: str, width: int, small_stddev: float) -> float:
@@ -185,3 +194,39 @@ def mean_field_variances(x, kernel_variances, width: int, activation: str):
         if next_variance is not None:
             q = next_variance * width * second_moment
     return np.array(predicted)
+
+
+# --- measurements on a network at initialization -----------------------------------------------
+# For a lexicon.nn.layers.MLP, which sows the activations of every layer.
+
+
+def hidden_activations(model, params, x):
+    """The activations a_1, ..., a_L of every hidden layer (the output layer left out)."""
+    _, state = model.apply({"params": params}, x, mutable=["intermediates"])
+    return state["intermediates"]["activations"][:-1]
+
+
+def activation_variances(model, params, x) -> jax.Array:
+    """Var(a_l) over all examples and units of each hidden layer l: shape (L,)."""
+    return jnp.stack([jnp.var(a) for a in hidden_activations(model, params, x)])
+
+
+def weight_gradient_variances(model, params, x, y) -> jax.Array:
+    """Var(dJ/dW_l) over the entries of every kernel (hidden layers and output), J = CE."""
+
+    def loss(p):
+        return softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y)
+
+    grads = jax.grad(loss)(params)
+    kernels = [grads[f"Dense_{i}"]["kernel"] for i in range(len(grads))]
+    return jnp.stack([jnp.var(k) for k in kernels])
+
+
+def unit_spread(model, params, x) -> jax.Array:
+    """Largest gap between two units of the same hidden layer, over layers and examples.
+
+    max_l max_x (max_i a_{l,i}(x) - min_i a_{l,i}(x)); 0 means every layer's units compute
+    the same function, the signature of an initialization that never broke the symmetry.
+    """
+    gaps = [jnp.max(a.max(-1) - a.min(-1)) for a in hidden_activations(model, params, x)]
+    return jnp.max(jnp.stack(gaps))

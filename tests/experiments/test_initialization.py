@@ -3,7 +3,6 @@
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.integrate
@@ -79,61 +78,6 @@ def test_mean_field_matches_a_wide_random_network(activation):
         measured.append(h.var())
     predicted = initializers.mean_field_variances(x, sigma2, width, activation)
     np.testing.assert_allclose(measured, predicted, rtol=0.05)
-
-
-def test_activation_variances_match_a_numpy_forward_pass():
-    model = exp.make_model(small_config(), "tanh", "glorot_uniform", 10)
-    x = np.random.default_rng(1).normal(size=(50, 64)).astype(np.float32)
-    params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
-    h, expected = x.astype(np.float64), []
-    for i in range(3):
-        layer = params[f"Dense_{i}"]
-        h = np.tanh(h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"]))
-        expected.append(h.var())
-    got = jax.jit(lambda p, x: exp.activation_variances(model, p, x))(params, x)
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
-
-
-def test_weight_gradient_variances_match_hand_written_backprop():
-    """One hidden tanh layer, softmax cross-entropy averaged over N examples:
-    dJ/dW2 = a1^T (p - t) / N and dJ/dW1 = x^T (((p - t) W2^T) * (1 - a1^2)) / N."""
-    config = small_config(depth=1, width=8)
-    model = exp.make_model(config, "tanh", "he_normal", 4)
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(30, 5)).astype(np.float32)
-    y = rng.integers(0, 4, size=30)
-    params = jax.jit(model.init)(jax.random.key(3), x[:1])["params"]
-    w1, b1 = (np.asarray(params["Dense_0"][k], np.float64) for k in ("kernel", "bias"))
-    w2, b2 = (np.asarray(params["Dense_1"][k], np.float64) for k in ("kernel", "bias"))
-    a1 = np.tanh(x @ w1 + b1)
-    logits = a1 @ w2 + b2
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    error = (p - np.eye(4)[y]) / len(x)
-    grad_w2 = a1.T @ error
-    grad_w1 = x.T @ ((error @ w2.T) * (1 - a1**2))
-    measure = jax.jit(lambda p, x, y: exp.weight_gradient_variances(model, p, x, y))
-    got = measure(params, x, y)
-    np.testing.assert_allclose(got, [grad_w1.var(), grad_w2.var()], rtol=1e-4)
-
-
-def test_unit_spread_is_zero_only_for_identical_units():
-    x = jnp.asarray(np.random.default_rng(4).normal(size=(20, 64)), jnp.float32)
-    config = small_config()
-    for init_name, zero in (("zeros", True), ("glorot_uniform", False)):
-        model = exp.make_model(config, "relu", init_name, 10)
-        params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
-        spread = float(exp.unit_spread(model, params, x))
-        expected = max(
-            float(np.max(np.max(a, -1) - np.min(a, -1)))
-            for a in exp.hidden_activations(model, params, x)
-        )
-        assert spread == pytest.approx(expected)
-        assert (spread == 0.0) == zero
-
-
-def test_best_constant_accuracy():
-    assert exp.best_constant_accuracy(np.array([0, 1, 1, 2, 1, 0])) == pytest.approx(0.5)
 
 
 def test_experiment_end_to_end_zeros(tmp_path):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from lexicon import baselines
 from lexicon.nn import init
+from lexicon.nn.layers import MLP
 
 # A million draws: the relative standard error of a sample variance is sqrt(0.8 / N) = 0.09%
 # for a uniform and sqrt(2 / N) = 0.14% for a normal, so 1% is over 7 standard errors.
@@ -57,10 +59,8 @@ def test_glorot_uniform_conv_kernel_uses_receptive_field():
 @pytest.mark.parametrize("shape", [(300, 200), (3, 16, 32)])
 def test_glorot_uniform_is_jax_glorot_uniform_up_to_rounding(shape):
     ours_fn = jax.jit(init.glorot_uniform, static_argnums=1)
-    jax_fn = jax.jit(jax.nn.initializers.glorot_uniform(), static_argnums=1)
-    same_fn = jax.jit(
-        jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"), static_argnums=1
-    )
+    jax_fn = jax.jit(jax.nn.init.glorot_uniform(), static_argnums=1)
+    same_fn = jax.jit(jax.nn.init.variance_scaling(1.0, "fan_avg", "uniform"), static_argnums=1)
     bound = init.glorot_bound(shape)
     for seed in range(3):
         key = jax.random.key(seed)
@@ -75,7 +75,7 @@ def test_glorot_uniform_is_jax_glorot_uniform_up_to_rounding(shape):
 def test_glorot_uniform_matches_jax_exactly_in_float64(x64):
     key = jax.random.key(3)
     ours = draw(init.glorot_uniform, key, (300, 200), jnp.float64)
-    theirs = draw(jax.nn.initializers.glorot_uniform(), key, (300, 200), jnp.float64)
+    theirs = draw(jax.nn.init.glorot_uniform(), key, (300, 200), jnp.float64)
     assert ours.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=0, atol=1e-15)
 
@@ -86,7 +86,7 @@ def test_he_uniform_bounds_variance_and_jax_relation():
     assert np.abs(w).max() <= np.float32(math.sqrt(6.0 / m))
     assert abs(w.var() / (2.0 / m) - 1.0) < 0.01
     key = jax.random.key(5)
-    theirs = draw(jax.nn.initializers.he_uniform(), key, (300, 200))
+    theirs = draw(jax.nn.init.he_uniform(), key, (300, 200))
     ours = draw(init.he_uniform, key, (300, 200))
     assert np.abs(ours - theirs).max() <= 2 * np.finfo(np.float32).eps * math.sqrt(6.0 / 300)
 
@@ -95,7 +95,7 @@ def test_he_normal_is_untruncated_with_jax_variance():
     m = BIG_SHAPE[0]
     std = math.sqrt(2.0 / m)
     ours = draw(init.he_normal, jax.random.key(6), BIG_SHAPE).astype(np.float64)
-    theirs = draw(jax.nn.initializers.he_normal(), jax.random.key(6), BIG_SHAPE).astype(np.float64)
+    theirs = draw(jax.nn.init.he_normal(), jax.random.key(6), BIG_SHAPE).astype(np.float64)
     assert abs(ours.var() / std**2 - 1.0) < 0.01
     assert abs(theirs.var() / std**2 - 1.0) < 0.01
     # jax truncates at 2 standard deviations of the pre-scaling normal; ours does not.
@@ -138,3 +138,59 @@ def test_registry_unknown_name():
         ValueError, match="unknown initializer 'xavier'; valid names: glorot_uniform"
     ):
         init.get("xavier")
+
+
+# --- measurements on a network at initialization ---
+
+
+def test_activation_variances_match_a_numpy_forward_pass():
+    model = MLP([16] * 3 + [10], "tanh", kernel_init=init.glorot_uniform)
+    x = np.random.default_rng(1).normal(size=(50, 64)).astype(np.float32)
+    params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
+    h, expected = x.astype(np.float64), []
+    for i in range(3):
+        layer = params[f"Dense_{i}"]
+        h = np.tanh(h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"]))
+        expected.append(h.var())
+    got = jax.jit(lambda p, x: init.activation_variances(model, p, x))(params, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def test_weight_gradient_variances_match_hand_written_backprop():
+    """One hidden tanh layer, softmax cross-entropy averaged over N examples:
+    dJ/dW2 = a1^T (p - t) / N and dJ/dW1 = x^T (((p - t) W2^T) * (1 - a1^2)) / N."""
+    model = MLP([8, 4], "tanh", kernel_init=init.he_normal)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    y = rng.integers(0, 4, size=30)
+    params = jax.jit(model.init)(jax.random.key(3), x[:1])["params"]
+    w1, b1 = (np.asarray(params["Dense_0"][k], np.float64) for k in ("kernel", "bias"))
+    w2, b2 = (np.asarray(params["Dense_1"][k], np.float64) for k in ("kernel", "bias"))
+    a1 = np.tanh(x @ w1 + b1)
+    logits = a1 @ w2 + b2
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    error = (p - np.eye(4)[y]) / len(x)
+    grad_w2 = a1.T @ error
+    grad_w1 = x.T @ ((error @ w2.T) * (1 - a1**2))
+    measure = jax.jit(lambda p, x, y: init.weight_gradient_variances(model, p, x, y))
+    got = measure(params, x, y)
+    np.testing.assert_allclose(got, [grad_w1.var(), grad_w2.var()], rtol=1e-4)
+
+
+def test_unit_spread_is_zero_only_for_identical_units():
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(20, 64)), jnp.float32)
+    for init_name, zero in (("zeros", True), ("glorot_uniform", False)):
+        model = MLP([16] * 3 + [10], "relu", kernel_init=init.get(init_name))
+        params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
+        spread = float(init.unit_spread(model, params, x))
+        expected = max(
+            float(np.max(np.max(a, -1) - np.min(a, -1)))
+            for a in init.hidden_activations(model, params, x)
+        )
+        assert spread == pytest.approx(expected)
+        assert (spread == 0.0) == zero
+
+
+def test_majority_class_accuracy():
+    assert baselines.majority_class_accuracy(np.array([0, 1, 1, 2, 1, 0])) == pytest.approx(0.5)
