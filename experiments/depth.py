@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lexicon import cli, losses, optim, train
+from lexicon import baselines, cli, losses, optim, train
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
 from lexicon.rules import ConfigError, Range, check_batch_size, positive
 from lexicon.sawtooth import (
@@ -31,7 +31,7 @@ from lexicon.sawtooth import (
     mlp_parameters,
     plot_sizes,
     relu_net,
-    sawtooth,
+    sawtooth_data,
     shallow_construction,
     sizes_table,
 )
@@ -97,48 +97,6 @@ def check_config(config):
         )
 
 
-# --- the kernel machine ------------------------------------------------------------------------
-
-
-def rbf_kernel(a, b, gamma: float):
-    """k(x, x') = exp(-gamma ||x - x'||^2) for all pairs of rows of a and b."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    squared = np.sum(a**2, 1)[:, None] + np.sum(b**2, 1)[None, :] - 2 * a @ b.T
-    return np.exp(-gamma * np.maximum(squared, 0.0))
-
-
-def kernel_machine(svr, x, gamma: float):
-    """f(x) = sum_i alpha_i y_i k(x_i, x) + b over the support vectors x_i of a fitted SVR.
-
-    For regression the signed dual coefficient of support vector i (alpha_i - alpha_i^*) plays
-    the part of alpha_i y_i; b is the intercept.
-    """
-    coefficients = svr.dual_coef_[0]
-    return rbf_kernel(x, svr.support_vectors_, gamma) @ coefficients + svr.intercept_[0]
-
-
-def fit_kernel_machines(config, data_split, test):
-    """One SVR per epsilon: (parameters, test MSE) with 2 parameters per support vector
-    (its centre x_i and its coefficient) plus b."""
-    from sklearn.svm import SVR
-
-    rows = []
-    for epsilon in np.geomspace(config.svr_eps_max, config.svr_eps_min, config.num_svr):
-        svr = SVR(kernel="rbf", gamma=config.svr_gamma, C=config.svr_c, epsilon=epsilon)
-        svr.fit(data_split["x"][: config.svr_train], data_split["y"][: config.svr_train, 0])
-        prediction = kernel_machine(svr, test["x"], config.svr_gamma)
-        rows.append(
-            {
-                "epsilon": float(epsilon),
-                "support_vectors": len(svr.support_),
-                "parameters": 2 * len(svr.support_) + 1,
-                "mse": float(np.mean((prediction - test["y"][:, 0]) ** 2)),
-                "prediction": prediction,
-            }
-        )
-    return rows
-
-
 # --- training ----------------------------------------------------------------------------------
 
 
@@ -174,13 +132,7 @@ def make_task(config, widths, example):
 
 
 def make_data(config):
-    rng = np.random.default_rng(config.data_seed)
-    x_train = rng.uniform(size=(config.num_train, 1)).astype(np.float32)
-    x_test = np.linspace(0.0, 1.0, config.num_test, dtype=np.float32)[:, None]
-    return (
-        {"x": x_train, "y": sawtooth(x_train, config.k).astype(np.float32)},
-        {"x": x_test, "y": sawtooth(x_test, config.k).astype(np.float32)},
-    )
+    return sawtooth_data(config.k, config.num_train, config.num_test, config.data_seed)
 
 
 def fit_net(config, workdir, name, widths, data_split, test):
@@ -271,7 +223,9 @@ def train_and_evaluate(config, workdir):
                 test,
             )
         )
-    svr = fit_kernel_machines(config, data_split, test)
+    svr = baselines.kernel_machines(data_split, test, config.svr_gamma, config.svr_c,
+                                    np.geomspace(config.svr_eps_max, config.svr_eps_min,
+                                                 config.num_svr), config.svr_train)  # fmt: skip
     sizes = exact_sizes(config.max_k)
 
     report = Report(workdir, "Shallow vs deep: fitting a sawtooth")

@@ -137,3 +137,44 @@ def majority_class_accuracy(labels) -> float:
     model that outputs one class whatever the input can score at most)."""
     labels = np.asarray(labels)
     return float(np.max(np.bincount(labels)) / len(labels))
+
+
+def rbf_kernel(a, b, gamma: float):
+    """k(x, x') = exp(-gamma ||x - x'||^2) for all pairs of rows of a and b (float64)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    squared = np.sum(a**2, 1)[:, None] + np.sum(b**2, 1)[None, :] - 2 * a @ b.T
+    return np.exp(-gamma * np.maximum(squared, 0.0))
+
+
+def kernel_machine(svr, x, gamma: float):
+    """f(x) = sum_i alpha_i y_i k(x_i, x) + b over the support vectors x_i of a fitted RBF SVR.
+
+    For regression the signed dual coefficient of support vector i (alpha_i - alpha_i^*) plays
+    the part of alpha_i y_i; b is the intercept.
+    """
+    coefficients = svr.dual_coef_[0]
+    return rbf_kernel(x, svr.support_vectors_, gamma) @ coefficients + svr.intercept_[0]
+
+
+def kernel_machines(train: dict, test: dict, gamma: float, c: float, epsilons, size=None):
+    """One RBF SVR (scikit-learn) per epsilon, fit on the first ``size`` training points of a
+    1-output regression, evaluated by :func:`kernel_machine`: rows of epsilon, support vectors,
+    parameters (2 per support vector, its centre and coefficient, plus b), test MSE and the
+    prediction."""
+    from sklearn.svm import SVR
+
+    rows = []
+    for epsilon in epsilons:
+        svr = SVR(kernel="rbf", gamma=gamma, C=c, epsilon=epsilon)
+        svr.fit(train["x"][:size], train["y"][:size, 0])
+        prediction = kernel_machine(svr, test["x"], gamma)
+        rows.append(
+            {
+                "epsilon": float(epsilon),
+                "support_vectors": len(svr.support_),
+                "parameters": 2 * len(svr.support_) + 1,
+                "mse": float(np.mean((prediction - test["y"][:, 0]) ** 2)),
+                "prediction": prediction,
+            }
+        )
+    return rows

@@ -149,3 +149,14 @@ def matched_width(budget: int, depth: int) -> int:
     widths = np.arange(1, 4 * budget + 2)
     counts = np.array([mlp_parameters([w] * depth) for w in widths])
     return int(widths[np.argmin(np.abs(counts - budget))])
+
+
+def sawtooth_data(k: int, num_train: int, num_test: int, seed: int):
+    """(train, test) regression splits of T^k: x ~ U(0, 1) seeded, and an even test grid."""
+    rng = np.random.default_rng(seed)
+    x_train = rng.uniform(size=(num_train, 1)).astype(np.float32)
+    x_test = np.linspace(0.0, 1.0, num_test, dtype=np.float32)[:, None]
+    return (
+        {"x": x_train, "y": sawtooth(x_train, k).astype(np.float32)},
+        {"x": x_test, "y": sawtooth(x_test, k).astype(np.float32)},
+    )

@@ -1,10 +1,10 @@
-"""The depth experiment: the sawtooth, its exact ReLU constructions, the kernel machine."""
+"""The depth experiment: the first layer's breakpoints, end to end (the sawtooth and its
+constructions: tests/lexicon/test_sawtooth.py; the kernel machine: test_baselines.py)."""
 
 import jax
 import numpy as np
 
 from experiments import depth as exp
-from lexicon import sawtooth as saw
 from lexicon.nn.layers import MLP
 
 
@@ -26,19 +26,6 @@ def small_config(**overrides):
     )
     config.update(overrides)
     return config
-
-
-def test_rbf_kernel_and_the_kernel_machine_formula():
-    from sklearn.svm import SVR
-
-    rng = np.random.default_rng(1)
-    a, b, gamma = rng.uniform(size=(5, 1)), rng.uniform(size=(4, 1)), 30.0
-    literal = [[np.exp(-gamma * (ai[0] - bj[0]) ** 2) for bj in b] for ai in a]
-    np.testing.assert_allclose(exp.rbf_kernel(a, b, gamma), literal, rtol=1e-12)
-    x = rng.uniform(size=(200, 1))
-    svr = SVR(kernel="rbf", gamma=gamma, C=10.0, epsilon=0.05).fit(x, saw.sawtooth(x[:, 0], 2))
-    test = rng.uniform(size=(50, 1))
-    np.testing.assert_allclose(exp.kernel_machine(svr, test, gamma), svr.predict(test), atol=1e-9)
 
 
 def test_first_layer_breakpoints_start_inside_the_unit_interval():
