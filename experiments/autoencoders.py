@@ -19,8 +19,6 @@ subspace only as its minibatch noise vanishes); linear AEs see centred inputs.
 
 from __future__ import annotations
 
-import functools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -28,7 +26,8 @@ import numpy as np
 import optax
 from scipy.linalg import subspace_angles
 
-from lexicon import baselines, cli, data, losses, regularizers, train
+from lexicon import baselines, cli, data, regularizers, train
+from lexicon.autoencoding import autoencoder_task
 from lexicon.nn import autoencoders as ae
 from lexicon.report import Figure, Report, compare, mean_std, plot_curves, plot_images, plot_scatter
 from lexicon.rules import Choice, ConfigError, Items, Names, Range, positive, probability, widths
@@ -99,43 +98,19 @@ def check_config(config):
         raise ConfigError("part codes2d needs 2 in config.code_sizes")
 
 
-# --- one task for every autoencoder ------------------------------------------------------------
+# --- fitting an autoencoder (lexicon.autoencoding holds its task) -------------------------------
 
 
-def autoencoder_task(config, model, x, lr, epochs, penalty=None, noise=None, layer=None):
-    """Minimizes ||g(f(x~)) - x||^2 + Omega per example. ``noise(key, x)`` gives x~ (a DAE;
-    otherwise x~ = x), ``penalty(params, x~, h)`` gives Omega. With ``layer``, the greedy loss of
-    that layer of a StackedClassifier: its reconstruction of the code below it."""
-    steps = epochs * train.steps_per_epoch(config, len(x))
-    tx = optax.adam(optax.cosine_decay_schedule(lr, steps))
-
-    def init(key):
-        params = model.init(key, x[:1])["params"]
-        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    def objective(params, model_state, batch, key):
-        x, apply = batch["x"], functools.partial(model.apply, {"params": params})
-        if layer is not None:
-            below, r = apply(x, layer, method="layer_reconstruction")
-            return losses.mean_squared_error(r, below), ({}, model_state)
-        x_in = x if noise is None else noise(key, x)
-        h = apply(x_in, method="encode")
-        error = losses.mean_squared_error(apply(h, method="decode"), x)
-        omega = jnp.zeros(()) if penalty is None else penalty(params, x_in, h)
-        return error + omega, ({"error": error, "penalty": omega}, model_state)
-
-    def evaluate(state, split):
-        r = model.apply({"params": state.params}, split["x"])
-        return {"loss": losses.mean_squared_error(r, split["x"])}
-
-    return train.Task(init, train.gradient_step(objective), evaluate if layer is None else None)
+def steps(config, x) -> int:
+    return train.steps_per_epoch(config, len(x))
 
 
 def fit(config, workdir, model, x, x_test, lr=None, epochs=None, **task_args):
     """Trains an autoencoder on x; returns the Result and the stacked params of the seeds."""
     run = config.copy_and_resolve_references()
     run.epochs = epochs or config.epochs
-    task = autoencoder_task(run, model, x, lr or config.lr, run.epochs, **task_args)
+    tx = optax.adam(optax.cosine_decay_schedule(lr or config.lr, run.epochs * steps(run, x)))
+    task = autoencoder_task(model, tx, x, **task_args)
     result = train.fit(run, task, {"x": x}, workdir, eval_splits={"test": {"x": x_test}})
     return result, result.state.params
 
@@ -307,12 +282,11 @@ def stacked_part(config, splits, workdir, report, out):
     sizes, x = (FEATURES[config.dataset], *config.stack), splits.train["x"]
     classes, tx = splits.num_classes, optax.adam(config.lr)
     model, epochs = ae.StackedClassifier(sizes, classes), config.pretrain_epochs
-    steps = epochs * train.steps_per_epoch(config, len(x))
-    layer_tx = optax.adam(optax.cosine_decay_schedule(config.lr, steps))  # fresh for each layer
-    plan = []
+    schedule = optax.cosine_decay_schedule(config.lr, epochs * steps(config, x))
+    plan = []  # each layer trains from a fresh Adam state
     for i in range(len(sizes) - 1):
-        task = autoencoder_task(config, model, x, config.lr, epochs, layer=i)
-        plan.append(train.Stage(f"layer_{i}", task, epochs, layer_tx))
+        task = autoencoder_task(model, optax.adam(schedule), x, layer=i)
+        plan.append(train.Stage(f"layer_{i}", task, epochs, optax.adam(schedule)))
     pretrained = train.stages(config, plan, {"x": x}, workdir / "pretrain")[plan[-1].name].state
     nets = [ae.StackedClassifier(sizes, classes, frozen) for frozen in (False, True)]
     tasks = [train.classifier(net, tx, x[:1]) for net in nets]
