@@ -181,25 +181,6 @@ def replica(params, i: int):
     return jax.tree.map(lambda a: a[i], params)
 
 
-def log_px(config, model, params, x):
-    """Per seed: the test mean of the importance-sampled log p(x) with k = eval_samples."""
-    fn = jax.jit(
-        lambda p, key: vae.importance_log_likelihood(
-            model, p, x, key, config.eval_samples, config.eval_chunk
-        ).mean()
-    )
-    seeds = len(jax.tree.leaves(params)[0])
-    return np.array([float(fn(replica(params, i), jax.random.key(i))) for i in range(seeds)])
-
-
-def active_units(model, params, x) -> np.ndarray:
-    """Per seed: latent units whose posterior mean varies over the data, Cov_x(mu_j) > 0.01
-    (Burda et al.'s measure of the units a VAE uses)."""
-    encode = jax.jit(jax.vmap(lambda p: model.apply({"params": p}, x, method="encode")[0]))
-    mu = np.asarray(encode(params))
-    return (mu.var(axis=1) > 1e-2).sum(axis=1)
-
-
 def seed0_views(config, model, params, test_x) -> dict:
     """Seed 0's pictures in one compiled call: prior samples, reconstructions and, for a 2-d
     latent space, the decoded lattice and the test means."""
@@ -246,8 +227,10 @@ def train_one(config, latent: int, splits, eval_splits, workdir):
         "neg_elbo": -result.final("test/elbo"),
         "train_neg_elbo": -result.final("train/elbo"),
         "kl": result.final("test/kl"),
-        "neg_log_px": -log_px(config, model, result.state.params, test_x),
-        "active": active_units(model, result.state.params, test_x),
+        "neg_log_px": -vae.seedwise_log_likelihood(
+            model, result.state.params, test_x, config.eval_samples, config.eval_chunk
+        ),
+        "active": vae.active_units(model, result.state.params, test_x),
         "views": seed0_views(config, model, result.state.params, test_x),
     }
 

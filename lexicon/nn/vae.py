@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lexicon import losses
 from lexicon.nn import activations
@@ -240,3 +241,25 @@ def latent_lattice(size: int, edge: float = 0.05) -> jax.Array:
     z2 = jax.scipy.stats.norm.ppf(u[::-1])
     grid_z2, grid_z1 = jnp.meshgrid(z2, z1, indexing="ij")
     return jnp.stack([grid_z1.reshape(-1), grid_z2.reshape(-1)], axis=-1)
+
+
+# --- measures of trained VAEs, one value per seed (params with a leading seed axis) -------------
+
+
+def seedwise_log_likelihood(model: VAE, params, x: jax.Array, num_samples: int, chunk: int):
+    """Per seed s: the mean over x of the importance-sampled log p(x) with ``num_samples``
+    draws (:func:`importance_log_likelihood`, key s), as a float64 array."""
+    fn = jax.jit(
+        lambda p, key: importance_log_likelihood(model, p, x, key, num_samples, chunk).mean()
+    )
+    seeds = len(jax.tree.leaves(params)[0])
+    replica = [jax.tree.map(lambda a, i=i: a[i], params) for i in range(seeds)]
+    return np.array([float(fn(replica[i], jax.random.key(i))) for i in range(seeds)])
+
+
+def active_units(model: VAE, params, x: jax.Array) -> np.ndarray:
+    """Per seed: latent units whose posterior mean varies over the data, Cov_x(mu_j) > 0.01
+    (Burda et al. 2016's measure of the units a VAE uses)."""
+    encode = jax.jit(jax.vmap(lambda p: model.apply({"params": p}, x, method="encode")[0]))
+    mu = np.asarray(encode(params))
+    return (mu.var(axis=1) > 1e-2).sum(axis=1)

@@ -194,3 +194,23 @@ def test_prior_samples_reconstructions_and_lattice():
     assert lattice.shape == (25, 2)
     np.testing.assert_allclose(lattice[:5, 0], quantiles, rtol=1e-5, atol=1e-6)  # z1 across
     np.testing.assert_allclose(lattice[::5, 1], quantiles[::-1], rtol=1e-5, atol=1e-6)  # z2 down
+
+
+def test_seedwise_measures_read_each_seed_alone():
+    """active_units: Var_x(mu_j) > 0.01 per seed; the log-likelihood of seed s is the mean
+    importance-sampled log p(x) of that seed's params with key s."""
+    model = vae.VAE(features=6, latent=3, hidden=(5,))
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(12, 6)) > 0.5, jnp.float32)
+    params = jax.vmap(lambda k: vae.init(model, k, x[:1]))(jax.random.split(jax.random.key(0), 2))
+    params["encoder"]["mu"]["kernel"] = params["encoder"]["mu"]["kernel"].at[1].multiply(0.0)
+    params["encoder"]["mu"]["bias"] = params["encoder"]["mu"]["bias"].at[1].set(0.0)
+    counts = vae.active_units(model, params, x)
+    for s in range(2):
+        p = jax.tree.map(lambda a, s=s: a[s], params)
+        mu = np.asarray(model.apply({"params": p}, x, method="encode")[0])
+        assert counts[s] == (mu.var(axis=0) > 1e-2).sum()
+    assert counts[1] == 0  # a constant mean: no active unit
+    ours = vae.seedwise_log_likelihood(model, params, x, 4, 2)
+    p1 = jax.tree.map(lambda a: a[1], params)
+    alone = vae.importance_log_likelihood(model, p1, x, jax.random.key(1), 4, 2).mean()
+    np.testing.assert_allclose(ours[1], alone, rtol=1e-6)
