@@ -10,6 +10,10 @@ classifier. Each model also sows every stage's output into the ``"intermediates"
 A convolutional layer is convolution, activation, pooling. The models use ``flax.linen.Conv``
 (cross-correlation, like every CNN library) and flax's pooling for speed; the hand-written
 operations in :mod:`lexicon.nn.conv` and :mod:`lexicon.nn.pooling` are their reference.
+Every model takes ``conv_impl`` (``auto`` | ``xla`` | ``im2col``, see
+:func:`lexicon.nn.conv.Conv`): the same parameters, computed by XLA's convolution or as
+im2col plus one matmul; ``auto`` picks im2col on CPU (the faster there, inside a compiled
+epoch too) and XLA's convolution on GPU/TPU.
 
 Inputs are channels-last. Image models take ``(N, H, W, C)`` or ``(N, H, W)`` (one channel is
 added); :class:`CNN1D` takes ``(N, L)`` or ``(N, L, C)``.
@@ -23,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lexicon.nn import activations, conv
+from lexicon.nn import activations, conv, pooling
 
 
 def _as_images(x: jax.Array) -> jax.Array:
@@ -101,11 +105,12 @@ class LeNet5(nn.Module):
     first_padding: str = "VALID"
     second_padding: str = "VALID"
     pad_input_to: int | None = None
+    conv_impl: str = "auto"
 
     def setup(self):
         self.act = activations.get(self.activation)
-        self.conv1 = nn.Conv(6, (5, 5), padding=self.first_padding)
-        self.conv2 = nn.Conv(16, (5, 5), padding=self.second_padding)
+        self.conv1 = conv.Conv(6, (5, 5), padding=self.first_padding, impl=self.conv_impl)
+        self.conv2 = conv.Conv(16, (5, 5), padding=self.second_padding, impl=self.conv_impl)
         self.dense1 = nn.Dense(120)
         self.dense2 = nn.Dense(84)
         self.classifier = nn.Dense(self.num_classes)
@@ -157,7 +162,9 @@ def lenet_paddings(side: int) -> tuple[str, str]:
     return "SAME", "SAME"
 
 
-def lenet5_for(side: int, num_classes: int, activation: str = "tanh") -> LeNet5:
+def lenet5_for(
+    side: int, num_classes: int, activation: str = "tanh", conv_impl: str = "auto"
+) -> LeNet5:
     """LeNet-5 with the paddings of :func:`lenet_paddings` for side x side images."""
     first, second = lenet_paddings(side)
     return LeNet5(
@@ -165,6 +172,7 @@ def lenet5_for(side: int, num_classes: int, activation: str = "tanh") -> LeNet5:
         activation=activation,
         first_padding=first,
         second_padding=second,
+        conv_impl=conv_impl,
     )
 
 
@@ -175,9 +183,10 @@ class FedAvgCNN(nn.Module):
     Vector inputs of a square number of pixels are reshaped into one-channel images."""
 
     num_classes: int = 10
+    conv_impl: str = "auto"
 
     def setup(self):
-        self.convs = [nn.Conv(c, (5, 5), padding="SAME") for c in (32, 64)]
+        self.convs = [conv.Conv(c, (5, 5), padding="SAME", impl=self.conv_impl) for c in (32, 64)]
         self.hidden = nn.Dense(512)
         self.output = nn.Dense(self.num_classes)
 
@@ -214,10 +223,11 @@ class VGGSmall(nn.Module):
     convs_per_stage: int = 2
     hidden_units: Sequence[int] = (64,)
     dropout_rate: float = 0.0
+    conv_impl: str = "auto"
 
     def setup(self):
         self.convs = [
-            nn.Conv(channels, (3, 3), padding="SAME")
+            conv.Conv(channels, (3, 3), padding="SAME", impl=self.conv_impl)
             for channels in self.stage_channels
             for _ in range(self.convs_per_stage)
         ]
@@ -243,6 +253,80 @@ class VGGSmall(nn.Module):
         return self.classifier(self.features(x, train))
 
 
+class PoolingNet(nn.Module):
+    """Two 3x3 ReLU conv layers (``channels``) that halve the resolution either by 2x2
+    max-pooling after a stride-1 conv (``downsample="max"``) or by the conv's own stride 2
+    with no pooling (``downsample="stride"``, the all-convolutional net of Springenberg et
+    al. 2015); the flattened maps feed a linear output layer. Both have the same parameters
+    and map sizes, so they differ only in the pooling, whose claimed gift is approximate
+    invariance to small translations (SPEC.md section 5).
+
+    Attributes:
+      num_classes: size of the output layer.
+      channels: output channels of each conv layer.
+      downsample: ``"max"`` or ``"stride"``.
+    """
+
+    num_classes: int = 10
+    channels: Sequence[int] = (16, 32)
+    downsample: str = "max"
+    conv_impl: str = "auto"
+
+    def setup(self):
+        if self.downsample not in ("max", "stride"):
+            raise ValueError(f"downsample must be max or stride, got {self.downsample!r}")
+        stride = 2 if self.downsample == "stride" else 1
+        self.convs = [
+            conv.Conv(c, (3, 3), strides=stride, padding="SAME", impl=self.conv_impl)
+            for c in self.channels
+        ]
+        self.classifier = nn.Dense(self.num_classes)
+
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """The flattened last maps (N, H/4 * W/4 * channels[-1]) for two layers."""
+        h = _as_images(x)
+        for layer in self.convs:
+            h = nn.relu(layer(h))
+            if self.downsample == "max":
+                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+        return _flatten(h)
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.classifier(self.features(x, train))
+
+
+def shift_effects(model: nn.Module, variables, x: jax.Array, y: jax.Array, shifts=None) -> dict:
+    """What 1-pixel translations T (``pooling.ONE_PIXEL_SHIFTS`` unless ``shifts`` is given,
+    zero fill) do to a trained classifier on images ``x`` with labels ``y``:
+
+        feature_change    mean over T and examples of ||f(Tx) - f(x)|| / ||f(x)||, f the
+                          model's ``features``
+        accuracy          accuracy on x
+        shifted_accuracy  mean over T of the accuracy on T x
+        accuracy_drop     accuracy - shifted_accuracy
+    """
+    shifts = pooling.ONE_PIXEL_SHIFTS if shifts is None else shifts
+    images = _as_images(x)
+    feats = model.apply(variables, images, method="features")
+
+    def accuracy(inputs):
+        return jnp.mean(jnp.argmax(model.apply(variables, inputs), -1) == y)
+
+    changes, accuracies = [], []
+    for rows, cols in shifts:
+        moved = pooling.shift_images(images, rows, cols)
+        shifted = model.apply(variables, moved, method="features")
+        changes.append(jnp.mean(pooling.relative_change(feats, shifted)))
+        accuracies.append(accuracy(moved))
+    clean, shifted_accuracy = accuracy(images), jnp.mean(jnp.stack(accuracies))
+    return {
+        "feature_change": jnp.mean(jnp.stack(changes)),
+        "accuracy": clean,
+        "shifted_accuracy": shifted_accuracy,
+        "accuracy_drop": clean - shifted_accuracy,
+    }
+
+
 class ResidualBlock(nn.Module):
     """y = relu(F(x) + shortcut(x)), F = conv3x3(stride) -> relu -> conv3x3.
 
@@ -254,6 +338,7 @@ class ResidualBlock(nn.Module):
     width: int
     stride: int = 1
     use_batch_norm: bool = False
+    conv_impl: str = "auto"
 
     def _norm(self, h: jax.Array, train: bool, name: str) -> jax.Array:
         if not self.use_batch_norm:
@@ -263,23 +348,30 @@ class ResidualBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         bias = not self.use_batch_norm
-        residual = nn.Conv(
-            self.width, (3, 3), strides=self.stride, padding="SAME", use_bias=bias, name="conv1"
+        residual = conv.Conv(
+            self.width,
+            (3, 3),
+            strides=self.stride,
+            padding="SAME",
+            use_bias=bias,
+            name="conv1",
+            impl=self.conv_impl,
         )(x)
         residual = nn.relu(self._norm(residual, train, "norm1"))
-        residual = nn.Conv(self.width, (3, 3), padding="SAME", use_bias=bias, name="conv2")(
-            residual
-        )
+        residual = conv.Conv(
+            self.width, (3, 3), padding="SAME", use_bias=bias, name="conv2", impl=self.conv_impl
+        )(residual)
         residual = self._norm(residual, train, "norm2")
         shortcut = x
         if x.shape[-1] != self.width or self.stride != 1:
-            shortcut = nn.Conv(
+            shortcut = conv.Conv(
                 self.width,
                 (1, 1),
                 strides=self.stride,
                 padding="SAME",
                 use_bias=bias,
                 name="projection",
+                impl=self.conv_impl,
             )(x)
             shortcut = self._norm(shortcut, train, "projection_norm")
         return nn.relu(residual + shortcut)
@@ -305,10 +397,15 @@ class ResNetSmall(nn.Module):
     stage_widths: Sequence[int] = (16, 32)
     blocks_per_stage: int = 2
     use_batch_norm: bool = False
+    conv_impl: str = "auto"
 
     def setup(self):
-        self.stem = nn.Conv(
-            self.stage_widths[0], (3, 3), padding="SAME", use_bias=not self.use_batch_norm
+        self.stem = conv.Conv(
+            self.stage_widths[0],
+            (3, 3),
+            padding="SAME",
+            use_bias=not self.use_batch_norm,
+            impl=self.conv_impl,
         )
         self.stem_norm = nn.BatchNorm() if self.use_batch_norm else None
         self.blocks = [
@@ -316,6 +413,7 @@ class ResNetSmall(nn.Module):
                 width,
                 stride=2 if (stage > 0 and block == 0) else 1,
                 use_batch_norm=self.use_batch_norm,
+                conv_impl=self.conv_impl,
             )
             for stage, width in enumerate(self.stage_widths)
             for block in range(self.blocks_per_stage)
@@ -357,10 +455,15 @@ class MultiStream(nn.Module):
     num_classes: int = 10
     stream_channels: Sequence[int] = (8, 16)
     fused_units: int = 64
+    conv_impl: str = "auto"
 
     def setup(self):
-        self.stream_a_convs = [nn.Conv(c, (3, 3), padding="SAME") for c in self.stream_channels]
-        self.stream_b_convs = [nn.Conv(c, (3, 3), padding="SAME") for c in self.stream_channels]
+        self.stream_a_convs = [
+            conv.Conv(c, (3, 3), padding="SAME", impl=self.conv_impl) for c in self.stream_channels
+        ]
+        self.stream_b_convs = [
+            conv.Conv(c, (3, 3), padding="SAME", impl=self.conv_impl) for c in self.stream_channels
+        ]
         self.fusion = nn.Dense(self.fused_units)
         self.classifier = nn.Dense(self.num_classes)
 
@@ -415,10 +518,17 @@ class CNN1D(nn.Module):
     kernel_sizes: Sequence[int] = (5, 3, 3)
     stride: int = 2
     padding: int = 1
+    conv_impl: str = "auto"
 
     def setup(self):
         self.convs = [
-            nn.Conv(self.channels, (k,), strides=(self.stride,), padding=((self.padding,) * 2,))
+            conv.Conv(
+                self.channels,
+                (k,),
+                strides=(self.stride,),
+                padding=((self.padding,) * 2,),
+                impl=self.conv_impl,
+            )
             for k in self.kernel_sizes
         ]
         self.classifier = nn.Dense(self.num_classes)

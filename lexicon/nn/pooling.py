@@ -194,3 +194,36 @@ def avg_pool_2d(
     """2-D average pooling of ``(N, H, W, C)``: the sum pooling divided by k_h k_w."""
     _check_rank(x, 2)
     return pool(x, "avg", window, strides, padding, count_include_pad)
+
+
+# --- invariance to small translations -----------------------------------------------------------
+
+# The four 1-pixel translations (rows, columns): up, down, left, right.
+ONE_PIXEL_SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shift_images(x: jax.Array, rows: int, cols: int) -> jax.Array:
+    """Translate channels-last images ``(N, H, W, C)`` by (rows, cols) pixels, zero fill:
+
+        T x[b, i, j, c] = x[b, i - rows, j - cols, c]  if that pixel lies in the image, else 0.
+
+    Positive ``rows`` moves the content down, positive ``cols`` to the right.
+    """
+    height, width = x.shape[1:3]
+    if abs(rows) >= height or abs(cols) >= width:
+        raise ValueError(f"shift {(rows, cols)} moves a {height}x{width} image out of frame")
+    pads = ((0, 0), (max(rows, 0), max(-rows, 0)), (max(cols, 0), max(-cols, 0)), (0, 0))
+    padded = jnp.pad(x, pads)
+    top, left = max(-rows, 0), max(-cols, 0)
+    return padded[:, top : top + height, left : left + width, :]
+
+
+def relative_change(features: jax.Array, shifted: jax.Array) -> jax.Array:
+    """Per example, ||f(T x) - f(x)||_2 / ||f(x)||_2 over the flattened features (0 where
+    f(x) = 0): how much a representation moves under a translation T, in units of its size.
+    0 is exact invariance."""
+    a = features.reshape(features.shape[0], -1)
+    b = shifted.reshape(shifted.shape[0], -1)
+    norm = jnp.linalg.norm(a, axis=1)
+    change = jnp.linalg.norm(b - a, axis=1)
+    return jnp.where(norm > 0, change / jnp.where(norm > 0, norm, 1.0), 0.0)

@@ -361,3 +361,84 @@ def test_jit_vmap_and_grad_agree_with_lax():
     ref_grads = jax.grad(reference, argnums=(0, 1))(image, kernels[0])
     for got, want in zip(grads, ref_grads, strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
+# --- im2col: the library convolution as one matrix product ---------------------------------------
+
+IM2COL_CASES = [
+    # (input shape, kernel window, C_out, strides, padding, rhs dilation, lhs dilation, groups)
+    ((2, 11, 3), (3,), 4, (2,), "SAME", (1,), (1,), 1),
+    ((2, 12, 2), (4,), 3, (1,), ((2, 1),), (2,), (1,), 1),
+    ((1, 9, 4), (5,), 4, (3,), ((0, 1),), (1,), (2,), 2),
+    ((2, 9, 8, 3), (3, 3), 5, (2, 1), "SAME", (1, 1), (1, 1), 1),
+    ((1, 10, 9, 2), (2, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (1, 1), 1),
+    ((2, 7, 7, 4), (3, 2), 6, (1, 1), "VALID", (1, 2), (1, 1), 2),
+    ((1, 6, 5, 2), (3, 3), 2, (1, 1), ((1, 1), (2, 0)), (1, 1), (2, 3), 1),
+]
+
+
+def conv_of(op, case):
+    """The convolution of one IM2COL_CASES entry as a function of (input, kernel)."""
+    shape, _, _, strides, padding, rhs_dil, lhs_dil, groups = case
+    numbers = DIMENSION_NUMBERS_1D if len(shape) == 3 else DIMENSION_NUMBERS_2D
+    return lambda a, k: op(
+        a, k, strides, padding, lhs_dil, rhs_dil, numbers, groups, precision="highest"
+    )
+
+
+def test_im2col_equals_lax_conv_in_outputs_and_gradients():
+    """Outputs and the vjp (input and kernel cotangents) of the im2col convolution equal
+    lax.conv_general_dilated's to float32 rounding, 1-D and 2-D, with stride, padding
+    (VALID/SAME/explicit), kernel and input dilation and feature groups. All cases go
+    through one compiled function per implementation."""
+    rng = np.random.default_rng(0)
+    operands, cotangents = [], []
+    for case in IM2COL_CASES:
+        shape, window, c_out, *_, groups = case
+        x = rng.normal(size=shape).astype(np.float32)
+        kernel = rng.normal(size=(*window, shape[-1] // groups, c_out)).astype(np.float32)
+        out = jax.eval_shape(conv_of(lax.conv_general_dilated, case), x, kernel)
+        operands.append((x, kernel))
+        cotangents.append(rng.normal(size=out.shape).astype(np.float32))
+
+    def run(op, operands, cotangents):
+        results = []
+        for (x, kernel), case, cotangent in zip(operands, IM2COL_CASES, cotangents, strict=True):
+            y, vjp = jax.vjp(conv_of(op, case), x, kernel)
+            results.append((y, *vjp(cotangent)))
+        return results
+
+    want = jax.jit(functools.partial(run, lax.conv_general_dilated))(operands, cotangents)
+    got = jax.jit(functools.partial(run, conv.im2col_conv_general_dilated))(operands, cotangents)
+    for case, g_case, w_case in zip(IM2COL_CASES, got, want, strict=True):
+        for name, g, w in zip(("output", "d input", "d kernel"), g_case, w_case, strict=True):
+            np.testing.assert_allclose(
+                np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5, err_msg=f"{name} {case}"
+            )
+
+
+def test_im2col_follows_any_dimension_numbers_and_flax_conv():
+    """lax's default NCHW/OIHW layout, and flax.linen.Conv with either impl: same params, same
+    outputs."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(2, 3, 8, 7)), jnp.float32)  # NCHW
+    kernel = jnp.asarray(rng.normal(size=(4, 3, 3, 2)), jnp.float32)  # OIHW
+    want = lax.conv_general_dilated(x, kernel, (2, 1), "SAME", precision="highest")
+    got = conv.im2col_conv_general_dilated(x, kernel, (2, 1), "SAME", precision="highest")
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+    images = jnp.transpose(x, (0, 2, 3, 1))
+    xla = conv.Conv(4, (3, 3), impl="xla", strides=2, padding="SAME")
+    im2col = conv.Conv(4, (3, 3), impl="im2col", strides=2, padding="SAME")
+    params = xla.init(jax.random.key(0), images)
+    assert jax.tree.structure(params) == jax.tree.structure(im2col.init(jax.random.key(0), images))
+    np.testing.assert_allclose(
+        np.asarray(im2col.apply(params, images)),
+        np.asarray(xla.apply(params, images)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert conv.default_conv_impl("cpu") == "im2col"
+    assert conv.default_conv_impl("gpu") == conv.default_conv_impl("tpu") == "xla"
+    with pytest.raises(ValueError, match="valid choices"):
+        conv.resolve_conv_impl("winograd")
