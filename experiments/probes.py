@@ -15,6 +15,9 @@ from lexicon import cli, data, train
 from lexicon.report import Report
 from lexicon.rules import Choice, Items, Range, positive
 from lexicon.transfer import (
+    check_config as check_config,  # cli.run checks the setting's cross-key rules
+)
+from lexicon.transfer import (
     check_counts,
     labelled_data,
     linear_probes,

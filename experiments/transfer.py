@@ -24,30 +24,30 @@ the target task trains full batch: each step sees every labelled example of the 
 
 from __future__ import annotations
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from matplotlib.ticker import NullLocator
 
-from lexicon import cli, data, losses, train
+from lexicon import cli, data, train
 from lexicon.report import Report, compare, mean_std, panels, plot_curves
-from lexicon.rules import Choice, Items, Names, Range, positive
+from lexicon.rules import Choice, Items, Range, positive
 from lexicon.transfer import (
+    LAYER_NAMES,
+    LAYERS,
     STAGES,
     check_counts,
+    fit_target,
     labelled_data,
-    layer_output,
     linear_probes,
     make_model,
     pretrain,
     probe_section,
     task_splits,
 )
+from lexicon.transfer import (
+    check_config as check_config,  # cli.run checks the setting's cross-key rules
+)
 
 METHODS = ("scratch", "features", "finetune")
-LAYERS = ("conv1", "conv2", "dense1", "dense2")
 LABELS = {
     "scratch": "from scratch",
     "features": "frozen features + new linear head",
@@ -79,8 +79,8 @@ RULES = {
     "target_lr": positive(),
     "split_at": Range(2, 8),
     "target_steps": Range(1, 10_000_000),
-    "frozen": Names(LAYERS, nothing="none", allow_empty=True),
-    "new_layers": Names(LAYERS, nothing="none", allow_empty=True),
+    "frozen": LAYER_NAMES,
+    "new_layers": LAYER_NAMES,
     "finetune_lr_scale": positive(),
     "feature_layer": Choice(*STAGES),
     "activation": Choice("tanh", "relu"),
@@ -91,114 +91,7 @@ RULES = {
 # --- tasks -------------------------------------------------------------------------------------
 
 
-def optimizer(method: str, config) -> optax.GradientTransformation:
-    """Adam per group of top-level parameters; optax.set_to_zero (no update) on frozen ones.
-
-    scratch trains everything at target_lr. features trains only the new head. finetune
-    trains the new output layer at target_lr and the pretrained layers that are not frozen at
-    target_lr * finetune_lr_scale, so they move away from their pretrained values slowly.
-    """
-    frozen = set(RULES["frozen"].parse(config.frozen))
-    tuned = RULES["new_layers"].parse(config.new_layers) if method == "finetune" else ()
-    new = {"head", "classifier", *tuned}
-
-    def group(layer: str) -> str:
-        if method == "scratch" or layer in new:
-            return "new"
-        return "frozen" if method == "features" or layer in frozen else "pretrained"
-
-    def labels(params):
-        return {k: jax.tree.map(lambda _, g=g: g, v) for k, v in params.items() for g in [group(k)]}
-
-    rates = {"new": config.target_lr, "pretrained": config.target_lr * config.finetune_lr_scale}
-    transforms = {name: optax.adam(lr) for name, lr in rates.items()}
-    return optax.multi_transform({**transforms, "frozen": optax.set_to_zero()}, labels)
-
-
-def target_task(config, method, model, num_classes, example) -> train.Task:
-    """The Task of one method on the target task; it trains on the per-replica labelled_data.
-
-    Parameters: scratch and finetune use the LeNet-5's own (classifier = the new output layer);
-    features holds {"network": the LeNet-5, "head": a new linear layer on
-    config.feature_layer}. ``init`` draws a fresh network; ``reuse`` then puts the pretrained
-    layers in place for features and finetune.
-    """
-    head = nn.Dense(num_classes)
-
-    def init(key):
-        init_key, _ = jax.random.split(key)  # the other half draws the labelled subset
-        params = model.init(init_key, example)["params"]
-        if method == "features":
-            width = layer_output(model, params, example, config.feature_layer).shape[-1]
-            head_params = head.init(init_key, jnp.zeros((1, width)))["params"]
-            params = {"network": params, "head": head_params}
-        tx = optimizer(method, config)
-        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    def logits_of(params, x):
-        if method == "features":
-            h = layer_output(model, params["network"], x, config.feature_layer)
-            return head.apply({"params": params["head"]}, h)
-        return model.apply({"params": params}, x)
-
-    def objective(params, model_state, batch, key):
-        logits = logits_of(params, batch["x"])
-        weight = batch["weight"]
-        per_example = losses.softmax_cross_entropy_with_integer_labels(
-            logits, batch["y"], reduction="none"
-        )
-        hits = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
-        total = jnp.sum(weight)
-        loss = jnp.sum(weight * per_example) / total
-        return loss, ({"accuracy": jnp.sum(weight * hits) / total}, model_state)
-
-    def evaluate(state, split):
-        logits = logits_of(state.params, split["x"])
-        return {
-            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
-            "accuracy": train.accuracy(logits, split["y"]),
-        }
-
-    return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
-
-
-def reuse(config, method, state, pretrained):
-    """The starting state of features and finetune: the replicas' fresh ``state`` with the
-    pretrained layers (of seed r % seeds for replica r) in place of all but the new ones: the
-    output layer and, to fine-tune, config.new_layers."""
-    tuned = RULES["new_layers"].parse(config.new_layers) if method == "finetune" else ()
-    new = {"classifier", *tuned}
-    reps = len(config.label_counts)
-    old = {
-        layer: jax.tree.map(lambda p: np.tile(p, (reps,) + (1,) * (p.ndim - 1)), params)
-        for layer, params in pretrained.items()
-        if layer not in new
-    }
-    params = {**state.params, **old}
-    if method == "features":
-        params = {**state.params, "network": {**state.params["network"], **old}}
-    return train.start_optimizer(state.replace(params=params), state.tx)
-
-
 # --- the run -----------------------------------------------------------------------------------
-
-
-def transfer(config, method, labelled, evals, pretrained, workdir):
-    num_classes = int(labelled["y"].max() + 1)
-    model = make_model(config, num_classes)
-    task = target_task(config, method, model, num_classes, jnp.zeros((1, 8, 8, 1)))
-    run = config.copy_and_resolve_references()
-    run.seeds = len(config.label_counts) * config.seeds
-    run.epochs = config.target_steps
-    run.batch_size = 0  # full batch: every step sees the replica's whole pool, weighted
-    run.parallel = "none" if config.parallel == "data" else config.parallel  # no shared batch
-    start = None  # scratch: the task's init
-    if method != "scratch":
-        fresh = jax.vmap(lambda seed: task.init(train.stream(seed, "init")))
-        start = reuse(config, method, jax.jit(fresh)(train.replica_seeds(run)), pretrained)
-    return train.fit(
-        run, task, labelled, workdir, eval_splits=evals, initial_state=start, per_replica=True
-    )
 
 
 def per_count(values, config) -> np.ndarray:
@@ -299,7 +192,7 @@ def train_and_evaluate(config, workdir):
     params = pretrained.state.params
     labelled = labelled_data(config, target.train, num_classes)
     evals = {"test": target.test}
-    results = {m: transfer(config, m, labelled, evals, params, workdir / m) for m in METHODS}
+    results = {m: fit_target(config, m, labelled, evals, params, workdir / m) for m in METHODS}
     accuracy = {m: per_count(r.final("test/accuracy"), config) for m, r in results.items()}
     model = make_model(config, source.num_classes)
     probes = linear_probes(config, model, params, target, labelled["weight"] > 0)

@@ -11,17 +11,20 @@ regression (scikit-learn) trained on the layer's outputs to solve the target tas
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import baselines, data, train
+from lexicon import baselines, data, losses, train
 from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import mean_std, panels, plot_curves
-from lexicon.rules import ConfigError, check_batch_size
+from lexicon.rules import ConfigError, Names, check_batch_size
 
 STAGES = ("c1", "s2", "c3", "s4", "f5", "f6")  # the outputs LeNet-5 sows, input to output
+LAYERS = ("conv1", "conv2", "dense1", "dense2")  # its parameter groups below the classifier
+LAYER_NAMES = Names(LAYERS, nothing="none", allow_empty=True)  # config.frozen, new_layers
 
 
 def make_model(config, num_classes: int) -> LeNet5:
@@ -148,3 +151,118 @@ def probe_section(report, config, probes) -> None:
     ax.set_xlabel("pretrained layer under the linear probe (input to output)")
     report.figure(fig, "probes", "logistic-regression probes of each pretrained layer "
                   "(mean ± std over seeds)")  # fmt: skip
+
+
+# --- the target task: from scratch, frozen features, fine-tuning ---------------------------
+
+
+def optimizer(method: str, config) -> optax.GradientTransformation:
+    """Adam per group of top-level parameters; optax.set_to_zero (no update) on frozen ones.
+
+    Reads config.frozen and config.new_layers (names of LAYERS, or none), config.target_lr and
+    config.finetune_lr_scale.
+
+    scratch trains everything at target_lr. features trains only the new head. finetune
+    trains the new output layer at target_lr and the pretrained layers that are not frozen at
+    target_lr * finetune_lr_scale, so they move away from their pretrained values slowly.
+    """
+    frozen = set(LAYER_NAMES.parse(config.frozen))
+    tuned = LAYER_NAMES.parse(config.new_layers) if method == "finetune" else ()
+    new = {"head", "classifier", *tuned}
+
+    def group(layer: str) -> str:
+        if method == "scratch" or layer in new:
+            return "new"
+        return "frozen" if method == "features" or layer in frozen else "pretrained"
+
+    def labels(params):
+        return {k: jax.tree.map(lambda _, g=g: g, v) for k, v in params.items() for g in [group(k)]}
+
+    rates = {"new": config.target_lr, "pretrained": config.target_lr * config.finetune_lr_scale}
+    transforms = {name: optax.adam(lr) for name, lr in rates.items()}
+    return optax.multi_transform({**transforms, "frozen": optax.set_to_zero()}, labels)
+
+
+def target_task(config, method, model, num_classes, example) -> train.Task:
+    """The Task of one method on the target task; it trains on the per-replica labelled_data.
+
+    Parameters: scratch and finetune use the LeNet-5's own (classifier = the new output layer);
+    features holds {"network": the LeNet-5, "head": a new linear layer on
+    config.feature_layer}. ``init`` draws a fresh network; ``reuse`` then puts the pretrained
+    layers in place for features and finetune.
+    """
+    head = nn.Dense(num_classes)
+
+    def init(key):
+        init_key, _ = jax.random.split(key)  # the other half draws the labelled subset
+        params = model.init(init_key, example)["params"]
+        if method == "features":
+            width = layer_output(model, params, example, config.feature_layer).shape[-1]
+            head_params = head.init(init_key, jnp.zeros((1, width)))["params"]
+            params = {"network": params, "head": head_params}
+        tx = optimizer(method, config)
+        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    def logits_of(params, x):
+        if method == "features":
+            h = layer_output(model, params["network"], x, config.feature_layer)
+            return head.apply({"params": params["head"]}, h)
+        return model.apply({"params": params}, x)
+
+    def objective(params, model_state, batch, key):
+        logits = logits_of(params, batch["x"])
+        weight = batch["weight"]
+        per_example = losses.softmax_cross_entropy_with_integer_labels(
+            logits, batch["y"], reduction="none"
+        )
+        hits = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
+        total = jnp.sum(weight)
+        loss = jnp.sum(weight * per_example) / total
+        return loss, ({"accuracy": jnp.sum(weight * hits) / total}, model_state)
+
+    def evaluate(state, split):
+        logits = logits_of(state.params, split["x"])
+        return {
+            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, split["y"]),
+            "accuracy": train.accuracy(logits, split["y"]),
+        }
+
+    return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
+
+
+def reuse(config, method, state, pretrained):
+    """The starting state of features and finetune: the replicas' fresh ``state`` with the
+    pretrained layers (of seed r % seeds for replica r) in place of all but the new ones: the
+    output layer and, to fine-tune, config.new_layers."""
+    tuned = LAYER_NAMES.parse(config.new_layers) if method == "finetune" else ()
+    new = {"classifier", *tuned}
+    reps = len(config.label_counts)
+    old = {
+        layer: jax.tree.map(lambda p: np.tile(p, (reps,) + (1,) * (p.ndim - 1)), params)
+        for layer, params in pretrained.items()
+        if layer not in new
+    }
+    params = {**state.params, **old}
+    if method == "features":
+        params = {**state.params, "network": {**state.params["network"], **old}}
+    return train.start_optimizer(state.replace(params=params), state.tx)
+
+
+def fit_target(config, method, labelled, evals, pretrained, workdir):
+    """Trains one method on every replica's labelled subset (full batch, config.target_steps
+    steps), from a fresh network (scratch) or the pretrained one of each seed."""
+    num_classes = int(labelled["y"].max() + 1)
+    model = make_model(config, num_classes)
+    task = target_task(config, method, model, num_classes, jnp.zeros((1, 8, 8, 1)))
+    run = config.copy_and_resolve_references()
+    run.seeds = len(config.label_counts) * config.seeds
+    run.epochs = config.target_steps
+    run.batch_size = 0  # full batch: every step sees the replica's whole pool, weighted
+    run.parallel = "none" if config.parallel == "data" else config.parallel  # no shared batch
+    start = None  # scratch: the task's init
+    if method != "scratch":
+        fresh = jax.vmap(lambda seed: task.init(train.stream(seed, "init")))
+        start = reuse(config, method, jax.jit(fresh)(train.replica_seeds(run)), pretrained)
+    return train.fit(
+        run, task, labelled, workdir, eval_splits=evals, initial_state=start, per_replica=True
+    )

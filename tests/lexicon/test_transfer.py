@@ -1,17 +1,21 @@
 """lexicon.transfer: task splits, the replicas' labelled subsets, LeNet-5 stage outputs."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from lexicon import data, train
+from lexicon import data, losses, train
 from lexicon import transfer as setting
 
 
 def small_config(**changes):
     config = train.defaults()
     config.update(seeds=2, label_counts=(2, 3), activation="relu", progress=False)
+    config.update(frozen="conv1", new_layers="dense1,dense2", feature_layer="c3")
+    config.update(target_lr=3e-3, finetune_lr_scale=1.0)
     config.update(changes)
     return config
 
@@ -84,3 +88,89 @@ def test_layer_output_shapes():
         )
     )(params)
     np.testing.assert_allclose(last, features, rtol=1e-6)
+
+
+def test_optimizer_groups_match_optax():
+    """new layers: Adam(lr); fine-tuned: Adam(lr * scale); frozen: exactly no update."""
+    config = small_config(finetune_lr_scale=0.25, target_lr=0.1)
+    shapes = {"conv1": (5, 5, 1, 6), "conv2": (5, 5, 6, 16), "dense1": (64, 120)}
+    shapes.update({"dense2": (120, 84), "classifier": (84, 5)})
+    params = {k: {"kernel": jnp.ones(v), "bias": jnp.ones(v[-1])} for k, v in shapes.items()}
+    grads = jax.tree.map(
+        lambda p: jnp.cos(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape), params
+    )
+
+    @jax.jit
+    def first_updates(grads, params):
+        def first(tx):
+            return tx.update(grads, tx.init(params), params)[0]
+
+        tx = setting.optimizer("finetune", config)
+        return first(tx), first(optax.adam(0.1)), first(optax.adam(0.025))
+
+    updates, new, tuned = first_updates(grads, params)
+    for layer in ("dense1", "dense2", "classifier"):
+        jax.tree.map(np.testing.assert_allclose, updates[layer], new[layer])
+    jax.tree.map(np.testing.assert_allclose, updates["conv2"], tuned["conv2"])
+    assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates["conv1"]))
+
+    features = {"network": params, "head": {"kernel": jnp.ones((4, 5)), "bias": jnp.ones(5)}}
+    tx = setting.optimizer("features", config)
+    grads = jax.tree.map(jnp.ones_like, features)
+    updates, _ = tx.update(grads, tx.init(features), features)
+    assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates["network"]))
+    assert all(np.all(np.asarray(u) != 0) for u in jax.tree.leaves(updates["head"]))
+
+
+@pytest.mark.parametrize("method", ["features", "finetune"])
+def test_target_task_starts_from_the_right_weights(method, tasks):
+    """reuse puts each replica's pretrained layers in place; a step on the replicas' labelled
+    data leaves frozen weights exactly as they were and averages over the subset only.
+
+    (scratch, the plain case, runs in the end-to-end test.)"""
+    _, target = tasks
+    config = small_config()
+    pretrained = stacked_pretrained(config, config.seeds)
+    model = setting.make_model(config, 5)
+    task = setting.target_task(config, method, model, 5, jnp.zeros((1, 8, 8, 1)))
+    fresh = jax.jit(jax.vmap(task.init))(jax.random.split(jax.random.key(1), 4))
+    state = setting.reuse(config, method, fresh, pretrained)  # 2 label counts x 2 seeds
+    for r in range(4):
+        mine = jax.tree.map(lambda p, r=r: np.asarray(p[r]), state.params)
+        new = jax.tree.map(lambda p, r=r: np.asarray(p[r]), fresh.params)
+        source = jax.tree.map(lambda p, r=r: np.asarray(p[r % 2]), pretrained)
+        if method == "features":
+            for layer in setting.LAYERS:
+                jax.tree.map(np.testing.assert_array_equal, mine["network"][layer], source[layer])
+            jax.tree.map(np.testing.assert_array_equal, mine["head"], new["head"])
+        else:
+            for layer in ("conv1", "conv2"):
+                jax.tree.map(np.testing.assert_array_equal, mine[layer], source[layer])
+            for layer in ("dense1", "dense2", "classifier"):
+                jax.tree.map(np.testing.assert_array_equal, mine[layer], new[layer])
+
+    # One full-batch step: frozen weights keep their exact values, trained ones move.
+    labelled = jax.tree.map(jnp.asarray, setting.labelled_data(config, target.train, 5))
+    keys = jax.random.split(jax.random.key(7), 4)
+    moved, metrics = jax.jit(jax.vmap(task.make_step(None)))(state, labelled, keys)
+    before, after = state.params, moved.params
+    if method == "features":
+        before, after = before["network"], after["network"]
+    frozen = {"features": list(setting.LAYERS), "finetune": ["conv1"]}
+    for layer in frozen[method]:
+        jax.tree.map(np.testing.assert_array_equal, after[layer], before[layer])
+    trained = "head" if method == "features" else "classifier"
+    assert not np.allclose(moved.params[trained]["kernel"], state.params[trained]["kernel"])
+    # The loss and accuracy are those of the replica's labelled examples (10 or 15) alone.
+    hits = np.asarray(metrics["accuracy"]) * np.array([10, 10, 15, 15])
+    np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
+    mine = np.asarray(labelled["weight"][3]) > 0
+    params = jax.tree.map(lambda p: p[3], state.params)
+    x, y = target.train["x"][mine], target.train["y"][mine]
+    if method == "features":
+        h = setting.layer_output(model, params["network"], x, config.feature_layer)
+        logits = nn.Dense(5).apply({"params": params["head"]}, h)
+    else:
+        logits = model.apply({"params": params}, x)
+    expected = losses.softmax_cross_entropy_with_integer_labels(logits, y)
+    np.testing.assert_allclose(metrics["loss"][3], expected, rtol=1e-5)
