@@ -9,12 +9,14 @@ lr_decay.py) reads alone; what they have in common lives here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
 from lexicon import losses, train
@@ -340,3 +342,128 @@ def scipy_optimum(l2: float, x, t, num_outputs: int) -> dict:
         "iterations": int(solution.nit),
         "seconds": seconds,
     }
+
+
+# --- hard landscapes: a local minimum, a plateau, a saddle, a cliff (000, 001; SPEC §14) ---------
+
+
+def tilted_double_well(theta, tilt=0.3):
+    """f = (x^2 - 1)^2 + tilt x + y^2 / 2: two minima near x = -1 (global, f ~ -tilt) and x = +1
+    (local, f ~ +tilt), a barrier near x = 0 between them."""
+    return (theta[0] ** 2 - 1.0) ** 2 + tilt * theta[0] + 0.5 * theta[1] ** 2
+
+
+def plateau(theta, width=1.0):
+    """f = 1 - exp(-(x^2 + y^2) / (2 width^2)): minimum 0 at the origin, and far from it a
+    plateau (f ~ 1) whose gradient r/width^2 exp(-r^2 / (2 width^2)) all but vanishes."""
+    return 1.0 - jnp.exp(-(theta[0] ** 2 + theta[1] ** 2) / (2.0 * width**2))
+
+
+def saddle(theta):
+    """f = x^2/2 - y^2/2 + y^4/4: a saddle at the origin (Hessian diag(1, -1)) between the two
+    minima (0, +-1), f = -1/4."""
+    return 0.5 * theta[0] ** 2 - 0.5 * theta[1] ** 2 + 0.25 * theta[1] ** 4
+
+
+def cliff(theta, height=10.0, width=0.02, position=1.5):
+    """f = (x^2 + y^2)/2 + height sigmoid((x - position) / width): a bowl (minimum near the
+    origin) with a cliff at x = position, where f drops by ``height`` over a few ``width``s
+    and the gradient reaches height / (4 width)."""
+    return 0.5 * (theta[0] ** 2 + theta[1] ** 2) + height * jax.nn.sigmoid(
+        (theta[0] - position) / width
+    )
+
+
+def centered_noise(key, examples: int, scale: float) -> jax.Array:
+    """xi_1 .. xi_N ~ N(0, scale^2 I_2), shifted to mean exactly 0 (the per-example terms of
+    :func:`noisy_descend`)."""
+    xi = scale * jax.random.normal(key, (examples, 2))
+    return xi - xi.mean(axis=0)
+
+
+def noisy_descend(f, tx, start, noise, key, batch_size, *, steps: int):
+    """Minibatch descent on J(theta) = (1/N) sum_i f_i(theta), f_i = f(theta) + xi_i . theta.
+
+    With the xi_i centered, J = f, and a minibatch B of m examples (drawn without replacement,
+    afresh each step from ``key``) has gradient grad f(theta) + mean_{i in B} xi_i: the full
+    gradient plus noise of covariance (s^2 / m)(N - m)/(N - 1) (the 1/m law of
+    :func:`gradient_noise`), zero at m = N, where this is full-batch gradient descent.
+    ``batch_size`` may be traced (the first m of a permutation, as weights 1/m), so one
+    program serves every m. Returns the iterates (steps + 1, 2) and f at each."""
+    grad_f = jax.grad(f)
+    n = noise.shape[0]
+    weights = (jnp.arange(n) < batch_size) / batch_size  # 1/m on the first m drawn
+
+    def step(carry, step_key):
+        theta, state = carry
+        g = grad_f(theta) + weights @ noise[jax.random.permutation(step_key, n)]
+        updates, state = tx.update(g, state, theta)
+        theta = optax.apply_updates(theta, updates)
+        return (theta, state), theta
+
+    _, path = jax.lax.scan(step, (start, tx.init(start)), jax.random.split(key, steps))
+    path = jnp.concatenate([start[None], path])
+    return path, jax.vmap(f)(path)
+
+
+def descend_all(f, tx, starts, *, steps: int):
+    """:func:`descend` from every start (seeds, 2): (paths (seeds, steps + 1, 2), f along)."""
+    return jax.vmap(functools.partial(descend, f, tx, steps=steps))(starts)
+
+
+def minibatch_runs(f, learning_rate, starts, seeds, *, examples, scale, batch_sizes, steps):
+    """m -> (paths (seeds, steps + 1, 2), f along them) of SGD on the finite sum of
+    :func:`noisy_descend` for every minibatch size m in ``batch_sizes``, one program. Seed s
+    starts at its row of ``starts`` and draws its N = ``examples`` terms xi_i (std ``scale``)
+    from its "data" stream and its minibatches from its "step" stream, the same at every m
+    (so the sizes compare paired)."""
+    from lexicon.optim.first_order import sgd
+
+    noise = jax.vmap(lambda s: centered_noise(train.stream(s, "data"), examples, scale))(seeds)
+    keys = jax.vmap(lambda s: train.stream(s, "step"))(seeds)
+    one = functools.partial(noisy_descend, f, sgd(learning_rate), steps=steps)
+    per_seed = jax.vmap(one, in_axes=(0, 0, 0, None))
+    paths, values = jax.vmap(lambda m: per_seed(starts, noise, keys, m))(jnp.asarray(batch_sizes))
+    return {m: (paths[i], values[i]) for i, m in enumerate(batch_sizes)}
+
+
+def first_step(event) -> np.ndarray:
+    """Per seed: the first step at which ``event`` (seeds, steps + 1) holds, or NaN."""
+    event = np.asarray(event)
+    return np.where(event.any(axis=1), event.argmax(axis=1), np.nan)
+
+
+def rate(event) -> str:
+    """'k/S': the seeds where a per-seed boolean holds."""
+    return f"{int(np.sum(event))}/{np.size(event)}"
+
+
+def steps_text(steps) -> str:
+    """'mean ± std' of the finite per-seed step counts, or 'never'."""
+    steps = np.asarray(steps, dtype=np.float64)
+    kept = steps[np.isfinite(steps)]
+    from lexicon.report import mean_std
+
+    return mean_std(kept, 1) if kept.size else "never"
+
+
+def draw_paths(ax, f, window, paths: dict, *, title: str = "", log_levels: bool = False):
+    """Contours of the 2-D ``f`` over ``window`` (x0, x1, y0, y1) and seed 0's path of each
+    label of ``paths`` (label -> (seeds, steps + 1, 2)), from its start (a black dot)."""
+    gx, gy = np.meshgrid(np.linspace(*window[:2], 300), np.linspace(*window[2:], 300))
+    fz = np.asarray(jax.vmap(jax.vmap(f))(jnp.stack([gx, gy], axis=-1)))
+    levels = np.geomspace(max(fz.min(), 1e-2), fz.max(), 30) if log_levels else 30
+    ax.contour(gx, gy, fz, levels=levels, colors="0.7", linewidths=0.5)
+    for i, (label, path) in enumerate(paths.items()):
+        marker = "." if len(path[0]) < 30 else None
+        ax.plot(path[0, :, 0], path[0, :, 1], lw=1.1, color=f"C{i}", label=label, marker=marker)
+    ax.plot(*next(iter(paths.values()))[0, 0], "ko", ms=5, label="start (seed 0)")
+    ax.set(xlim=window[:2], ylim=window[2:], xlabel="x", ylabel="y", title=title)
+    ax.grid(alpha=0.3)
+
+
+def last_finite(values) -> np.ndarray:
+    """Per seed (row), the last finite entry: a history whose tail is NaN after it stopped."""
+    values = np.asarray(values, dtype=np.float64)
+    last = np.where(np.isfinite(values), np.arange(values.shape[1]), -1).max(axis=1)
+    return values[np.arange(len(values)), np.maximum(last, 0)]

@@ -2,9 +2,11 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments import optimizer_paths as exp
 from lexicon.optim import problems
+from lexicon.rules import ConfigError
 
 
 def test_experiment_end_to_end_fast(tmp_path):
@@ -12,8 +14,10 @@ def test_experiment_end_to_end_fast(tmp_path):
     config = exp.get_config()
     config.seeds, config.progress, config.optimizers = 2, False, "nesterov,adam"
     config.quadratic_steps, config.rosenbrock_steps = 40, 60
+    config.batch_sizes, config.well_steps, config.plateau_steps = (1,), 100, 100
+    config.saddle_steps, config.cliff_steps = 120, 30
     headline = exp.train_and_evaluate(config, tmp_path)
-    for name in ("report.md", "surfaces.png"):
+    for name in ("report.md", "surfaces.png", "landscapes.png"):
         assert (tmp_path / name).exists(), name
     assert "known minimum" in (tmp_path / "report.md").read_text()
     starts = {
@@ -29,3 +33,21 @@ def test_experiment_end_to_end_fast(tmp_path):
             # The start's f is 9.3 (quadratic) and 24.2 (Rosenbrock); a few dozen steps go far
             # below it (nudged starts differ from it by jitter only).
             assert (values < 0.3 * start).all(), (surface, name, values, start)
+    # The hard landscapes: full-batch descent stays in the local minimum; it leaves the saddle
+    # (in ~70 steps from y ~ 1e-3) where Newton's method converges to it; clipping at c bounds
+    # every step by eps c, so nothing is thrown.
+    rates = headline["landscapes"]["rates"]
+    assert rates["local minimum"]["full batch, N = 64"] == 0.0
+    assert rates["saddle"]["full batch, N = 64"] == 1.0 and rates["saddle"][exp.NEWTON] == 0.0
+    assert rates["cliff"]["clipped"] == 0.0
+    verdicts = headline["landscapes"]["verdicts"]
+    assert verdicts["saddle"] == "holds"  # 1 - 0 on both seeds
+    assert set(verdicts) == {"local minimum", "saddle", "cliff"}  # no sgd: no plateau claim
+    assert "left" not in verdicts and "Claim (longest step" in (tmp_path / "report.md").read_text()
+
+
+def test_batch_sizes_beyond_the_examples_are_refused():
+    config = exp.get_config()
+    config.batch_sizes = (1, 65)
+    with pytest.raises(ConfigError, match="exceed config.examples=64"):
+        exp.check_config(config)

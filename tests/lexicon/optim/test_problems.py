@@ -173,3 +173,136 @@ def test_blocks_are_data_for_from_config():
     assert (
         problems.describe(config.momentum, ("lr", "lr_other")) == "alpha=0.9, lr=0.1"
     )  # ConfigDict sorts its keys
+
+
+# --- the hard landscapes ------------------------------------------------------------------------
+
+# Each landscape and its gradient, transcribed in NumPy float64.
+LANDSCAPES = {
+    "well": (
+        lambda t: (t[0] ** 2 - 1) ** 2 + 0.3 * t[0] + 0.5 * t[1] ** 2,
+        lambda t: np.array([4 * t[0] * (t[0] ** 2 - 1) + 0.3, t[1]]),
+        problems.tilted_double_well,
+    ),
+    "plateau": (
+        lambda t: 1 - np.exp(-(t @ t) / 2),
+        lambda t: t * np.exp(-(t @ t) / 2),
+        problems.plateau,
+    ),
+    "saddle": (
+        lambda t: t[0] ** 2 / 2 - t[1] ** 2 / 2 + t[1] ** 4 / 4,
+        lambda t: np.array([t[0], -t[1] + t[1] ** 3]),
+        problems.saddle,
+    ),
+    "cliff": (
+        lambda t: (t @ t) / 2 + 10 / (1 + np.exp(-(t[0] - 1.5) / 0.02)),
+        lambda t: (
+            t
+            + np.array(
+                [
+                    10
+                    / 0.02
+                    * np.exp(-(t[0] - 1.5) / 0.02)
+                    / (1 + np.exp(-(t[0] - 1.5) / 0.02)) ** 2,
+                    0,
+                ]
+            )
+        ),
+        problems.cliff,
+    ),
+}
+
+
+def test_landscapes_and_their_gradients_are_the_formulas(x64):
+    points = np.random.default_rng(3).normal(size=(4, 2)) * 1.5
+    points = np.concatenate([points, [[1.49, 0.2], [1.52, -0.1]]])  # on the cliff's face
+    for name, (f, grad, ours) in LANDSCAPES.items():
+        for theta in points:
+            assert float(ours(jnp.asarray(theta))) == pytest.approx(f(theta), rel=1e-12), name
+            np.testing.assert_allclose(jax.grad(ours)(jnp.asarray(theta)), grad(theta), rtol=1e-9)
+
+
+def test_landscapes_critical_points(x64):
+    """The well's two minima (roots of 4x^3 - 4x + tilt) are minima, the right one local; the
+    saddle's Hessian has a negative eigenvalue; the plateau's gradient all but vanishes."""
+    roots = np.sort(np.roots([4.0, 0.0, -4.0, 0.3]).real)  # x of the critical points, y = 0
+    well = problems.tilted_double_well
+    hessians = jax.jit(jax.vmap(jax.hessian(well)))(jnp.stack([roots, np.zeros(3)], axis=1))
+    values = []
+    for x, hessian in zip(roots[[0, 2]], np.asarray(hessians)[[0, 2]]):
+        point = jnp.array([x, 0.0])
+        np.testing.assert_allclose(LANDSCAPES["well"][1](np.array([x, 0.0])), 0.0, atol=1e-12)
+        np.testing.assert_allclose(hessian, np.diag([12 * x * x - 4, 1.0]), rtol=1e-12)
+        assert np.linalg.eigvalsh(hessian).min() > 0
+        values.append(float(well(point)))
+    assert values[0] < -0.25 < 0.25 < values[1]  # global near x = -1, local near x = +1
+    assert np.linalg.eigvalsh(np.asarray(hessians[1])).min() < 0  # the ridge between them
+    hessian = np.asarray(jax.hessian(problems.saddle)(jnp.zeros(2)))
+    np.testing.assert_allclose(hessian, np.diag([1.0, -1.0]), atol=1e-15)
+    for y in (1.0, -1.0):
+        assert float(problems.saddle(jnp.array([0.0, y]))) == -0.25
+        assert (
+            np.linalg.eigvalsh(np.asarray(jax.hessian(problems.saddle)(jnp.array([0.0, y])))).min()
+            > 0
+        )
+    far = jnp.array([4.0, 0.5])
+    assert (
+        float(problems.plateau(far)) > 0.9997
+        and np.linalg.norm(jax.grad(problems.plateau)(far)) < 2e-3
+    )
+    np.testing.assert_allclose(jax.hessian(problems.plateau)(jnp.zeros(2)), np.eye(2), atol=1e-15)
+    # The cliff's face: the gradient peaks at height / (4 width) = 125 (plus the bowl's x).
+    assert float(jax.grad(problems.cliff)(jnp.array([1.5, 0.0]))[0]) == pytest.approx(126.5)
+
+
+def test_clipping_bounds_the_step_on_the_cliff(x64):
+    """optax.clip_by_global_norm then SGD is g <- g min(1, c / ||g||), theta <- theta - eps g:
+    transcribed, and every step is at most eps c long; unclipped, the face throws the iterate."""
+    import optax
+
+    eps, c, steps = 0.1, 1.0, 40
+    grad = LANDSCAPES["cliff"][1]
+    for start in ([3.0, 0.5], [1.53, 0.2]):
+        tx = optax.chain(optax.clip_by_global_norm(c), optim.sgd(eps))
+        paths, _ = problems.descend(problems.cliff, tx, jnp.asarray(start), steps=steps)
+        theta, expected = np.asarray(start), [np.asarray(start)]
+        for _ in range(steps):
+            g = grad(theta)
+            theta = theta - eps * g * min(1.0, c / np.linalg.norm(g))
+            expected.append(theta)
+        np.testing.assert_allclose(paths, expected, rtol=1e-9, atol=1e-12)
+        assert np.linalg.norm(np.diff(paths, axis=0), axis=1).max() <= eps * c * (1 + 1e-12)
+    thrown, _ = problems.descend(problems.cliff, optim.sgd(eps), jnp.asarray([1.53, 0.2]), steps=1)
+    assert np.linalg.norm(thrown[1] - thrown[0]) > 5  # eps * ||g|| on the face
+
+
+def test_noisy_descend_is_minibatch_sgd_on_the_finite_sum(x64):
+    """Each step: theta <- theta - eps (grad f + mean of xi over the drawn minibatch); the full
+    batch adds exactly nothing (the xi are centered): plain gradient descent."""
+    eps, steps, m = 0.1, 6, 3
+    noise = problems.centered_noise(jax.random.key(1), 8, 2.0)
+    xi = np.asarray(noise)
+    np.testing.assert_allclose(xi.mean(axis=0), 0.0, atol=1e-15)
+    key, start = jax.random.key(2), jnp.array([1.5, 0.3])
+    f, grad = LANDSCAPES["well"][2], LANDSCAPES["well"][1]
+    paths, values = problems.noisy_descend(f, optim.sgd(eps), start, noise, key, m, steps=steps)
+    theta, expected = np.asarray(start), [np.asarray(start)]
+    draws = jax.vmap(lambda k: jax.random.permutation(k, 8))(jax.random.split(key, steps))
+    for batch in np.asarray(draws)[:, :m]:
+        theta = theta - eps * (grad(theta) + xi[batch].mean(axis=0))
+        expected.append(theta)
+    np.testing.assert_allclose(paths, expected, rtol=1e-12)
+    np.testing.assert_allclose(values, [LANDSCAPES["well"][0](t) for t in expected], rtol=1e-12)
+    full, _ = problems.noisy_descend(
+        f, optim.sgd(eps), start, noise, key, batch_size=8, steps=steps
+    )
+    plain, _ = problems.descend(f, optim.sgd(eps), start, steps=steps)
+    np.testing.assert_allclose(full, plain, rtol=1e-12, atol=1e-14)
+
+
+def test_step_counts_and_last_finite():
+    event = np.array([[False, True, True], [False, False, False]])
+    np.testing.assert_array_equal(problems.first_step(event), [1.0, np.nan])
+    assert problems.rate(event[:, -1]) == "1/2" and problems.steps_text([np.nan]) == "never"
+    values = np.array([[3.0, 2.0, np.nan], [1.0, np.nan, np.nan]])
+    np.testing.assert_array_equal(problems.last_finite(values), [2.0, 1.0])
