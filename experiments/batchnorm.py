@@ -5,12 +5,16 @@ pre-activations, one example per row, by
 
     H' = (H - mu) / sigma,   mu = (1/m) sum_i H_i,   sigma = sqrt(delta + (1/m) sum_i (H - mu)_i^2)
 
-followed by a learned scale gamma and shift beta. The same deep ReLU net is trained by plain
-SGD (Alg. 8.1) with and without it, over a log-spaced sweep of learning rates. At evaluation
-the batch-norm layers use the running averages of mu and sigma^2 gathered during training
-(eval mode), not the statistics of the evaluated batch. A replica whose loss, parameters or
-batch statistics become NaN or infinite has diverged: train.fit (``on_divergence=record``)
-freezes it, marks the epoch and trains the other replicas on; it scores as classifying nothing.
+and nothing more: that literal form has no learned scale and shift and no running averages,
+so at evaluation it normalizes with the statistics of the evaluated split itself. The usual
+form adds a learned scale gamma and shift beta and evaluates with running averages of mu and
+sigma^2 gathered during training (eval mode). ``--config.affine`` picks the form: true (gamma,
+beta, running averages), false (the slide's literal form) or both (default). The same deep
+ReLU net is trained by plain SGD (Alg. 8.1) without batch norm and with each form, over a
+log-spaced range of learning rates: each net's learning rates and seeds are one sweep, one
+compiled program (lexicon.train.sweep). A replica whose loss, parameters or batch statistics
+become NaN or infinite has diverged: train.fit (``on_divergence=record``) freezes it, marks the
+epoch and trains the other replicas on; it scores as classifying nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from lexicon import baselines, cli, data, optim, train
 from lexicon.nn import activations as activation_functions
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, band, compare, mean_std
+from lexicon.report import Figure, Report, band, compare, mean_std
 from lexicon.rules import (
     Choice,
     ConfigError,
@@ -33,8 +37,14 @@ from lexicon.rules import (
     probability,
 )
 
-VARIANTS = ("plain", "batch_norm")
-LABELS = {"plain": "without batch norm", "batch_norm": "with batch norm"}
+VARIANTS = ("plain", "batch_norm", "literal")
+LABELS = {
+    "plain": "without batch norm",
+    "batch_norm": "with batch norm",
+    "literal": "with the literal batch norm",
+}
+AFFINE = ("both", "true", "false")
+SWEEPABLE = ()  # the study sweeps the learning rate itself (lr_min, lr_max, num_lrs)
 
 
 def get_config():
@@ -51,6 +61,8 @@ def get_config():
     config.num_lrs = 7  # learning rates, log-spaced from lr_min to lr_max
     config.bn_momentum = 0.9  # running averages: mean <- momentum mean + (1 - momentum) mu
     config.bn_epsilon = 1e-5  # delta inside sigma = sqrt(delta + variance)
+    config.affine = "both"  # true (gamma, beta, running averages) | false (the slide's) | both
+    config.lr = 0.1  # the learning rate of one net; the study sweeps it over learning_rates()
     config.good_accuracy = 0.9  # a learning rate "trains" if the mean test accuracy reaches this
     config.dataset = "digits"  # digits | mnist1d (standardized with training statistics)
     config.on_divergence = "record"  # the sweep goes on past a diverged replica, marking it
@@ -69,6 +81,8 @@ RULES = {
     "bn_epsilon": positive(),
     "good_accuracy": probability(),
     "dataset": Choice(*data.EMBEDDED),
+    "affine": Choice(*AFFINE),
+    "lr": positive(),
 }
 
 
@@ -84,17 +98,25 @@ def learning_rates(config) -> np.ndarray:
     return np.geomspace(config.lr_min, config.lr_max, config.num_lrs)
 
 
-def make_task(config, batch_norm: bool, lr: float, splits):
-    """(model, Task): the deep net, with or without batch norm, trained by SGD at rate lr."""
+def variants(config) -> list[str]:
+    """The nets a run trains: without batch norm, and with the form(s) config.affine picks."""
+    forms = {"both": ["batch_norm", "literal"], "true": ["batch_norm"], "false": ["literal"]}
+    return ["plain", *forms[config.affine]]
+
+
+def make_task(config, variant: str, splits):
+    """(model, Task): the deep net of ``variant`` (plain, batch_norm: gamma, beta and running
+    averages, literal: the slide's form) trained by SGD at rate config.lr (traced in a sweep)."""
     model = MLP(
         features=[config.width] * config.depth + [splits.num_classes],
         activation=config.activation,
         kernel_init=config.init,
-        batch_norm=batch_norm,
+        batch_norm=variant != "plain",
         batch_norm_momentum=config.bn_momentum,
         batch_norm_epsilon=config.bn_epsilon,
+        batch_norm_affine=variant == "batch_norm",
     )
-    task = train.classifier(model, optim.sgd(lr), splits.train["x"][:1])
+    task = train.classifier(model, optim.sgd(config.lr), splits.train["x"][:1])
 
     def evaluate(state, split):
         """Eval mode (running averages). Rows with non-finite logits count as wrong."""
@@ -120,7 +142,9 @@ def good_rates(lrs, accuracy, threshold) -> list[float]:
 
 def plot_sweep(lrs, results, reference):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for variant, colour in zip(VARIANTS, ("C3", "C0")):
+    for variant, colour in zip(VARIANTS, ("C3", "C0", "C2")):
+        if variant not in results:
+            continue
         accuracy = np.stack([r["test_accuracy"] for r in results[variant]], axis=1)
         band(ax, lrs, accuracy, LABELS[variant], color=colour, marker="o")
         diverged = [r["diverged_at"].any() for r in results[variant]]
@@ -144,42 +168,72 @@ def plot_sweep(lrs, results, reference):
     return fig
 
 
+def sweep_variant(config, variant, splits, lrs, workdir):
+    """One net's learning rates x seeds as one sweep: per rate, the test and validation
+    accuracy of every seed (a diverged seed classifies nothing) and its divergence epoch."""
+    result = train.fit(
+        config,
+        lambda run: make_task(run, variant, splits)[1],
+        splits.train,
+        workdir / variant,
+        eval_splits={"val": splits.val, "test": splits.test},
+        sweep=train.Sweep.grid({"lr": lrs}),
+    )
+    diverged_at = result.diverged_at.reshape(len(lrs), -1)
+    diverged = diverged_at > 0
+    scores = {}
+    for split in ("val", "test"):
+        accuracy = result.points(f"{split}/accuracy")
+        scores[split] = np.where(diverged | ~np.isfinite(accuracy), 0.0, accuracy)
+    return [
+        {"test_accuracy": scores["test"][i], "val_accuracy": scores["val"][i], "diverged_at": d}
+        for i, d in enumerate(diverged_at)
+    ]
+
+
+def rates(values) -> str:
+    return ", ".join(f"{lr:.3g}" for lr in sorted(values)) or "none"
+
+
+def best_by_validation(rows) -> int:
+    """The learning rate (index) whose seed-mean validation accuracy is highest."""
+    return int(np.argmax([np.mean(r["val_accuracy"]) for r in rows]))
+
+
 def train_and_evaluate(config, workdir):
     if config.lr_max < config.lr_min:
         raise ConfigError(f"config.lr_max={config.lr_max} is below config.lr_min={config.lr_min}")
     splits = data.standardize(data.load(config.dataset, seed=config.data_seed))
     lrs = learning_rates(config)
-    results = {variant: [] for variant in VARIANTS}
-    for variant in VARIANTS:
-        for lr in lrs:
-            _, task = make_task(config, variant == "batch_norm", float(lr), splits)
-            result = train.fit(
-                config,
-                task,
-                splits.train,
-                workdir / f"{variant}-lr{lr:.3g}",
-                eval_splits={"test": splits.test},
-            )
-            diverged = result.diverged_at > 0  # a diverged replica classifies nothing
-            accuracy = 0.0 if diverged.all() else result.final("test/accuracy")
-            accuracy = np.where(diverged, 0.0, accuracy)
-            results[variant].append({"test_accuracy": accuracy, "diverged_at": result.diverged_at})
+    names = variants(config)
+    results = {v: sweep_variant(config, v, splits, lrs, workdir) for v in names}
     reference = reference_accuracy(splits)
     good = {
         v: good_rates(lrs, [r["test_accuracy"] for r in results[v]], config.good_accuracy)
-        for v in VARIANTS
+        for v in names
     }
-    only_bn = sorted(set(good["batch_norm"]) - set(good["plain"]))
+    main = names[1]  # the affine form when it runs, else the literal one
+    only_bn = sorted(set(good[main]) - set(good["plain"]))
+    best = {v: best_by_validation(results[v]) for v in names}
 
     report = Report(workdir, "Batch normalization across learning rates")
     report.text(
         f"A {config.depth}-hidden-layer {config.activation} net of width {config.width} "
         f"({config.init} init) on standardized `{config.dataset}`, trained by plain SGD "
         f"(batch {config.batch_size}, {config.epochs} epochs, {config.seeds} seeds) at "
-        f"{config.num_lrs} learning rates from {config.lr_min:g} to {config.lr_max:g}, with and "
-        "without batch normalization before every hidden nonlinearity (running-average "
-        f"momentum {config.bn_momentum}, delta = {config.bn_epsilon:g}). Test accuracy is "
-        "measured in eval mode, with the running averages."
+        f"{config.num_lrs} learning rates from {config.lr_min:g} to {config.lr_max:g} (one "
+        "sweep per net), without batch normalization and with it before every hidden "
+        f"nonlinearity (delta = {config.bn_epsilon:g}): "
+        + "; ".join(
+            {
+                "batch_norm": "the usual form with gamma, beta and running averages (momentum "
+                f"{config.bn_momentum}), evaluated with the averages",
+                "literal": "the slide's literal form H' = (H - mu) / sigma, no gamma, beta or "
+                "running averages, evaluated with the statistics of the evaluated split",
+            }[v]
+            for v in names[1:]
+        )
+        + "."
     )
     report.figure(
         plot_sweep(lrs, results, reference),
@@ -187,43 +241,71 @@ def train_and_evaluate(config, workdir):
         "final test accuracy vs learning rate (seed mean ± std); x: at least one seed diverged",
     )
     report.table(
-        ["learning rate", *(f"test accuracy {LABELS[v]}" for v in VARIANTS), "diverged seeds"],
+        ["learning rate", *(f"test accuracy {LABELS[v]}" for v in names), "diverged seeds"],
         [
             (
                 f"{lr:.3g}",
-                *(mean_std(results[v][i]["test_accuracy"]) for v in VARIANTS),
-                " / ".join(f"{np.count_nonzero(results[v][i]['diverged_at'])}" for v in VARIANTS),
+                *(mean_std(results[v][i]["test_accuracy"]) for v in names),
+                " / ".join(f"{np.count_nonzero(results[v][i]['diverged_at'])}" for v in names),
             )
             for i, lr in enumerate(lrs)
         ],
         caption=(
             f"Final test accuracy (mean ± std over {config.seeds} seeds); diverged seeds: "
-            f"without / with batch norm. Reference: logistic regression {reference:.4f}"
+            f"{' / '.join(LABELS[v] for v in names)}. Reference: logistic regression "
+            f"{reference:.4f}"
         ),
     )
     claim = (
-        f"Batch norm reaches {config.good_accuracy:g} test accuracy at "
-        f"{len(good['batch_norm'])} of {len(lrs)} learning rates, the plain net at "
+        f"Batch norm ({LABELS[main]}) reaches {config.good_accuracy:g} test accuracy at "
+        f"{len(good[main])} of {len(lrs)} learning rates, the plain net at "
         f"{len(good['plain'])}. Rates where only the batch-norm net trains: "
-        f"{', '.join(f'{lr:.3g}' for lr in only_bn) or 'none'}."
+        f"{rates(only_bn)}. "
+        + " ".join(
+            f"Best by validation, {LABELS[v]}: rate {lrs[best[v]]:.3g}, test accuracy "
+            f"{mean_std(results[v][best[v]]['test_accuracy'])}."
+            for v in names
+        )
     )
     largest = compare(
-        results["batch_norm"][-1]["test_accuracy"],
+        results[main][-1]["test_accuracy"],
         results["plain"][-1]["test_accuracy"],
         paired=True,
         names=("with batch norm", "without"),
     )
     report.text(f"{claim} Test accuracy at the largest rate, {lrs[-1]:.3g}: {largest.sentence}.")
+    if "literal" in results and "batch_norm" in results:
+        rate = best["batch_norm"]
+        gamma_beta = compare(
+            results["batch_norm"][rate]["test_accuracy"],
+            results["literal"][rate]["test_accuracy"],
+            paired=True,
+            names=("gamma, beta", "literal"),
+        )
+        report.text(
+            "What gamma, beta (and the running averages) change: the literal form trains well "
+            f"at {len(good['literal'])} rates, the affine form at {len(good['batch_norm'])}; "
+            f"rates where only the affine form trains: "
+            f"{rates(set(good['batch_norm']) - set(good['literal']))}"
+            f"; where only the literal form does: "
+            f"{rates(set(good['literal']) - set(good['batch_norm']))}. "
+            f"At the affine form's best rate ({lrs[rate]:.3g}), test accuracy: "
+            f"{gamma_beta.sentence}. gamma and beta let a layer undo the normalization (scale "
+            "and shift each unit back), and the literal form is evaluated with the test split's "
+            "own statistics where the affine one uses the running averages."
+        )
     report.write()
-    return {
-        "learning_rates": lrs,
-        "plain_accuracy": np.stack([r["test_accuracy"] for r in results["plain"]]),
-        "batch_norm_accuracy": np.stack([r["test_accuracy"] for r in results["batch_norm"]]),
-        "plain_diverged_at": np.stack([r["diverged_at"] for r in results["plain"]]),
-        "batch_norm_diverged_at": np.stack([r["diverged_at"] for r in results["batch_norm"]]),
-        "rates_only_batch_norm_trains": only_bn,
-        "reference": reference,
-    }
+    out = {"learning_rates": lrs, "rates_only_batch_norm_trains": only_bn, "reference": reference}
+    for v in names:
+        out[f"{v}_accuracy"] = np.stack([r["test_accuracy"] for r in results[v]])
+        out[f"{v}_diverged_at"] = np.stack([r["diverged_at"] for r in results[v]])
+        out[f"{v}_best_rate"] = float(lrs[best[v]])
+        out[f"{v}_best_accuracy"] = Figure(
+            results[v][best[v]]["test_accuracy"],
+            reference=reference,
+            source="scikit-learn logistic regression, same split",
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -6,6 +6,22 @@ ml_collections, checks every value before anything compiles (one line and exit s
 on a bad one), starts ``jax.distributed`` when launched by ``launch.sh --processes``, writes
 ``manifest.json``, runs the experiment and prints where its report is.
 
+Clusters: ``--distributed=auto`` calls ``jax.distributed.initialize()`` with no arguments,
+so that JAX's own cluster detection (SLURM, Open MPI, Kubernetes, Cloud TPU) finds the
+coordinator, the number of processes and this process's id; lexicon does the same by itself
+when it sees a SLURM step, an Open MPI job or an indexed Kubernetes job of more than one
+task (``detect_cluster``). ``--distributed=off`` runs a single process whatever the
+environment. launch.sh's loopback mode (its LEXICON_* variables) comes first. Only process 0
+writes the manifest, reports, results.json, metrics.jsonl and TensorBoard; every process
+takes part in orbax's checkpoint saves.
+
+Sweeps: ``--config.sweep='lr=0.01,0.1;alpha=0.5,0.9'`` trains the grid times the seeds as
+one program (lexicon.train.sweep). An experiment lists the keys it lets a sweep change in
+its module's ``SWEEPABLE`` (float keys that reach the compiled step only as numbers, e.g.
+learning rates and penalty weights); any other key is refused in one line, before anything
+compiles. Each swept run adds a table and a heat map (a curve for one key) to the report and
+every grid point to results.json, with the best point chosen on validation.
+
 What is checked before anything compiles: every key against its rule (the shared ``RULES`` of
 lexicon.train.config and ``SHARED_RULES`` here, the experiment's ``RULES``, and for a key with
 no rule at least the type of its default, ``rules.implicit_rule``); the shared cross-key rules
@@ -96,7 +112,7 @@ def key_comments(get_config: Callable) -> dict[str, str]:
     try:
         from lexicon.train import config as train_config
 
-        sources.append(train_config.defaults)
+        sources += [train_config.defaults, train_config.with_sweep]
         for fn in sources:
             for line in inspect.getsource(fn).splitlines():
                 match = re.match(r"\s*config\.([\w.]+)\s*=.*?#\s*(.*)$", line)
@@ -168,9 +184,16 @@ def quiet():
         absl_logger.setLevel(level)
 
 
+def full_config(get_config: Callable):
+    """The experiment's config with the keys every run takes from the command line (sweep)."""
+    from lexicon.train.config import with_sweep
+
+    return with_sweep(get_config())
+
+
 def parse(get_config: Callable, argv: list[str]):
     """argv -> (config, workdir or None). Exits with status 2 on any bad flag."""
-    config = get_config()
+    config = full_config(get_config)
     check_keys(argv[1:], flat_keys(config))
     for arg in argv[1:]:
         if arg.startswith("--config") and "=" not in arg and not arg.startswith("--config."):
@@ -209,18 +232,30 @@ def rules_for(defaults, rules: Mapping | None = None) -> dict:
     return ordered | {k: r for k, r in explicit.items() if k not in ordered}
 
 
-def device_count() -> int:
+def device_count() -> int | None:
     """The devices a run will see, known before anything compiles: under launch.sh
     --processes (jax.distributed not started yet) the processes times each one's CPU devices;
+    None on a detected cluster (known once jax.distributed starts; lexicon.train checks then);
     otherwise JAX's count."""
     processes = os.environ.get("LEXICON_NUM_PROCESSES")
     if processes:
         flags_text = os.environ.get("XLA_FLAGS", "")
         counts = re.findall(r"--xla_force_host_platform_device_count=(\d+)", flags_text)
         return int(processes) * (int(counts[-1]) if counts else 1)
+    if DISTRIBUTED["mode"] == "auto" or (DISTRIBUTED["mode"] != "off" and detect_cluster()):
+        return None
     import jax
 
     return jax.device_count()
+
+
+def process_count() -> int:
+    """The processes of this run as the environment tells them before jax.distributed starts
+    (launch.sh, or a detected cluster); 1 otherwise."""
+    if os.environ.get("LEXICON_NUM_PROCESSES"):
+        return int(os.environ["LEXICON_NUM_PROCESSES"])
+    cluster = None if DISTRIBUTED["mode"] == "off" else detect_cluster()
+    return (cluster[1] or 1) if cluster else 1
 
 
 def check_together(config, experiment_check: Callable | None = None) -> None:
@@ -239,25 +274,49 @@ def check_together(config, experiment_check: Callable | None = None) -> None:
         )
     if parallel == "seeds" and config.get("mapper") == "pmap":
         raise ConfigError("config.mapper=pmap applies to parallel=data; use shard_map for seeds")
-    if parallel == "none" and int(os.environ.get("LEXICON_NUM_PROCESSES", "1")) > 1:
+    if parallel == "none" and process_count() > 1:
         raise ConfigError(
             "a multi-process run shares its work across the processes: use "
             "--config.parallel=data or seeds with --processes"
         )
     if parallel in ("data", "seeds"):
         devices = device_count()
-        if parallel == "data" and config.get("batch_size", 0) % devices:
+        if devices and parallel == "data" and config.get("batch_size", 0) % devices:
             raise ConfigError(
                 f"config.batch_size={config.batch_size} must be divisible by the {devices} "
                 f"devices for parallel=data"
             )
-        if parallel == "seeds" and config.seeds % devices:
+        if devices and parallel == "seeds" and config.seeds % devices:
             raise ConfigError(
                 f"config.seeds={config.seeds} must be divisible by the {devices} devices for "
                 f"parallel=seeds"
             )
+        points = grid_points(config)
+        if devices and parallel == "seeds" and (points * config.seeds) % devices:
+            raise ConfigError(
+                f"the sweep's {points} grid points x config.seeds={config.seeds} replicas must "
+                f"be divisible by the {devices} devices for parallel=seeds"
+            )
     if experiment_check is not None:
         experiment_check(config)
+
+
+def grid_points(config) -> int:
+    """The grid points of the sweep a config asks for (1 without a sweep)."""
+    from lexicon.train.sweep import parse
+
+    sweep = parse(config.get("sweep", ""))
+    return 1 if sweep is None else sweep.size
+
+
+def check_sweep(config, source, rules: Mapping) -> None:
+    """A sweep over keys the experiment does not list in its ``SWEEPABLE`` (or with values
+    their rules refuse) stops here, before anything compiles."""
+    from lexicon.train import sweep as sweeps
+
+    sweep = sweeps.parse(config.get("sweep", ""))
+    if sweep is not None:
+        sweeps.check(sweep, config, tuple(getattr(source, "SWEEPABLE", ())), rules)
 
 
 @functools.cache
@@ -334,28 +393,89 @@ def _lost_process_hook(previous):
     return hook
 
 
-def start_distributed() -> None:
-    """Joins the processes started by ``launch.sh --processes N`` (CPU collectives: gloo).
+DISTRIBUTED_MODES = ("auto", "off")
+DISTRIBUTED = {"mode": None}  # --distributed: None (detect a cluster), auto or off
 
-    A process that stops sending heartbeats for HEARTBEAT_TIMEOUT_S seconds (override:
-    LEXICON_HEARTBEAT_TIMEOUT) counts as dead, and the others stop."""
-    if "LEXICON_NUM_PROCESSES" not in os.environ:
-        return
+
+def distributed_flag(argv: list[str]) -> list[str]:
+    """Takes ``--distributed=auto|off`` out of argv (into DISTRIBUTED); exits 2 on another
+    value."""
+    rest = []
+    DISTRIBUTED["mode"] = None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--distributed" or arg.startswith("--distributed="):
+            value = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if value not in DISTRIBUTED_MODES:
+                fail(
+                    f"--distributed={value} is not valid; choose auto (jax.distributed's own "
+                    f"cluster detection) or off"
+                )
+            DISTRIBUTED["mode"] = value
+        else:
+            rest.append(arg)
+    return rest
+
+
+def detect_cluster() -> tuple[str, int | None] | None:
+    """(kind, processes) of a multi-process job that jax.distributed can detect by itself: a
+    SLURM step (the variables JAX's SlurmCluster reads), an Open MPI job (mpirun), or an
+    indexed Kubernetes job (processes known only to JAX: None); None otherwise, or for a job
+    of one task."""
+    env = os.environ
+    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+    if all(k in env for k in slurm):
+        kind, count = "SLURM", env["SLURM_NTASKS"]
+    elif "OMPI_MCA_orte_hnp_uri" in env:
+        kind, count = "Open MPI", env.get("OMPI_COMM_WORLD_SIZE", "1")
+    elif "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env:
+        return ("Kubernetes", None)
+    else:
+        return None
+    try:
+        processes = int(count)
+    except ValueError:
+        return None
+    return (kind, processes) if processes > 1 else None
+
+
+def _start_jax_collectives() -> None:
     import jax
 
-    heartbeat = int(os.environ.get("LEXICON_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     # JAX's preemption service catches SIGTERM in C++ and swallows it; lexicon.train handles
     # SIGTERM itself (a checkpoint at the next epoch, agreed by all processes), and before
     # training starts SIGTERM must end the process as it does a single-process run.
     jax.config.update("jax_enable_preemption_service", False)
     sys.excepthook = _lost_process_hook(sys.excepthook)
-    jax.distributed.initialize(
-        coordinator_address=os.environ["LEXICON_COORDINATOR"],
-        num_processes=int(os.environ["LEXICON_NUM_PROCESSES"]),
-        process_id=int(os.environ["LEXICON_PROCESS_ID"]),
-        heartbeat_timeout_seconds=heartbeat,
-    )
+
+
+def start_distributed() -> None:
+    """Joins the processes of a multi-process run (CPU collectives: gloo).
+
+    - launch.sh --processes N (LEXICON_* variables): the loopback coordinator it names. A
+      process that stops sending heartbeats for HEARTBEAT_TIMEOUT_S seconds (override:
+      LEXICON_HEARTBEAT_TIMEOUT) counts as dead, and the others stop.
+    - ``--distributed=auto``, or a cluster that ``detect_cluster`` sees (unless
+      ``--distributed=off``): ``jax.distributed.initialize()`` with no arguments, which
+      detects the cluster itself."""
+    import jax
+
+    if "LEXICON_NUM_PROCESSES" in os.environ:
+        heartbeat = int(os.environ.get("LEXICON_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
+        _start_jax_collectives()
+        jax.distributed.initialize(
+            coordinator_address=os.environ["LEXICON_COORDINATOR"],
+            num_processes=int(os.environ["LEXICON_NUM_PROCESSES"]),
+            process_id=int(os.environ["LEXICON_PROCESS_ID"]),
+            heartbeat_timeout_seconds=heartbeat,
+        )
+        return
+    mode = DISTRIBUTED["mode"]
+    if mode == "off" or (mode is None and detect_cluster() is None):
+        return
+    _start_jax_collectives()
+    jax.distributed.initialize()
 
 
 def git_commit() -> str | None:
@@ -444,17 +564,22 @@ def run(
     argv: list[str] | None = None,
 ) -> dict:
     """Parses flags, checks them, then runs ``train_and_evaluate(config, workdir)``."""
-    argv = list(sys.argv if argv is None else argv)
+    argv = distributed_flag(list(sys.argv if argv is None else argv))
     source = inspect.getmodule(get_config)
     topic = pathlib.Path(inspect.getfile(get_config)).stem
     if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(usage(topic, (source.__doc__ or "") if source else "", get_config(), get_config))
+        print(
+            usage(
+                topic, (source.__doc__ or "") if source else "", full_config(get_config), get_config
+            )
+        )
         raise SystemExit(0)
     config, workdir = parse(get_config, argv)
-    all_rules = rules_for(get_config(), rules)
+    all_rules = rules_for(full_config(get_config), rules)
     try:
         with quiet():
             check(config, all_rules)
+            check_sweep(config, source, all_rules)
             check_together(config, getattr(source, "check_config", None))
     except (ConfigError, DataError) as error:
         fail(str(error))
@@ -466,6 +591,12 @@ def run(
 
     start_distributed()
     import jax
+
+    if jax.process_count() > 1 and config.get("parallel", "none") == "none":
+        fail(
+            f"this run has {jax.process_count()} processes, which share its work: use "
+            f"--config.parallel=data or seeds"
+        )
 
     workdir = pathlib.Path(workdir) if workdir else default_workdir(topic, config)
     primary = jax.process_index() == 0
@@ -500,6 +631,7 @@ def run(
         from lexicon import report
 
         figures = report.write_results(workdir, topic, results)
+        report.add_sweeps(workdir)
         if figures:
             print("\n" + report.results_text(figures))
         print(f"\n{topic}: done; report: {workdir / 'report.md'}")

@@ -25,6 +25,14 @@ from lexicon.train.metrics import read  # noqa: E402
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
+SWEEP_FILE = "sweep.json"  # lexicon.train.sweep.SUMMARY_FILE
+
+
+def primary() -> bool:
+    """Whether this process writes files: process 0 of a multi-process run (or the only one)."""
+    import jax
+
+    return jax.process_index() == 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -523,8 +531,10 @@ class Report:
         return self
 
     def figure(self, fig, name: str, caption: str = "") -> Report:
-        """Saves a matplotlib figure as ``name``.png next to the report and links it."""
-        fig.savefig(self.workdir / f"{name}.png", dpi=110, bbox_inches="tight")
+        """Saves a matplotlib figure as ``name``.png next to the report and links it (process
+        0 only, as every file of a multi-process run)."""
+        if primary():
+            fig.savefig(self.workdir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         return self.image(f"{name}.png", caption)
 
@@ -535,13 +545,143 @@ class Report:
         return self
 
     def learning_curves(self, history: list[dict], keys: Sequence[str], name="curves", **kw):
-        curves(history, keys, self.workdir / f"{name}.png", **kw)
+        if primary():
+            curves(history, keys, self.workdir / f"{name}.png", **kw)
         return self.image(f"{name}.png", "learning curves: seed mean with a ±1 std band")
 
     def write(self) -> pathlib.Path:
         path = self.workdir / REPORT_FILE
-        path.write_text("\n".join(self.parts))
+        if primary():
+            path.write_text("\n".join(self.parts))
         return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps: every grid point of a swept run (lexicon.train.sweep), its table and its heat map
+
+
+def _metric_text(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "not finite"
+    per_seed = entry.get("per_seed") or []
+    figure = {"mean": entry["mean"], "std": entry.get("std"), "per_seed": per_seed}
+    return format_figure(figure)
+
+
+def sweep_section(report: Report, summary: dict, name: str = "sweep", title: str = "") -> Report:
+    """A sweep's table (every grid point: the selection metric and its test counterpart,
+    mean ± std over seeds; the best point by validation in bold) and its figure: a heat map
+    of the selection metric for two swept keys, a curve for one."""
+    select = summary.get("select")
+    keys = summary["keys"]
+    points = summary["points"]
+    best = summary.get("best")
+    report.text(f"## {title or 'Sweep'}")
+    if select is None:
+        report.text("The run recorded no metric to choose a grid point by.")
+        return report
+    metric = select["metric"]
+    test = "test/" + metric.split("/", 1)[1]
+    shown = [metric] + ([test] if any(test in p["metrics"] for p in points) else [])
+    rows = []
+    for g, point in enumerate(points):
+        cells = [f"{point['point'][k]:g}" for k in keys]
+        cells += [_metric_text(point["metrics"].get(m)) for m in shown]
+        if g == best:
+            cells = [f"**{c}**" for c in cells]
+        rows.append(cells)
+    direction = "highest" if select["higher_is_better"] else "lowest"
+    chosen = (
+        ", ".join(f"{k}={points[best]['point'][k]:g}" for k in keys) if best is not None else "none"
+    )
+    report.table(
+        [*keys, *shown],
+        rows,
+        caption=(
+            f"{len(points)} grid points x {summary['seeds']} seeds, final values (mean ± std "
+            f"over seeds); in bold the point with the {direction} {metric}: {chosen}"
+            + (
+                f" (its {test}: {_metric_text(points[best]['metrics'].get(test))})"
+                if best is not None and test in shown
+                else ""
+            )
+        ),
+    )
+    means = np.array(
+        [
+            np.nan
+            if p["metrics"].get(metric, {}).get("mean") is None
+            else p["metrics"][metric]["mean"]
+            for p in points
+        ],
+        dtype=np.float64,
+    )
+    axes = summary.get("axes")
+    if axes and len(keys) == 2:
+        shape = summary["shape"]
+        fig = plot_heatmap(
+            means.reshape(shape),
+            row_labels=[f"{v:g}" for v in axes[keys[0]]],
+            col_labels=[f"{v:g}" for v in axes[keys[1]]],
+            title=f"{metric} (seed mean)",
+        )
+        ax = fig.axes[0]
+        ax.set(ylabel=keys[0], xlabel=keys[1])
+        if best is not None:
+            i, j = np.unravel_index(best, shape)
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+        report.figure(fig, name, f"{metric} over the grid; red box: the best point by validation")
+    elif len(keys) == 1:
+        x = np.array([p["point"][keys[0]] for p in points], dtype=np.float64)
+        values = np.array(
+            [
+                [np.nan if v is None else v for v in p["metrics"][metric]["per_seed"]]
+                for p in points
+            ],
+            dtype=np.float64,
+        ).T
+        fig, ax = _axes()
+        with plt.rc_context(STYLE):
+            band(ax, x, values, metric, marker="o")
+            if best is not None:
+                ax.plot(
+                    [x[best]], [means[best]], "*", color="tab:red", ms=14, label="best (validation)"
+                )
+            if np.all(x > 0) and x.max() / x.min() >= 10:
+                ax.set_xscale("log")
+            ax.set(xlabel=keys[0], ylabel=metric)
+            ax.legend()
+        report.figure(
+            fig, name, f"{metric} against {keys[0]} (seed mean ± std); star: the best point"
+        )
+    return report
+
+
+def add_sweeps(workdir) -> list[pathlib.Path]:
+    """After a run: every ``sweep.json`` under ``workdir`` goes into results.json (under
+    "sweeps", by folder) and into report.md (a section each). Process 0 only."""
+    workdir = pathlib.Path(workdir)
+    found = sorted(workdir.rglob(SWEEP_FILE))
+    if not found or not primary():
+        return found
+    results_path = workdir / RESULTS_FILE
+    saved = json.loads(results_path.read_text()) if results_path.exists() else {"figures": {}}
+    report_path = workdir / REPORT_FILE
+    body = report_path.read_text() if report_path.exists() else f"# {workdir.name}\n"
+    report = Report(workdir, "")
+    report.parts = [body.rstrip("\n") + "\n"]
+    saved["sweeps"] = {}
+    for path in found:
+        summary = json.loads(path.read_text())
+        where = path.parent.relative_to(workdir).as_posix()
+        saved["sweeps"][where] = summary
+        label = "" if where == "." else where
+        name = "sweep-" + (label.replace("/", "-") or "grid")
+        title = f"Sweep{' of ' + label if label else ''}: {', '.join(summary['keys'])}"
+        sweep_section(report, summary, name=name, title=title)
+    results_path.write_text(json.dumps(saved, indent=1) + "\n")
+    report.write()
+    return found
 
 
 def from_metrics(workdir, title: str | None = None) -> pathlib.Path:

@@ -122,6 +122,11 @@ class BatchNorm(nn.Module):
 
     Names, defaults (momentum 0.99, epsilon 1e-5, running mean 0 and var 1 at init) and the
     variable layout are those of ``flax.linen.BatchNorm``, so the two are interchangeable.
+
+    ``affine=False`` is the form the slide prints, H' = (H - mu) / sigma and nothing more: no
+    gamma, no beta and no running averages (the module has no variables at all). Train and
+    eval mode then compute the same thing: the statistics of the batch it is given (at
+    evaluation, the evaluated split or chunk).
     With ``axis_name`` set (inside ``shard_map``/``pmap``/``vmap`` with that axis), mu and
     sigma_b^2 are averaged over the devices of that axis, which equals the statistics of the
     whole global batch when the shards have equal size.
@@ -137,9 +142,12 @@ class BatchNorm(nn.Module):
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
     axis_name: str | None = None
+    affine: bool = True  # False: the slide's literal form (no gamma, beta, running averages)
 
     @nn.compact
     def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+        if not self.affine:
+            return self._literal(x)
         use_running_average = nn.merge_param(
             "use_running_average", self.use_running_average, use_running_average
         )
@@ -187,6 +195,19 @@ class BatchNorm(nn.Module):
             normalized = normalized + beta.reshape(broadcast_shape).astype(x.dtype)
         return normalized
 
+    def _literal(self, x: jax.Array) -> jax.Array:
+        """H' = (H - mu) / sigma with the statistics of this batch, as the slide prints it."""
+        feature_axis = self.axis % x.ndim
+        reduction_axes = tuple(i for i in range(x.ndim) if i != feature_axis)
+        axis_name = None if self.is_initializing() else self.axis_name
+        mu = jnp.mean(x, axis=reduction_axes, keepdims=True)
+        if axis_name is not None:
+            mu = lax.pmean(mu, axis_name)
+        variance = jnp.mean(jnp.square(x - mu), axis=reduction_axes, keepdims=True)
+        if axis_name is not None:
+            variance = lax.pmean(variance, axis_name)
+        return (x - mu) / jnp.sqrt(self.epsilon + variance)
+
 
 class MLP(nn.Module):
     """Fully connected network f(x) = g_L(W_L g(... g(W_1 x + b_1) ...) + b_L).
@@ -204,6 +225,8 @@ class MLP(nn.Module):
       output_activation: None (linear output, e.g. logits) or an activation name.
       maxout_pieces: pieces per unit when ``activation == 'maxout'``.
       batch_norm_momentum, batch_norm_epsilon: forwarded to :class:`BatchNorm`.
+      batch_norm_affine: False gives the slide's literal batch norm (no gamma, beta or running
+        averages; :class:`BatchNorm` ``affine=False``).
       flatten: reshape each input to a vector first (images of shape (n, h, w, c) go in as
         they are).
 
@@ -226,6 +249,7 @@ class MLP(nn.Module):
     batch_norm_momentum: float = 0.99
     batch_norm_epsilon: float = 1e-5
     flatten: bool = False
+    batch_norm_affine: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -254,9 +278,11 @@ class MLP(nn.Module):
                 bias_init=self.bias_init,
             )(x)
             if self.batch_norm:
-                h = BatchNorm(momentum=self.batch_norm_momentum, epsilon=self.batch_norm_epsilon)(
-                    h, use_running_average=not train
-                )
+                h = BatchNorm(
+                    momentum=self.batch_norm_momentum,
+                    epsilon=self.batch_norm_epsilon,
+                    affine=self.batch_norm_affine,
+                )(h, use_running_average=not train)
             self.sow("intermediates", "pre_activations", h)
             if self.activation == "maxout":
                 x = max_over_pieces(h, pieces)

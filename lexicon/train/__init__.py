@@ -15,6 +15,7 @@ from lexicon.train.program import (
 )
 from lexicon.train.state import TrainState
 from lexicon.train.steps import gradient_step, mean_over
+from lexicon.train.sweep import Sweep
 from lexicon.train.tasks import (
     accuracy,
     apply_model,
@@ -30,6 +31,7 @@ __all__ = [
     "Program",
     "Result",
     "Stage",
+    "Sweep",
     "Task",
     "TrainState",
     "TrainingDiverged",

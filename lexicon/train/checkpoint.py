@@ -128,12 +128,18 @@ def _first_mismatch(target, saved, path="") -> str | None:
     return None
 
 
+# Shared keys added after runs were saved: absent in a saved config means their default.
+ADDED_KEYS = {"sweep": "", "sweep_memory": 0.0}
+
+
 def differing_keys(saved: dict, current: dict, allowed, prefix: str = "") -> list[str]:
     """``key (saved -> current)`` for every key whose value changed, except ``allowed``."""
     changes = []
     for key in sorted(set(saved) | set(current)):
         name = prefix + key
         a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if a == "<absent>" and name in ADDED_KEYS and b == ADDED_KEYS[name]:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
             changes += differing_keys(a, b, allowed, name + ".")
         elif name not in allowed and a != b:

@@ -32,6 +32,17 @@ def defaults() -> ml_collections.ConfigDict:
     config.eval_every = 1  # epochs between evaluations of the validation and test splits
     config.progress = True  # progress bar with ETA on the terminal
     config.on_divergence = "stop"  # stop | record (freeze and mark a diverged replica, go on)
+    config.sweep_memory = 0.0  # MiB a sweep may take before it runs in chunks; 0 = the devices'
+    return config
+
+
+def with_sweep(config):
+    """``config`` with the key ``sweep`` (default '': no sweep) that the command line takes,
+    e.g. --config.sweep='lr=0.01,0.1;alpha=0.5,0.9' (a grid, times the seeds, trained as one
+    program: lexicon.train.sweep). An experiment whose own config already has a key of that
+    name keeps it (and takes no grid sweeps)."""
+    if "sweep" not in config:
+        config.sweep = ""  # a grid trained as one program, e.g. 'lr=0.01,0.1' (SWEEPABLE keys)
     return config
 
 
@@ -46,4 +57,5 @@ RULES = {
     "eval_every": Range(1),
     "on_divergence": Choice(*ON_DIVERGENCE),
     "steps_per_epoch": Range(1),
+    "sweep_memory": Range(0),
 }

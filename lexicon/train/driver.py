@@ -215,9 +215,14 @@ def run_epochs(
     history: list[dict],
     diverged_at: np.ndarray,
     log=print,
+    names: list[str] | None = None,
+    grid: dict | None = None,
 ):
     """Trains from epoch ``start`` to ``config.epochs``; returns (state, history, step
-    metrics, diverged_at). ``diverged_at[i]`` is the epoch replica i diverged at (0: never)."""
+    metrics, diverged_at). ``diverged_at[i]`` is the epoch replica i diverged at (0: never).
+    ``names`` names the replicas in messages (default "seed <seed>"); ``grid`` (a sweep's
+    coordinates of every replica) goes into every record."""
+    names = names or [f"seed {s}" for s in seeds]
     primary = jax.process_index() == 0
     policy = config.get("on_divergence", "stop")
     seed_array = program.put(seeds, program.seed_sharding)
@@ -251,7 +256,7 @@ def run_epochs(
                 newly[list(bad)] = True
                 newly |= ~finite & ~diverged
                 if newly.any() and policy == "stop":
-                    raise TrainingDiverged(_divergence_message(bad, finite, seeds, epoch, state))
+                    raise TrainingDiverged(_divergence_message(bad, finite, names, epoch, state))
                 evaluated = {}
                 last = epoch == config.epochs or (diverged | newly).all()
                 if program.evaluate is not None and (epoch % config.eval_every == 0 or last):
@@ -266,12 +271,12 @@ def run_epochs(
                                     replica = int(np.argmax(eval_bad))
                                     raise TrainingDiverged(
                                         f"{name}/{metric} is not finite after epoch {epoch} "
-                                        f"(seed {seeds[replica]}); training stopped"
+                                        f"({names[replica]}); training stopped"
                                     )
                                 newly |= eval_bad
                 if newly.any():
                     for replica in np.flatnonzero(newly):
-                        log(f"seed {seeds[replica]} diverged in epoch {epoch}; frozen there")
+                        log(f"{names[replica]} diverged in epoch {epoch}; frozen there")
                     diverged |= newly
                     diverged_at[newly] = epoch
                 if diverged.any():
@@ -291,6 +296,8 @@ def run_epochs(
                     record.update({f"{name}/{k}": to_json(v) for k, v in values.items()})
                 if policy == "record":
                     record["diverged_at"] = diverged_at.tolist()
+                if grid is not None:
+                    record["grid"] = grid
                 history.append(record)
                 writer.write(record)
                 if config.checkpoint_every and epoch % config.checkpoint_every == 0:
@@ -352,17 +359,17 @@ def _step_of(state):
     return state["step"] if isinstance(state, dict) else state.step
 
 
-def _divergence_message(bad, finite, seeds, epoch, state) -> str:
+def _divergence_message(bad, finite, names, epoch, state) -> str:
     if bad:
         replica, (name, index) = min(bad.items(), key=lambda item: (item[1][1], item[0]))
         steps = np.atleast_1d(to_host(_step_of(state)))
         global_step = int(steps[replica if steps.size > 1 else 0]) + index + 1
         return (
             f"{name} is not finite at step {global_step} (epoch {epoch}, batch {index + 1}, "
-            f"seed {seeds[replica]}); training stopped"
+            f"{names[replica]}); training stopped"
         )
     replica = int(np.argmax(~finite))
     return (
-        f"the parameters or optimizer state are not finite after epoch {epoch} (seed "
-        f"{seeds[replica]}); training stopped"
+        f"the parameters or optimizer state are not finite after epoch {epoch} "
+        f"({names[replica]}); training stopped"
     )

@@ -26,7 +26,7 @@ from lexicon.train.checkpoint import (
 )
 from lexicon.train.config import RESUMABLE
 from lexicon.train.driver import run_epochs, workdir_lock
-from lexicon.train.metrics import METRICS_FILE, read
+from lexicon.train.metrics import METRICS_FILE, MetricWriter, read
 from lexicon.train.program import (
     Program,
     check_config,
@@ -35,6 +35,7 @@ from lexicon.train.program import (
     to_host,
 )
 from lexicon.train.steps import StepFactory
+from lexicon.train.sweep import of as sweep_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,14 @@ class Result:
     history: list[dict]  # the records of metrics.jsonl, one per epoch
     step_metrics: list[dict]  # per epoch: metric -> array (seeds, steps in the epoch)
     diverged_at: np.ndarray | None = None  # per seed: the epoch it diverged at, 0 = never
+    sweep: Any = None  # the Sweep of a swept run (replica g * seeds + s: point g, seed s)
+
+    def points(self, key: str) -> np.ndarray:
+        """A swept run's final ``key`` per grid point and seed: shape (points, seeds)."""
+        values = self.final(key)
+        if self.sweep is None:
+            return values[None]
+        return values.reshape(self.sweep.size, -1)
 
     def final(self, key: str) -> np.ndarray:
         """Per-seed values of ``key`` in the last record that has it (null reads as NaN)."""
@@ -148,7 +157,7 @@ def _check_resume(config, checkpointer: Checkpointer) -> int:
 
 def fit(
     config,
-    task: Task,
+    task: Task | Callable[[Any], Task],
     data: Any,
     workdir: str | pathlib.Path,
     *,
@@ -157,8 +166,17 @@ def fit(
     per_replica: bool = False,
     first_epoch: int = 1,
     log: Callable[[str], None] = print,
+    sweep: Any = None,
 ) -> Result:
     """Trains ``config.seeds`` replicas of ``task`` for ``config.epochs`` epochs.
+
+    ``task`` is a Task, or a builder ``config -> Task``; a builder lets the run be a sweep
+    (lexicon.train.sweep): ``sweep`` (a ``Sweep``), or else ``config.sweep``, gives a grid of
+    config values, and the replicas become grid points x seeds, trained as one program (in
+    chunks of grid points when the memory estimate says so). A swept run writes
+    ``workdir/sweep.json`` (every grid point's final metrics, mean and std over seeds, and the
+    point chosen by validation) and its metrics.jsonl records carry each replica's grid
+    coordinates under ``"grid"``. Without a sweep a builder is called once with ``config``.
 
     ``data`` is a dict of arrays with a leading example axis shared by every replica; with
     ``per_replica=True`` each array leads with the seed axis, then the example axis, and
@@ -176,6 +194,118 @@ def fit(
     ``stages``). ``first_epoch`` numbers the epochs of a later stage after the earlier ones
     (epochs first_epoch .. config.epochs), so each epoch keeps its own shuffle and record.
     """
+    kwargs = dict(
+        eval_splits=eval_splits,
+        initial_state=initial_state,
+        per_replica=per_replica,
+        first_epoch=first_epoch,
+        log=log,
+    )
+    build = None if isinstance(task, Task) else task
+    sweep = sweep if sweep is not None else sweep_of(config)
+    if sweep is None:
+        return _run(config, task if build is None else build(config), data, workdir, **kwargs)
+    if build is None:
+        raise ConfigError(
+            "config.sweep needs train.fit to get a task builder (config -> Task), not a built task"
+        )
+    from lexicon.train import sweep as sweeps
+
+    workdir = pathlib.Path(workdir)
+    base = build(config)
+    if base.init is None:
+        raise ConfigError("a sweep needs a task builder whose task has an init")
+    replica_bytes = sum(
+        int(np.prod(leaf.shape, dtype=np.int64)) * leaf.dtype.itemsize
+        for leaf in jax.tree.leaves(jax.eval_shape(base.init, jax.random.key(0)))
+    )
+    devices = jax.device_count() if config.parallel == "seeds" else 1
+    budget = sweeps.budget_mib(config)
+    size = sweeps.chunk_points(sweep.size, config.seeds, replica_bytes / 2**20, budget, devices)
+    chunks = [list(range(i, min(i + size, sweep.size))) for i in range(0, sweep.size, size)]
+    if len(chunks) == 1:
+        result = _run(config, base, data, workdir, sweep=sweep, build=build, **kwargs)
+    else:
+        need = sweeps.MEMORY_FACTOR * replica_bytes * sweep.size * config.seeds / 2**20
+        log(
+            f"sweep: {sweep.size} grid points x {config.seeds} seeds need about {need:.4g} MiB, "
+            f"over the {budget:.4g} MiB budget (config.sweep_memory); running {len(chunks)} "
+            f"chunks of up to {size} grid points in turn"
+        )
+        parts = [
+            _run(
+                config,
+                base,
+                data,
+                pathlib.Path(workdir) / f"chunk-{k}",
+                sweep=sweep.subset(points),
+                build=build,
+                **kwargs,
+            )
+            for k, points in enumerate(chunks)
+        ]
+        result = _merge(parts, workdir)
+    result.sweep = sweep
+    if jax.process_index() == 0:
+        sweeps.write_summary(workdir, result)
+    return result
+
+
+def _merge(parts: list[Result], workdir: pathlib.Path) -> Result:
+    """One Result (and one workdir/metrics.jsonl) from the Results of a sweep's chunks."""
+    epochs = sorted({r["epoch"] for part in parts for r in part.history})
+    history = []
+    for epoch in epochs:
+        record: dict = {"epoch": epoch}
+        filled = 0
+        for part in parts:
+            size = len(part.diverged_at)
+            found = next((r for r in part.history if r["epoch"] == epoch), None)
+            for key, value in (found or {}).items():
+                if key in ("epoch", "nonfinite"):
+                    continue
+                if key == "step":
+                    record["step"] = max(record.get("step", 0), value)
+                elif key == "grid":
+                    grid = record.setdefault("grid", {})
+                    for name, coords in value.items():
+                        grid.setdefault(name, []).extend(coords)
+                else:
+                    record.setdefault(key, [None] * filled).extend(value)
+            filled += size
+            for key in record:
+                if key not in ("epoch", "step", "grid") and len(record[key]) < filled:
+                    record[key].extend([None] * (filled - len(record[key])))
+        history.append(record)
+    if jax.process_index() == 0:
+        writer = MetricWriter(workdir, enabled=True, log=lambda _: None)
+        for record in history:
+            writer.write(dict(record))
+        writer.close()
+    state = jax.tree.map(lambda *xs: np.concatenate(xs), *(to_host(p.state) for p in parts))
+    return Result(
+        state=state,
+        history=history,
+        step_metrics=[],
+        diverged_at=np.concatenate([p.diverged_at for p in parts]),
+    )
+
+
+def _run(
+    config,
+    task: Task,
+    data: Any,
+    workdir: str | pathlib.Path,
+    *,
+    eval_splits: dict[str, dict] | None = None,
+    initial_state: Any = None,
+    per_replica: bool = False,
+    first_epoch: int = 1,
+    log: Callable[[str], None] = print,
+    sweep: Any = None,
+    build: Callable | None = None,
+) -> Result:
+    """One compiled program over the replicas (the seeds, or a sweep's points x seeds)."""
     workdir = pathlib.Path(workdir)
     custom = task.epoch is not None
     if data is not None and custom:
@@ -183,13 +313,24 @@ def fit(
     if per_replica and data is not None:
         check_per_replica(data, config.seeds)
     num_train = None if data is None else num_examples_of(data, per_replica)
-    batch_size = check_config(config, num_train, per_replica=per_replica, custom=custom)
+    points = 1 if sweep is None else sweep.size
+    batch_size = check_config(
+        config, num_train, per_replica=per_replica, custom=custom, replicas=config.seeds * points
+    )
     if initial_state is None and task.init is None:
         raise ConfigError("this task has no init; give train.fit an initial_state")
     if initial_state is not None:
         check_initial_state(initial_state, config.seeds)
     eval_splits = eval_splits or {}
     seeds = replica_seeds(config)
+    names = None
+    if sweep is not None:  # replica g * seeds + s: grid point g, seed s
+        seeds = np.tile(seeds, points)
+        names = [f"seed {s} at {sweep.label(r // config.seeds)}" for r, s in enumerate(seeds)]
+        if initial_state is not None:
+            initial_state = _tile(to_host(initial_state), points)
+        if per_replica and data is not None:
+            data = _tile(data, points)
     primary = jax.process_index() == 0
 
     with workdir_lock(workdir, log=log, enabled=primary):
@@ -218,7 +359,20 @@ def fit(
                     f"{checkpointer.directory} already holds checkpoints; continue that run "
                     f"with config.resume=true, or choose a new --workdir"
                 )
-            program = Program(task, config, batch_size=batch_size, per_replica=per_replica)
+            if sweep is None:
+                program = Program(task, config, batch_size=batch_size, per_replica=per_replica)
+            else:
+                program = Program(
+                    task,
+                    config,
+                    batch_size=batch_size,
+                    per_replica=per_replica,
+                    build=build,
+                    swept=sweep.keys,
+                )
+                program.hparams = program.put(
+                    sweep.replica_values(config.seeds), program.seed_sharding
+                )
             seed_array = program.put(seeds, program.seed_sharding)
             history: list[dict] = []
             diverged_at = np.zeros(len(seeds), np.int64)
@@ -261,10 +415,17 @@ def fit(
                 history=history,
                 diverged_at=diverged_at,
                 log=log,
+                names=names,
+                grid=None if sweep is None else sweep.coordinates(config.seeds, config.seed),
             )
         finally:
             checkpointer.close()
     return Result(state=state, history=history, step_metrics=step_metrics, diverged_at=diverged_at)
+
+
+def _tile(tree, times: int):
+    """Each leaf repeated ``times`` along its first axis (the seeds of every grid point)."""
+    return jax.tree.map(lambda x: np.concatenate([np.asarray(x)] * times), tree)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,11 +78,23 @@ def num_examples_of(data, per_replica: bool) -> int:
     return int(np.shape(leaf)[1 if per_replica else 0])
 
 
-def check_config(config, num_train: int | None, *, per_replica: bool = False, custom=False) -> int:
+def check_config(
+    config,
+    num_train: int | None,
+    *,
+    per_replica: bool = False,
+    custom=False,
+    replicas: int | None = None,
+) -> int:
     """Checks what depends on the data and the devices; returns the batch size (0 when the run
-    has no data)."""
+    has no data). ``replicas``: a sweep's grid points x seeds (default config.seeds)."""
     devices = jax.device_count()
-    if config.parallel == "seeds" and config.seeds % devices:
+    if config.parallel == "seeds" and (replicas or config.seeds) % devices:
+        if replicas and replicas != config.seeds:
+            raise ConfigError(
+                f"the sweep's {replicas} replicas (grid points x config.seeds={config.seeds}) "
+                f"must be divisible by the {devices} devices for parallel=seeds"
+            )
         raise ConfigError(
             f"config.seeds={config.seeds} must be divisible by the {devices} devices "
             f"for parallel=seeds"
@@ -249,7 +261,19 @@ class Program:
     """The compiled pieces of one configuration: ``init(seeds)``, ``epoch(state, seeds, data,
     epoch)``, ``evaluate(state, split)`` and ``finite(state)``, each over every replica."""
 
-    def __init__(self, task, config, *, batch_size: int = 0, per_replica: bool = False):
+    def __init__(
+        self,
+        task,
+        config,
+        *,
+        batch_size: int = 0,
+        per_replica: bool = False,
+        build=None,
+        swept: tuple[str, ...] = (),
+    ):
+        if swept:
+            return self._swept(task, config, batch_size, per_replica, build, swept)
+        self.hparams = None
         self.parallel = config.parallel
         self.per_replica = per_replica
         self.uses_pmap = config.parallel == "data" and config.mapper == "pmap"
@@ -334,6 +358,130 @@ class Program:
         self.finite = jax.jit(lambda state: _finite(guarded(state)))
         self.keep = jax.jit(_keep)
 
+    def _swept(self, task, config, batch_size, per_replica, build, swept):
+        """The same pieces for a sweep: every function also takes the swept values of each
+        replica (``self.hparams``, key -> (replicas,) float32) and builds the task from them
+        inside its trace (lexicon.train.sweep)."""
+        self.parallel = config.parallel
+        self.per_replica = per_replica
+        self.uses_pmap = False
+        if config.parallel == "data" and config.mapper == "pmap":
+            raise ConfigError("a sweep runs with mapper=shard_map; pmap does not take it")
+        if task.init is None:
+            raise ConfigError("a sweep needs a task builder whose task has an init")
+        devices = jax.devices()
+        self.num_devices = len(devices)
+        axis = "seeds" if config.parallel == "seeds" else "data"
+        self.mesh = jax.make_mesh(
+            (self.num_devices,), (axis,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+        )
+        replicated = NamedSharding(self.mesh, P())
+        self.seed_sharding = NamedSharding(self.mesh, P("seeds")) if axis == "seeds" else replicated
+        self.replicated = replicated
+        self.data_sharding = self.seed_sharding if per_replica else replicated
+        self.hparams = None
+        data_axis = 0 if per_replica else None
+        canonical = jax.tree.structure(jax.eval_shape(task.init, jax.random.key(0)))
+
+        def bound(hp):
+            """The task of these swept values, and the state structure its init gives."""
+            from lexicon.train.sweep import SweptConfig
+
+            built = build(SweptConfig(config, hp))
+            return built, jax.tree.structure(jax.eval_shape(built.init, jax.random.key(0)))
+
+        def rebind(state, treedef):
+            return jax.tree.unflatten(treedef, jax.tree.leaves(state))
+
+        def init(hp, seed):
+            built, _ = bound(hp)
+            return rebind(built.init(stream(seed, "init")), canonical)
+
+        def epoch_of(axis_name, num_shards):
+            def one(hp, state, seed, arrays, epoch):
+                built, treedef = bound(hp)
+                state = rebind(state, treedef)
+                if built.epoch is not None:
+                    state, metrics = _custom_epoch(built.epoch, state, seed, arrays, epoch)
+                elif batch_size:
+                    state, metrics = _data_epoch(
+                        built.make_step(axis_name),
+                        state,
+                        seed,
+                        arrays,
+                        epoch,
+                        batch_size=batch_size,
+                        axis_name=axis_name,
+                        num_shards=num_shards,
+                    )
+                else:
+                    state, metrics = _free_epoch(
+                        built.make_step(axis_name),
+                        state,
+                        seed,
+                        arrays,
+                        epoch,
+                        steps=steps_per_epoch(config),
+                    )
+                return rebind(state, canonical), metrics
+
+            return one
+
+        if config.parallel == "none":
+            self._init = jax.jit(jax.vmap(init))
+            if config.get("epoch_loop", "scan") == "dispatch" and task.epoch is None:
+                self._epoch = _dispatched_sweep_epoch(
+                    bound,
+                    rebind,
+                    canonical,
+                    batch_size=batch_size,
+                    steps=steps_per_epoch(config),
+                    data_in_axis=data_axis,
+                )
+            else:
+                self._epoch = jax.jit(
+                    jax.vmap(epoch_of(None, 1), in_axes=(0, 0, 0, data_axis, None))
+                )
+        elif config.parallel == "seeds":
+            self._init = jax.jit(jax.vmap(init), out_shardings=self.seed_sharding)
+            data_spec = P("seeds") if per_replica else P()
+            self._epoch = jax.jit(
+                jax.shard_map(
+                    jax.vmap(epoch_of(None, 1), in_axes=(0, 0, 0, data_axis, None)),
+                    mesh=self.mesh,
+                    in_specs=(P("seeds"), P("seeds"), P("seeds"), data_spec, P()),
+                    out_specs=(P("seeds"), P("seeds")),
+                )
+            )
+        else:
+            self._init = jax.jit(jax.vmap(init), out_shardings=replicated)
+            self._epoch = jax.jit(
+                jax.shard_map(
+                    jax.vmap(epoch_of("data", self.num_devices), in_axes=(0, 0, 0, None, None)),
+                    mesh=self.mesh,
+                    in_specs=(P(), P(), P(), P(), P()),
+                    out_specs=(P(), P()),
+                    check_vma=False,
+                )
+            )
+        self._evaluate = None
+        if task.evaluate is not None:
+
+            def evaluate(hp, state, split):
+                built, treedef = bound(hp)
+                return built.evaluate(rebind(state, treedef), split)
+
+            self._evaluate = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)))
+            self.evaluate = lambda state, split: self._evaluate(self.hparams, state, split)
+        else:
+            self.evaluate = None
+        self.init = lambda seeds: self._init(self.hparams, seeds)
+        self.epoch = lambda state, seeds, arrays, epoch: self._epoch(
+            self.hparams, state, seeds, arrays, epoch
+        )
+        self.finite = jax.jit(lambda state: _finite(guarded(state)))
+        self.keep = jax.jit(_keep)
+
     def put(self, tree, sharding=None):
         """Host arrays -> arrays laid out on the mesh (global arrays across processes)."""
         if self.parallel == "none" or self.uses_pmap:
@@ -345,6 +493,38 @@ class Program:
             ),
             tree,
         )
+
+
+def _dispatched_sweep_epoch(bound, rebind, canonical, *, batch_size, steps, data_in_axis):
+    """``_dispatched_epoch`` for a sweep: one jitted step of every replica per minibatch."""
+    orders = jax.jit(jax.vmap(_epoch_order, in_axes=(0, None, None, None)), static_argnums=(1, 3))
+
+    def one(hp, state, seed, arrays, indices):
+        built, treedef = bound(hp)
+        step = built.make_step(None)
+        state = rebind(state, treedef)
+        if indices is None:
+            state, metrics = step(state, None, jax.random.fold_in(stream(seed, "step"), state.step))
+        else:
+            state, metrics = _indexed_step(step, state, stream(seed, "step"), arrays, indices)
+        return rebind(state, canonical), metrics
+
+    replica_step = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, data_in_axis, 0)))
+
+    def epoch(hp, state, seeds, arrays, epoch):
+        if batch_size:
+            num_examples = jax.tree.leaves(arrays)[0].shape[1 if data_in_axis == 0 else 0]
+            order = orders(seeds, num_examples, epoch, batch_size)
+            batches = [order[:, b] for b in range(order.shape[1])]
+        else:
+            batches = [None] * steps
+        metrics = []
+        for indices in batches:
+            state, m = replica_step(hp, state, seeds, arrays, indices)
+            metrics.append(m)
+        return state, jax.tree.map(lambda *ms: jnp.stack(ms, axis=1), *metrics)
+
+    return epoch
 
 
 def _maybe_step(task, axis_name):

@@ -1,4 +1,5 @@
-"""The batch-norm experiment: the sweep, divergence handling, eval mode, and the run end to end."""
+"""The batch-norm experiment: the sweep, divergence handling, eval mode, the literal form, and
+the run end to end."""
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def numpy_eval_forward(params, batch_stats, x, epsilon):
 
 def test_evaluation_uses_the_running_averages(splits):
     config = small_config()
-    model, task = exp.make_task(config, True, 0.1, splits)
+    model, task = exp.make_task(config, "batch_norm", splits)
     state = jax.jit(task.init)(jax.random.key(0))
     rng = np.random.default_rng(0)
     stats = jax.tree.map(
@@ -69,7 +70,7 @@ def test_evaluation_uses_the_running_averages(splits):
 
 
 def test_a_diverged_net_classifies_nothing(splits):
-    _, task = exp.make_task(small_config(), False, 0.1, splits)
+    _, task = exp.make_task(small_config(), "plain", splits)
     state = jax.jit(task.init)(jax.random.key(0))
     state = state.replace(params=jax.tree.map(lambda a: a * jnp.nan, state.params))
     got = task.evaluate(state, {"x": splits.test["x"][:50], "y": splits.test["y"][:50]})
@@ -87,21 +88,42 @@ def test_rates_must_increase(tmp_path):
         exp.train_and_evaluate(small_config(lr_min=1.0, lr_max=0.1), tmp_path)
 
 
+def test_variants_follow_affine():
+    assert exp.variants(small_config()) == ["plain", "batch_norm", "literal"]
+    assert exp.variants(small_config(affine="true")) == ["plain", "batch_norm"]
+    assert exp.variants(small_config(affine="false")) == ["plain", "literal"]
+
+
+def test_the_literal_form_has_no_gamma_beta_or_running_averages(splits):
+    model, task = exp.make_task(small_config(), "literal", splits)
+    state = jax.jit(task.init)(jax.random.key(0))
+    assert state.model_state == {}
+    assert not any("BatchNorm" in name for name in state.params)
+    assert "bias" not in state.params["Dense_0"]
+
+
 def test_experiment_end_to_end_fast(tmp_path):
-    """One rate far too large: the plain net blows up, fit records it, the run still reports."""
+    """One rate far too large, trained as a sweep per net: the plain and the affine batch-norm
+    nets blow up (fit records it, the run still reports); the literal form, whose layers
+    normalize away the size of the weights, still classifies far above chance."""
     config = small_config(lr_min=1000.0, lr_max=1000.0, num_lrs=1)
     results = exp.train_and_evaluate(config, tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "sweep.png").exists()
-    assert "with batch norm" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "with batch norm" in report and "What gamma, beta" in report
     assert results["plain_accuracy"].shape == results["plain_diverged_at"].shape == (1, 2)
     # Both seeds blow up in epoch 1: frozen there, null metrics, scored as classifying nothing.
     np.testing.assert_array_equal(results["plain_diverged_at"], [[1, 1]])
-    (record,) = train.read_metrics(tmp_path / "plain-lr1e+03")
+    record = train.read_metrics(tmp_path / "plain")[-1]
     assert record["diverged_at"] == [1, 1] and record["test/accuracy"] == [None, None]
+    assert record["grid"] == {"lr": [1000.0, 1000.0], "seed": [0, 1]}
     assert np.all(results["plain_accuracy"] == 0)
-    # Batch norm does not rescue a rate this large either: its net too blows up in epoch 1.
+    # The affine batch norm does not rescue a rate this large: its net too blows up.
     np.testing.assert_array_equal(results["batch_norm_diverged_at"], [[1, 1]])
     assert np.all(results["batch_norm_accuracy"] == 0)
+    # The literal form trains on (observed 0.91 and 0.71; chance is 0.1).
+    np.testing.assert_array_equal(results["literal_diverged_at"], [[0, 0]])
+    assert np.all(results["literal_accuracy"] > 0.5)
 
 
 @pytest.mark.slow

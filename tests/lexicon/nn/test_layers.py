@@ -139,6 +139,39 @@ def test_batch_norm_train_mode_matches_formula(x64, rng):
     )
 
 
+def np_literal_batch_norm(h, delta):
+    """The slide's batch norm, literally: H' = (H - mu) / sigma, sigma = sqrt(delta + mean of
+    (H - mu)^2 over the m rows); no gamma, no beta."""
+    m = h.shape[0]
+    mu = sum(h[i] for i in range(m)) / m
+    sigma = np.sqrt(delta + sum((h[i] - mu) ** 2 for i in range(m)) / m)
+    return (h - mu) / sigma
+
+
+def test_literal_batch_norm_is_the_slides_formula_with_no_variables(x64, rng):
+    h = rng.normal(loc=-2.0, scale=3.0, size=(12, 4))
+    module = layers.BatchNorm(affine=False, epsilon=1e-3)
+    out, variables = jit_init_with_output(module, jax.random.key(0), jnp.asarray(h), False)
+    assert variables == {}  # no gamma, beta or running averages
+    expected = np_literal_batch_norm(h, 1e-3)
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-13)
+    # Eval mode has no averages to use: it is the same formula on the batch it is given.
+    evaluated = jit_apply(module, {}, jnp.asarray(h), True)
+    np.testing.assert_array_equal(np.asarray(evaluated), np.asarray(out))
+    # In an MLP: no Dense bias before it, no BatchNorm variables, train = eval.
+    model = layers.MLP(features=[6, 3], activation="relu", batch_norm=True, batch_norm_affine=False)
+    variables = jit_init(model, jax.random.key(1), jnp.asarray(h), train=True)
+    assert set(variables) == {"params"} and set(variables["params"]) == {"Dense_0", "Dense_1"}
+    assert "bias" not in variables["params"]["Dense_0"]
+    kernel = np.asarray(variables["params"]["Dense_0"]["kernel"])
+    hidden = np.maximum(np_literal_batch_norm(h @ kernel, 1e-5), 0.0)
+    out = variables["params"]["Dense_1"]
+    expected = hidden @ np.asarray(out["kernel"]) + np.asarray(out["bias"])
+    for train in (True, False):
+        got = jit_apply(model, variables, jnp.asarray(h), train=train)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-10, atol=1e-12)
+
+
 def test_batch_norm_matches_flax_in_train_and_eval_modes(rng):
     batches = [
         jnp.asarray(rng.normal(loc=2.0, scale=3.0, size=(32, 6)), jnp.float32) for _ in range(4)

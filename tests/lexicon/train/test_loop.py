@@ -1,6 +1,10 @@
 """lexicon.train: reproducibility, resume, vmapped seeds, devices, processes, NaN stops."""
 
+import os
 import pathlib
+import random
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -186,7 +190,26 @@ def test_data_and_seed_parallel_on_8_devices_equal_single_device(tmp_path):
     assert "PARALLEL OK" in result.stdout, result.stderr[-3000:]
 
 
-def test_two_processes_equal_one_process(tmp_path):
+def slurm_task(task: int, tasks: int, job: int) -> dict:
+    """The environment of task ``task`` of a SLURM step on this machine: the variables that
+    JAX's SlurmCluster reads (job id -> coordinator port, node list -> coordinator host,
+    task count, task id, local task id), with no LEXICON_* variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXICON_", "SLURM_"))}
+    env.update(
+        SLURM_JOB_ID=str(job),
+        SLURM_STEP_NODELIST="localhost",
+        SLURM_NTASKS=str(tasks),
+        SLURM_PROCID=str(task),
+        SLURM_LOCALID=str(task),
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
+    return env
+
+
+def test_two_processes_equal_one_process_by_launch_sh_and_by_slurm(tmp_path):
+    """One process on 8 devices, launch.sh's 2-process loopback mode, and a simulated 2-task
+    SLURM step (jax.distributed.initialize() finds the cluster by itself) give the same
+    metrics. The two multi-process runs go at the same time."""
     common = [
         "--config.epochs=2",
         "--config.seeds=2",
@@ -195,13 +218,7 @@ def test_two_processes_equal_one_process(tmp_path):
         "--config.progress=false",
         "--config.reference=false",
     ]
-    single = run_python(
-        ["-m", "experiments.backprop", *common, f"--workdir={tmp_path / 'one'}"], devices=8
-    )
-    assert single.returncode == 0, single.stderr
-    import subprocess
-
-    multi = subprocess.run(
+    launcher = subprocess.Popen(
         [
             "./launch.sh",
             "--processes",
@@ -213,18 +230,38 @@ def test_two_processes_equal_one_process(tmp_path):
             f"--workdir={tmp_path / 'two'}",
         ],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert multi.returncode == 0, multi.stderr[-3000:]
-    one, two = (train.read_metrics(tmp_path / d) for d in ("one", "two"))
+    job = random.randrange(10**6)  # the coordinator's port follows from it
+    slurm = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.backprop", *common, f"--workdir={tmp_path / 's'}"],
+            cwd=ROOT,
+            env=slurm_task(task, 2, job),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for task in range(2)
+    ]
+    single = run_python(
+        ["-m", "experiments.backprop", *common, f"--workdir={tmp_path / 'one'}"], devices=8
+    )
+    assert single.returncode == 0, single.stderr
+    for process in [launcher, *slurm]:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    one, two, by_slurm = (train.read_metrics(tmp_path / d) for d in ("one", "two", "s"))
     assert [r["epoch"] for r in one] == [r["epoch"] for r in two] == [1, 2]
-    for r1, r2 in zip(one, two):
+    for r1, r2, r3 in zip(one, two, by_slurm, strict=True):
         for key in r1:
             np.testing.assert_allclose(r1[key], r2[key], rtol=1e-5, atol=1e-6)
-    manifest = (tmp_path / "two" / "manifest.json").read_text()
-    assert '"process_count": 2' in manifest
+            assert r3[key] == r2[key], key  # the same program on the same 2 x 4 devices
+    for run in ("two", "s"):
+        manifest = (tmp_path / run / "manifest.json").read_text()
+        assert '"process_count": 2' in manifest
 
 
 def test_checkpoint_files_are_orbax(tmp_path, digits):
