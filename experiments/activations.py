@@ -4,23 +4,21 @@ SPEC §3 (document 001): a unit computes a_i = g(in_i). Sigmoid and tanh saturat
 derivatives are small over most of the line (sigmoid' <= 1/4); backpropagation multiplies one
 such factor per layer, and in a deep sigmoid network the gradient reaching the first layers
 vanishes. ReLU has derivative 1 where it is active, but a unit whose input is negative on every
-example gets no gradient at all and stops learning (a dead unit); leaky ReLU, PReLU and maxout
-are the document's remedies.
+example gets no gradient at all and stops learning (a dead unit); absolute-value rectification
+g(z) = |z|, leaky ReLU, PReLU and maxout are the document's remedies.
 
 The experiment:
 1. plots each activation and its derivative as ``jax.grad`` gives it, and checks the
    derivative against its closed form;
 2. trains the same deep MLP (``depth`` hidden layers of ``width`` units, plain SGD,
-   cross-entropy) on digits (``config.dataset``) with sigmoid, tanh, ReLU, leaky ReLU, PReLU
-   and maxout units, ``config.seeds`` seeds each, and measures the gradient norm of every
+   cross-entropy) on digits (``config.dataset``) with sigmoid, tanh, ReLU, |z|, leaky ReLU,
+   PReLU and maxout units, ``config.seeds`` seeds each, and measures the gradient norm of every
    layer's weights at initialization, during training and at the end, and the final accuracy;
 3. counts dead hidden units: units whose incoming weights get exactly zero gradient from every
    validation example (for ReLU these are the units that are never active).
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -30,12 +28,13 @@ import numpy as np
 from lexicon import cli, data, losses, optim, train
 from lexicon.nn import activations
 from lexicon.nn import init as initializers
-from lexicon.nn.activations import dense_kernels
 from lexicon.nn.layers import MLP, Maxout, PReLU
 from lexicon.report import Report, compare, mean_std, plot_curves
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
-NETWORKS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout")
+NETWORKS = ("sigmoid", "tanh", "relu", "abs", "leaky_relu", "prelu", "maxout")
+REMEDIES = ("abs", "leaky_relu", "prelu", "maxout")  # the document's remedies for dead units
+SLOPED = ("sigmoid", "tanh", "relu", "abs")  # fixed units whose mean |g'(in)| is reported
 RECTIFIERS = ("relu", "leaky_relu", "prelu")  # units that are "active" where in_i > 0
 PRELU_SLOPE = PReLU().negative_slope_init  # the slope PReLU starts from (and the gallery shows)
 # The gallery's maxout unit of one input: the max of three fixed lines a x + b.
@@ -163,35 +162,14 @@ def build_model(config, activation, num_classes):
 
 
 def initial_states(config, task):
-    """The states fit starts from: the same init stream per seed as lexicon.train uses.
+    """The states fit starts from (its ``initial_state``): the init stream per seed that
+    lexicon.train uses, so the run is the one fit would make from task.init.
 
     Run eagerly on purpose: compiling a whole-network init costs XLA seconds per network,
     while the eager primitives are compiled once and reused by every network of equal shapes.
     """
     seeds = jnp.arange(config.seed, config.seed + config.seeds)
     return jax.vmap(lambda s: task.init(train.stream(s, "init")))(seeds)
-
-
-@functools.partial(jax.jit, static_argnames=("model", "pieces"))
-def diagnostics(model, params, split, pieces: int):
-    """Per seed (leading axis), on a whole split: gradient_norms (layers,) ||dL/dW_l||_F of
-    the split's mean loss, output layer last; activity (depth, width), zero for a dead unit
-    (``activations.unit_activity``); pre_activations (depth, examples, units), the inputs in_i
-    of the hidden units (for maxout, every piece)."""
-
-    def per_seed(p):
-        def loss(q, x, y):
-            return objective(model, q, x, y)[0]
-
-        grads = jax.grad(loss)(p, split["x"], split["y"])
-        _, state = model.apply({"params": p}, split["x"], mutable=["intermediates"])
-        return {
-            "gradient_norms": jnp.stack([jnp.linalg.norm(k) for k in dense_kernels(grads)]),
-            "activity": activations.unit_activity(loss, p, split["x"], split["y"], pieces),
-            "pre_activations": jnp.stack(state["intermediates"]["pre_activations"][:-1]),
-        }
-
-    return jax.vmap(per_seed)(params)
 
 
 def run_network(config, splits, activation, workdir):
@@ -204,16 +182,18 @@ def run_network(config, splits, activation, workdir):
         splits.train,
         workdir / activation,
         eval_splits={"val": splits.val, "test": splits.test},
+        initial_state=start,
     )
     pieces = config.maxout_pieces if activation == "maxout" else 1
     run = {"result": result}
     for when, state in (("init", start), ("final", result.state)):
-        found = jax.tree.map(np.asarray, diagnostics(model, state.params, splits.val, pieces))
+        found = activations.classifier_diagnostics(model, state.params, splits.val, pieces)
+        found = jax.tree.map(np.asarray, found)
         run[f"norms_{when}"] = found["gradient_norms"]
         run[f"dead_{when}"] = (found["activity"] == 0).mean(axis=(1, 2))
-        if when == "init" and activation in ("sigmoid", "tanh", "relu"):
+        if when == "init" and activation in SLOPED:
             pre = jnp.ravel(jnp.asarray(found["pre_activations"]))
-            slope = jax.vmap(jax.grad(activations.get(activation)))(pre)
+            slope = jnp.abs(jax.vmap(jax.grad(activations.get(activation)))(pre))
             run["mean_slope_init"] = np.asarray(slope).reshape(config.seeds, -1).mean(axis=1)
         if when == "final" and activation in RECTIFIERS:
             never = np.all(found["pre_activations"] <= 0, axis=2)
@@ -287,8 +267,7 @@ def vanishing_verdict(runs, depth: int) -> str:
 
 def dead_unit_verdict(runs) -> str:
     """Whether ReLU ends with more dead units than the remedy that keeps the most."""
-    remedies = ("leaky_relu", "prelu", "maxout")
-    worst = max(remedies, key=lambda n: float(np.mean(runs[n]["dead_final"])))
+    worst = max(REMEDIES, key=lambda n: float(np.mean(runs[n]["dead_final"])))
     relu = runs["relu"]["dead_final"]
     verdict = compare(relu, runs[worst]["dead_final"], paired=True, names=("relu", worst))
     relu_init = float(np.mean(runs["relu"]["dead_init"]))
@@ -301,7 +280,21 @@ def dead_unit_verdict(runs) -> str:
     return (
         f"After training, {float(np.mean(relu)):.1%} of the ReLU network's hidden units are "
         f"dead, against at most {float(np.mean(runs[worst]['dead_final'])):.1%} ({worst}) for "
-        f"leaky ReLU, PReLU and maxout. Dead fraction: {verdict.sentence}." + revived
+        f"|z|, leaky ReLU, PReLU and maxout. Dead fraction: {verdict.sentence}." + revived
+    )
+
+
+def abs_verdict(runs) -> str:
+    """Absolute-value rectification against ReLU: the size of g' at init, dead units, accuracy."""
+    slopes = {n: float(np.mean(runs[n]["mean_slope_init"])) for n in ("abs", "relu")}
+    dead = {n: float(np.mean(runs[n]["dead_final"])) for n in ("abs", "relu")}
+    accuracy = [runs[n]["result"].final("test/accuracy") for n in ("abs", "relu")]
+    verdict = compare(*accuracy, paired=True, names=("|z|", "relu"))
+    return (
+        f"Absolute-value rectification g(z) = |z| has |g'(z)| = 1 on both sides of 0: the mean "
+        f"|g'(in)| over hidden units at init is {slopes['abs']:.3f} (ReLU {slopes['relu']:.3f}), "
+        f"and {dead['abs']:.1%} of its units end dead (ReLU {dead['relu']:.1%}). Test accuracy: "
+        f"{verdict.sentence}."
     )
 
 
@@ -349,7 +342,7 @@ def train_and_evaluate(config, workdir):
             "test accuracy",
             f"‖dL/dW_1‖ / ‖dL/dW_{config.depth}‖ at init",
             "same after training",
-            "mean g'(in) over hidden units at init (max: sigmoid 0.25, tanh 1, relu 1)",
+            "mean |g'(in)| over hidden units at init (max: sigmoid 0.25, tanh 1, relu 1; abs 1)",
         ],
         rows,
         caption="Vanishing gradients: first hidden layer against the last hidden layer",
@@ -384,12 +377,14 @@ def train_and_evaluate(config, workdir):
         "left: validation accuracy per epoch; right: fraction of dead hidden units",
     )
     report.text(dead_unit_verdict(runs))
+    report.text(abs_verdict(runs))
     report.write()
     return {
         "max_derivative_error": max(float(np.max(np.abs(v[1] - v[2]))) for v in values.values()),
         **{f"test_accuracy/{n}": r["result"].final("test/accuracy") for n, r in runs.items()},
         **{f"gradient_ratio_init/{n}": ratio(r["norms_init"]) for n, r in runs.items()},
         **{f"dead_final/{n}": r["dead_final"] for n, r in runs.items()},
+        **{f"mean_slope_init/{n}": r["mean_slope_init"] for n, r in runs.items() if n in SLOPED},
     }
 
 

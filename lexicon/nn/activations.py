@@ -15,18 +15,25 @@ function             g(x)                            g'(x) as ``jax.grad`` retur
 ``tanh``             tanh x                          1 - tanh^2 x
 ``relu``             max(0, x)                       1 if x > 0 else 0 (0 at x = 0)
 ``leaky_relu``       x if x >= 0 else a x            1 if x >= 0 else a (1 at x = 0)
-``abs``              |x|                             sign(x), with +1 at x = 0
+``abs``              |x|                             sign(x), with +1 at x = 0 (see below)
 ``identity``         x                               1
 ===================  ==============================  =========================================
+
+At a kink autodiff returns one subgradient, and the table names which. For absolute-value
+rectification any value in [-1, 1] is a subgradient at 0; ``jnp.abs`` gives +1 there (the
+derivative of the x >= 0 branch), so |g'(x)| = 1 at every x, 0 included.
 
 Use :func:`get` to turn a config string into one of these functions.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lexicon import losses
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -81,7 +88,9 @@ def leaky_relu(x: jax.Array, negative_slope: float = DEFAULT_LEAKY_SLOPE) -> jax
 def absolute_value_rectification(x: jax.Array) -> jax.Array:
     """Absolute-value rectification: g(x) = |x| (the ReLU family with slope -1 for x < 0).
 
-    Derivative sign(x); autodiff (``jnp.abs``) picks the subgradient +1 at x = 0.
+    One of the document's remedies for dead units: |g'(x)| = 1 on both sides of 0, so a unit
+    passes gradient back whatever the sign of its input. Derivative sign(x); autodiff
+    (``jnp.abs``) picks the subgradient +1 at x = 0.
     """
     return jnp.abs(x)
 
@@ -169,3 +178,30 @@ def unit_activity(loss: Callable, params, x: jax.Array, y: jax.Array, pieces: in
     per_example = jax.vmap(lambda xe, ye: dense_kernels(jax.grad(loss)(params, xe[None], ye[None])))
     kernels = per_example(x, y)[:-1]  # the output layer has no hidden units
     return jnp.stack([jnp.abs(k).sum(axis=(0, 1)).reshape(pieces, -1).sum(axis=0) for k in kernels])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "pieces"))
+def classifier_diagnostics(model, params, split: dict, pieces: int = 1) -> dict:
+    """What the units of an MLP classifier do on a whole split, per seed (leading axis).
+
+    The loss is the mean softmax cross-entropy of ``model.apply`` (logits) on split["x"],
+    split["y"] (integer labels). Returns gradient_norms (layers,), ||dL/dW_l||_F of every
+    Dense kernel, output layer last; activity (depth, width) from :func:`unit_activity`, zero
+    for a dead unit; pre_activations (depth, examples, units), the inputs in_i of the hidden
+    units (for maxout, every piece) as the model sows them.
+    """
+
+    def per_seed(p):
+        def loss(q, x, y):
+            logits = model.apply({"params": q}, x)
+            return losses.softmax_cross_entropy_with_integer_labels(logits, y)
+
+        grads = jax.grad(loss)(p, split["x"], split["y"])
+        _, state = model.apply({"params": p}, split["x"], mutable=["intermediates"])
+        return {
+            "gradient_norms": jnp.stack([jnp.linalg.norm(k) for k in dense_kernels(grads)]),
+            "activity": unit_activity(loss, p, split["x"], split["y"], pieces),
+            "pre_activations": jnp.stack(state["intermediates"]["pre_activations"][:-1]),
+        }
+
+    return jax.vmap(per_seed)(params)
