@@ -429,7 +429,10 @@ def detect_cluster() -> tuple[str, int | None] | None:
     elif "OMPI_MCA_orte_hnp_uri" in env:
         kind, count = "Open MPI", env.get("OMPI_COMM_WORLD_SIZE", "1")
     elif "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env:
-        return ("Kubernetes", None)
+        import importlib.util
+
+        # JAX reads the job through the kubernetes package; without it there is no cluster.
+        return ("Kubernetes", None) if importlib.util.find_spec("kubernetes") else None
     else:
         return None
     try:

@@ -99,6 +99,10 @@ class Checkpointer:
             quiet.setLevel(level)
 
     def write_config(self, config) -> None:
+        """``config.json`` beside the checkpoints, by process 0 (orbax itself coordinates the
+        processes of a checkpoint save: each writes its shards, process 0 the metadata)."""
+        if jax.process_index() != 0:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / CONFIG_FILE).write_text(json.dumps(plain_config(config), indent=1) + "\n")
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import ml_collections
+import numpy as np
 import pytest
 from support import ROOT, run_python
 
@@ -121,6 +122,11 @@ BAD = {
     "workdir unwritable": ([f"--workdir={PROC}/run"], "cannot be written"),
     "workdir a device": (["--workdir=/dev/null"], "exists and is not a directory"),
     "lr zero in float32": (["--config.lr=1e-50"], "must be positive in float32"),
+    "sweep not sweepable here": (["--config.sweep=lr=0.1,1"], "Sweepable keys here: none"),
+    "sweep of a shape": (["--config.sweep=hidden=4,8"], "hidden cannot be swept"),
+    "sweep syntax": (["--config.sweep=lr"], "is not key=value"),
+    "sweep unknown key": (["--config.sweep=momentum=0.9"], "'momentum', which is not a config"),
+    "distributed mode": (["--distributed=maybe"], "--distributed=maybe is not valid"),
 }
 
 
@@ -171,6 +177,61 @@ def test_device_checks_before_jax_distributed_starts(tmp_path, capsys, monkeypat
             run_tiny(args, tmp_path / "run")
         assert exit_info.value.code == 2
         assert message in one_error_line(capsys.readouterr().err)
+
+
+def test_a_sweep_from_the_command_line_reports_every_grid_point(tmp_path, capsys):
+    """tests/helpers/tiny_experiment.py lists lr as sweepable: 2 rates x 2 seeds as one run,
+    whose results.json and report.md get every grid point and the best one by validation; a
+    value that the key's rule refuses, or a key the experiment does not list, stops first."""
+    import tiny_experiment as tiny
+
+    def run(args, workdir):
+        argv = ["tiny", f"--workdir={workdir}", "--config.progress=false", *args]
+        return cli.run(tiny.get_config, tiny.train_and_evaluate, tiny.RULES, argv=argv)
+
+    for args, message in (
+        (["--config.sweep=lr=0.1,-2"], "config.sweep: config.lr=-2.0 is out of range"),
+        (["--config.sweep=sweep_memory=1,2"], "Sweepable keys here: lr"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            run(args, tmp_path / "bad")
+        assert exit_info.value.code == 2
+        assert message in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+    run(["--config.sweep=lr=0.01,0.05", "--config.seeds=2"], tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    sweep = saved["sweeps"]["."]
+    assert [p["point"] for p in sweep["points"]] == [{"lr": 0.01}, {"lr": 0.05}]
+    assert sweep["select"]["metric"] == "val/loss"
+    means = [p["metrics"]["val/loss"]["mean"] for p in sweep["points"]]
+    assert sweep["best"] == int(np.argmin(means))
+    assert len(sweep["points"][0]["metrics"]["val/loss"]["per_seed"]) == 2
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Sweep: lr" in report and "sweep-grid.png" in report
+    assert (tmp_path / "run" / "sweep-grid.png").exists()
+
+
+def test_clusters_that_jax_detects_start_jax_distributed(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith(("SLURM_", "OMPI_", "LEXICON_")) or name == "KUBERNETES_SERVICE_HOST":
+            monkeypatch.delenv(name)
+    assert cli.detect_cluster() is None
+    slurm = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="n[1-2]", SLURM_NTASKS="4", SLURM_PROCID="1")
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    assert cli.detect_cluster() is None  # SLURM_LOCALID missing: JAX would not detect it
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    assert cli.detect_cluster() == ("SLURM", 4)
+    assert cli.process_count() == 4 and cli.device_count() is None  # known once started
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert cli.detect_cluster() is None  # one task: a plain single-process run
+    assert cli.distributed_flag(["x", "--distributed=off", "--config.seeds=2"]) == [
+        "x",
+        "--config.seeds=2",
+    ]
+    assert cli.DISTRIBUTED["mode"] == "off"
+    cli.distributed_flag(["x"])
+    assert cli.DISTRIBUTED["mode"] is None
 
 
 def test_check_workdir_creates_and_returns_the_directory(tmp_path):
@@ -258,6 +319,7 @@ EXPERIMENT_BAD = {
         ["--config.methods=", "--config.first_order="],
         "both empty",
     ),
+    "batchnorm sweep": ("batchnorm", ["--config.sweep=bn_epsilon=1e-5,1e-3"], "cannot be swept"),
 }
 
 

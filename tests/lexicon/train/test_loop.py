@@ -181,6 +181,20 @@ config.parallel = "seeds"
 b = train.fit(config, task, digits.train, sys.argv[1] + "/s-seeds")
 for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+# A sweep's 4 grid points x 2 seeds spread over the 8 devices equal the sweep on one device.
+from train_tasks import least_squares, regression_data
+import optax
+def build(c):
+    return least_squares(optax.sgd(c.lr))
+swept = {}
+for parallel in ("none", "seeds"):
+    config = train.defaults()
+    config.update(dict(epochs=2, seeds=2, batch_size=10, progress=False, parallel=parallel))
+    config.lr, config.sweep = 0.05, "lr=0.01,0.03,0.1,0.3"
+    swept[parallel] = train.fit(config, build, regression_data(), sys.argv[1] + "/sw-" + parallel)
+assert len(swept["seeds"].state.params["w"].sharding.device_set) == 8
+for x, y in zip(jax.tree.leaves(swept["none"].state), jax.tree.leaves(swept["seeds"].state)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 print("PARALLEL OK")
 """
 

@@ -144,3 +144,17 @@ def test_a_grid_too_large_runs_in_chunks_with_one_notice(tmp_path):
 def test_a_sweep_needs_a_task_builder(tmp_path):
     with pytest.raises(ConfigError, match="task builder"):
         train.fit(config(sweep="lr=0.1"), build(config()), regression_data(), tmp_path)
+
+
+@pytest.mark.slow
+def test_a_sweep_by_dispatch_by_data_parallel_and_resumed_equals_the_scanned_sweep(tmp_path):
+    cfg = dict(sweep="lr=0.01,0.1", seeds=2)
+    scanned = train.fit(config(**cfg), build, regression_data(), tmp_path / "scan")
+    for name, extra in (("dispatch", dict(epoch_loop="dispatch")), ("data", dict(parallel="data"))):
+        other = train.fit(config(**cfg, **extra), build, regression_data(), tmp_path / name)
+        for a, b in zip(jax.tree.leaves(scanned.state), jax.tree.leaves(other.state)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    train.fit(config(**cfg, epochs=1), build, regression_data(), tmp_path / "resumed")
+    train.fit(config(**cfg, resume=True), build, regression_data(), tmp_path / "resumed")
+    metrics = [(tmp_path / d / "metrics.jsonl").read_bytes() for d in ("scan", "resumed")]
+    assert metrics[0] == metrics[1]
