@@ -268,6 +268,19 @@ def _run(config, workdir, methods, first_order):
         )
     )
 
+    if set(methods) & set(CG_BETAS):
+        cg = problems.scipy_optimum(config.l2, x_np, t_np, num_outputs, "CG", gtol=config.tol)
+        rows.append(
+            (
+                "**reference: scipy CG, Polak-Ribiere+ (NumPy, float64)**",
+                f"{cg['iterations']} (one start at 0)",
+                f"{cg['seconds'] * 1e3:.2f} (not compiled)",
+                "",
+                f"{cg['grad_norm']:.1e}",
+                f"{cg['objective'] - reference['objective']:+.2e}",
+                f"{np.linalg.norm(ravel_pytree(cg['params'])[0] - theta_scipy):.1e}",
+            )
+        )
     report = Report(workdir, "Second-order methods: Newton, Newton-CG, BFGS, L-BFGS, CG")
     problem = "odd vs even digit" if num_outputs == 1 else "10-way softmax"
     report.text(

@@ -313,8 +313,11 @@ def logistic_value_and_grad(theta, x, t, l2, num_outputs):
     return value + 0.5 * l2 * theta @ theta, grad + l2 * theta
 
 
-def scipy_optimum(l2: float, x, t, num_outputs: int) -> dict:
-    """scipy's L-BFGS-B on :func:`logistic_value_and_grad`, from zero, to a gradient near
+def scipy_optimum(
+    l2: float, x, t, num_outputs: int, method: str = "L-BFGS-B", gtol: float = 1e-12
+) -> dict:
+    """scipy's L-BFGS-B (or ``method="CG"``, its Polak-Ribiere+ conjugate gradient, stopped at
+    ||g||_2 <= gtol) on :func:`logistic_value_and_grad`, from zero, to a gradient near
     rounding: its parameters, J*, final gradient norm, iterations and wall time."""
     import time
 
@@ -327,8 +330,10 @@ def scipy_optimum(l2: float, x, t, num_outputs: int) -> dict:
         np.zeros(size),
         args=(x, t, l2, num_outputs),
         jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 100_000, "maxfun": 200_000, "gtol": 1e-12, "ftol": 1e-16},
+        method=method,
+        options={"maxiter": 100_000, "maxfun": 200_000, "gtol": gtol, "ftol": 1e-16}
+        if method == "L-BFGS-B"
+        else {"maxiter": 100_000, "gtol": gtol, "norm": 2},
     )
     seconds = time.perf_counter() - start
     d = x.shape[1]

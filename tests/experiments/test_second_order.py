@@ -149,6 +149,7 @@ def test_experiment_end_to_end(tmp_path):
     assert (tmp_path / "report.md").exists() and (tmp_path / "convergence.png").exists()
     report = (tmp_path / "report.md").read_text()
     assert "reference: scipy L-BFGS-B" in report and "not reached in 200" in report
+    assert "reference: scipy CG, Polak-Ribiere+" in report
     assert "Newton's method, iterate by iterate" in report
     iterations, gaps = headline["iterations"], headline["objective_gap"]
     for method in ("newton", "cg_fr"):
