@@ -223,9 +223,12 @@ def landscape_runs(config, names, nudges, functions):
             )
             for label, tx in (("no clipping", optim.sgd(config.cliff_lr)), ("clipped", clip))
         }
+        order.update({surface: list(labelled) for surface, labelled in runs.items()})
         return runs
 
-    return jax.tree.map(np.asarray, jax.jit(run)())
+    order = {}  # the labels in the order they ran (a pytree's dicts come back sorted)
+    runs = jax.jit(run)()
+    return {s: {k: jax.tree.map(np.asarray, runs[s][k]) for k in order[s]} for s in order}
 
 
 def events(config):
