@@ -32,12 +32,15 @@ The remedies the documents name for mode collapse, low diversity and vanishing g
 - a bigger batch is the batch size of the run (and ``fake_batch``, the fakes per update);
 - the regularized discriminator is the R1 gradient penalty of Mescheder, Geiger & Nowozin
   (ICML 2018) [add], (gamma / 2) E_{x~p_r} ||grad_x l(x)||^2 on the real data, with l the
-  discriminator's logit (``r1_penalty``; ``GAN.r1`` is gamma). We chose R1, not the WGAN-GP
-  penalty (which belongs to the Wasserstein critic) nor spectral normalization;
+  discriminator's logit (``r1_penalty``; ``GAN.r1`` is gamma, a number or a schedule of D's
+  update count), or spectral normalization (Miyato et al., ICLR 2018) [add], every layer of
+  D divided by its largest singular value (``SpectralDense``, ``DenseDiscriminator(spectral=
+  True)``). We left out the WGAN-GP penalty, which belongs to the Wasserstein critic;
 - the optimizers are the caller's: Adam with beta1 = 0.5 (Radford et al. 2016) or its
-  defaults, or SGD.
-Unrolled GANs (Metz et al. 2017) are not implemented: the documents do not name them, and the
-ring experiment sets their published figures beside ours instead.
+  defaults, or SGD;
+- beyond the documents' list, the unrolled GAN (Metz et al., ICLR 2017) [add], ``GAN.unroll``
+  = K: G's loss is taken against D after K more updates of D's own optimizer, and
+  differentiated through them (``unrolled_discriminator``, a lax.scan).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ OBJECTIVES = ("minimax", "non_saturating")
 LABEL_MODES = ("onehot", "embed")
 OPTIMIZERS = ("adam", "adam_default", "sgd")
 LEAKY_SLOPE = 0.2  # the discriminators' leaky ReLU slope (Radford et al. 2016)
+SN_ITERATIONS = 10  # power-iteration rounds per spectral-norm estimate
 
 
 # --- latent prior ------------------------------------------------------------------------------
@@ -126,6 +130,42 @@ class DenseGenerator(nn.Module):
         return activations.get(self.output_activation or "identity")(out)
 
 
+def spectral_norm(w: jax.Array, iterations: int = SN_ITERATIONS) -> jax.Array:
+    """The largest singular value of a matrix w (m, n), by ``iterations`` rounds of power
+    iteration v <- W^T W v / ||.|| from a fixed start, as u^T W v with u and v held constant
+    under differentiation (Miyato et al. 2018) [add]: the gradient is that of sigma_1 alone,
+    u_1 v_1^T. Each call starts afresh (no carried u), so the module stays a pure function of
+    its parameters; the estimate never exceeds sigma_1 and converges like
+    (sigma_2 / sigma_1)^(2 iterations)."""
+
+    def normalize(a):
+        return a / (jnp.linalg.norm(a) + 1e-12)
+
+    def power(_, uv):
+        u = normalize(w @ uv[1])
+        return u, normalize(w.T @ u)
+
+    v = normalize(jax.random.normal(jax.random.key(0), (w.shape[1],), w.dtype))
+    u, v = jax.lax.fori_loop(0, iterations, power, (normalize(w @ v), v))
+    u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
+    return u @ w @ v
+
+
+class SpectralDense(nn.Module):
+    """A dense layer x W / sigma_1(W) + b: spectral normalization (Miyato et al. 2018) [add],
+    which bounds the layer's Lipschitz constant by 1. The kernel and bias are initialized as
+    flax's Dense."""
+
+    features: int
+    iterations: int = SN_ITERATIONS
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return x @ (kernel / spectral_norm(kernel, self.iterations)) + bias
+
+
 class DenseDiscriminator(nn.Module):
     """The logit l(x[, y]) of D = sigmoid(l): an MLP with leaky ReLUs and one output unit.
     Inputs of any shape are flattened to vectors."""
@@ -135,14 +175,16 @@ class DenseDiscriminator(nn.Module):
     num_classes: int = 0
     label_mode: str = "onehot"
     embed_dim: int = 16
+    spectral: bool = False  # every layer a SpectralDense (spectral normalization)
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         act = _discriminator_activation(self.activation)
+        dense = SpectralDense if self.spectral else nn.Dense
         h = _condition(self, x.reshape(x.shape[0], -1), labels)
         for width in self.hidden:
-            h = act(nn.Dense(width)(h))
-        return nn.Dense(1, name="logit")(h)[:, 0]
+            h = act(dense(width)(h))
+        return dense(1, name="logit")(h)[:, 0]
 
 
 def _discriminator_activation(name: str) -> Callable:
@@ -266,9 +308,10 @@ class GAN:
     prior: str = "uniform"
     objective: str = "non_saturating"
     disc_steps: int = 1
-    r1: float = 0.0
+    r1: float | Callable = 0.0  # gamma, or a schedule gamma(D's update count)
     num_classes: int = 0
     fake_batch: int = 0
+    unroll: int = 0  # K: G looks K discriminator updates ahead (0: the plain GAN)
 
     def __post_init__(self):
         if self.prior not in PRIORS:
@@ -318,6 +361,28 @@ class GAN:
 
     # updates -----------------------------------------------------------------------------------
 
+    def r1_weight(self, disc_step):
+        """gamma at D's update ``disc_step``: ``r1`` itself, or ``r1(disc_step)`` for a
+        schedule."""
+        return self.r1(disc_step) if callable(self.r1) else self.r1
+
+    def discriminator_objective(self, disc_params, real, labels, fake, fake_labels, disc_step=0):
+        """D's loss on a batch of real inputs and one of fakes, BCE(real = 1, fake = 0)
+        (+ gamma/2 R1, gamma at D's update ``disc_step``), and its metrics."""
+        real_logits = self.logits(disc_params, real, labels)
+        fake_logits = self.logits(disc_params, fake, fake_labels)
+        loss = discriminator_loss(real_logits, fake_logits)
+        metrics = {
+            "d_loss": loss,
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        }
+        if self.r1:
+            penalty = r1_penalty(lambda x, y: self.logits(disc_params, x, y), real, labels)
+            metrics["r1"] = penalty
+            loss = loss + 0.5 * self.r1_weight(disc_step) * penalty
+        return loss, metrics
+
     def discriminator_update(self, state: GANState, real, key, labels=None):
         """One update of D on a batch of real inputs (and labels) and as many fresh fakes (or
         ``fake_batch``): minimize BCE(real = 1, fake = 0) (+ gamma/2 R1). G does not move."""
@@ -329,32 +394,42 @@ class GAN:
         fake = jax.lax.stop_gradient(
             self.generate(state.gen.params, self.latent(z_key, n), fake_labels)
         )
-
-        def loss_fn(params):
-            real_logits = self.logits(params, real, labels)
-            fake_logits = self.logits(params, fake, fake_labels)
-            loss = discriminator_loss(real_logits, fake_logits)
-            metrics = {
-                "d_loss": loss,
-                "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-            }
-            if self.r1:
-                penalty = r1_penalty(lambda x, y: self.logits(params, x, y), real, labels)
-                metrics["r1"] = penalty
-                loss = loss + 0.5 * self.r1 * penalty
-            return loss, metrics
-
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.disc.params)
+        grads, metrics = jax.grad(self.discriminator_objective, has_aux=True)(
+            state.disc.params, real, labels, fake, fake_labels, state.disc.step
+        )
         return state.replace(disc=state.disc.apply_gradients(grads)), metrics
 
-    def generator_update(self, state: GANState, key, n: int):
-        """One update of G on n fresh fakes: minimize the chosen objective. D does not move."""
+    def unrolled_discriminator(self, disc: TrainState, real, labels, fake, fake_labels):
+        """D after ``unroll`` updates of its own optimizer on one batch of real inputs and one
+        of fakes, as a differentiable function of the fakes (a lax.scan): the look-ahead of
+        the unrolled GAN (Metz et al. 2017) [add]."""
+
+        def one(disc, _):
+            grads, _ = jax.grad(self.discriminator_objective, has_aux=True)(
+                disc.params, real, labels, fake, fake_labels, disc.step
+            )
+            return disc.apply_gradients(grads), None
+
+        return jax.lax.scan(one, disc, None, length=self.unroll)[0]
+
+    def generator_update(self, state: GANState, key, n: int, real=None, real_labels=None):
+        """One update of G on n fresh fakes: minimize the chosen objective. D does not move.
+
+        With ``unroll`` = K > 0, G's loss is taken against D after K more updates on ``real``
+        (and ``real_labels``) and these fakes, f(theta_G, D_K(theta_G)), and differentiated
+        through the K updates (Metz et al. 2017, eq. 7-8) [add]; D itself stays where it is."""
         z_key, y_key = jax.random.split(key)
         z, labels = self.latent(z_key, n), self.labels(y_key, n)
+        if self.unroll and real is None:
+            raise ValueError("an unrolled generator update needs a batch of real inputs")
 
         def loss_fn(params):
-            fake_logits = self.logits(state.disc.params, self.generate(params, z, labels), labels)
+            fake = self.generate(params, z, labels)
+            disc_params = state.disc.params
+            if self.unroll:
+                ahead = self.unrolled_discriminator(state.disc, real, real_labels, fake, labels)
+                disc_params = ahead.params
+            fake_logits = self.logits(disc_params, fake, labels)
             return generator_loss(fake_logits, self.objective), fake_logits
 
         (loss, fake_logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.gen.params)
@@ -392,7 +467,8 @@ class GAN:
 
         state, d_metrics = jax.lax.scan(one_disc_update, state, (d_keys, *slices))
         d_metrics = jax.tree.map(lambda m: m[-1], d_metrics)
-        state, g_metrics = self.generator_update(state, g_key, self.fake_batch or per_update)
+        last = jax.tree.map(lambda a: a[-1], slices)  # the round's last real slice (unrolling)
+        state, g_metrics = self.generator_update(state, g_key, self.fake_batch or per_update, *last)
         return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
 
     def task(

@@ -9,7 +9,7 @@ from lexicon import cli
 
 def test_bad_input_stops_with_one_line(capsys):
     for flag, word in (
-        ("--config.variants=unrolled", "unrolled"),
+        ("--config.variants=packing", "packing"),
         ("--config.snapshots=3", "snapshots"),
         ("--config.prior=cauchy", "uniform"),
     ):
@@ -34,11 +34,24 @@ def test_each_variant_changes_one_thing():
         lr=config.lr,
         batch_size=config.batch_size,
         r1=0.0,
+        r1_end=None,
+        prior="uniform",
+        spectral=False,
+        unroll=0,
     )
     for name in experiment.VARIANTS:
         changed = {k for k, v in experiment.variant_settings(config, name).items() if base[k] != v}
-        expected = {"non_saturating": 0, "sgd": 2, "r1_big_batch": 2}.get(name, 1)
+        expected = {"non_saturating": 0, "sgd": 2, "r1_big_batch": 2, "best": 4}.get(name, 1)
         assert len(changed) == expected, (name, changed)
+    best = experiment.variant_settings(config, experiment.BEST)
+    model, _ = experiment.make_task(config, best)
+    rounds = config.epochs * config.steps_per_epoch
+    assert model.prior == "normal" and model.r1(0) == config.r1
+    np.testing.assert_allclose(model.r1(rounds), config.r1_end, rtol=1e-6)
+    model, _ = experiment.make_task(config, experiment.variant_settings(config, "spectral"))
+    assert model.discriminator.spectral and not model.r1 and not model.unroll
+    model, _ = experiment.make_task(config, experiment.variant_settings(config, "unrolled"))
+    assert model.unroll == config.unroll and not model.discriminator.spectral
     assert config.prior == "uniform"
     paper = config.copy_and_resolve_references()
     paper.scale = "paper"

@@ -169,14 +169,9 @@ def test_r1_penalty_is_the_squared_input_gradient(x64):
     mlp = gan.DenseDiscriminator(hidden=(6,), num_classes=3)
     y = jnp.array([0, 1, 2, 1, 0])
     params = mlp.init(jax.random.key(2), x, y)["params"]
-    jac = np.stack(
-        [
-            jax.jacobian(lambda v, i=i: mlp.apply({"params": params}, v[None], y[i : i + 1])[0])(
-                x[i]
-            )
-            for i in range(5)
-        ]
-    )
+    jac = jax.vmap(
+        jax.jacobian(lambda v, label: mlp.apply({"params": params}, v[None], label[None])[0])
+    )(x, y)
     got = gan.r1_penalty(lambda v, lab: mlp.apply({"params": params}, v, lab), x, y)
     np.testing.assert_allclose(got, np.mean(np.sum(jac**2, axis=1)), rtol=1e-10)
 
@@ -253,3 +248,68 @@ def test_optimizers():
             np.testing.assert_array_equal(update["w"], expected["w"])
     with pytest.raises(ValueError, match="sgd"):
         gan.optimizer("rmsprop", 0.1)
+
+
+def test_spectral_norm_is_the_top_singular_value(x64):
+    """Power iteration from a fixed start against numpy.linalg.svd: sigma_1 of a matrix with
+    a spectral gap, its gradient u_1 v_1^T, and a SpectralDense kernel rescaled to sigma_1 = 1."""
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    v, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    w = u[:, :5] @ np.diag([3.0, 1.5, 1.0, 0.5, 0.1]) @ v.T
+    np.testing.assert_allclose(gan.spectral_norm(jnp.asarray(w), 20), 3.0, rtol=1e-10)
+    grad = jax.grad(lambda a: gan.spectral_norm(a, 20))(jnp.asarray(w))
+    np.testing.assert_allclose(grad, np.outer(u[:, 0], v[:, 0]), atol=1e-10)
+    x = rng.normal(size=(3, 7))
+    layer = gan.SpectralDense(5, iterations=20)
+    params = layer.init(jax.random.key(0), x)["params"]
+    params = {"kernel": jnp.asarray(w), "bias": params["bias"] + 1.0}
+    np.testing.assert_allclose(layer.apply({"params": params}, x), x @ w / 3.0 + 1.0, rtol=1e-10)
+    random = rng.normal(size=(16, 32))  # a random matrix: a small gap, slower convergence
+    top = np.linalg.svd(random, compute_uv=False)[0]
+    np.testing.assert_allclose(gan.spectral_norm(jnp.asarray(random), 200), top, rtol=1e-8)
+    assert gan.spectral_norm(jnp.asarray(random), 2) <= top
+
+
+def test_unrolled_generator_gradient_against_a_literal_unrolling(x64):
+    """K = 2: G's gradient through two SGD updates of a linear D, against central differences
+    of a NumPy float64 transcription: d_w = mean_r -(1 - s(l)) x + mean_f s(l) x per D step,
+    then G's non-saturating loss -mean log s(l) under the updated D. D does not move."""
+    model = small_gan(
+        generator=gan.DenseGenerator(2, ()), discriminator=gan.DenseDiscriminator(()), unroll=2
+    )
+    eta = 0.5
+    state = fresh_state(model, n=4, gen_tx=optax.sgd(1.0), disc_tx=optax.sgd(eta))
+    real = np.asarray(jax.random.normal(jax.random.key(1), (4, 2))) + 1.0
+    key = jax.random.key(2)
+    update = jax.jit(model.generator_update, static_argnums=2)
+    new, _ = update(state, key, 4, jnp.asarray(real))
+    z = np.asarray(model.latent(jax.random.split(key)[0], 4))
+    d = {k: np.asarray(v, np.float64) for k, v in state.disc.params["logit"].items()}
+
+    def literal(a, b):
+        fake = z @ a + b
+        w, c = d["kernel"][:, 0], d["bias"][0]
+        for _ in range(2):
+            sr, sf = sigmoid64(real @ w + c), sigmoid64(fake @ w + c)
+            gw = np.mean(-(1 - sr)[:, None] * real, 0) + np.mean(sf[:, None] * fake, 0)
+            gc = np.mean(-(1 - sr)) + np.mean(sf)
+            w, c = w - eta * gw, c - eta * gc
+        return -np.mean(np.log(sigmoid64(fake @ w + c)))
+
+    g = {k: np.asarray(v, np.float64) for k, v in state.gen.params["out"].items()}
+    for name in ("kernel", "bias"):
+        numeric = np.zeros_like(g[name])
+        for i in np.ndindex(g[name].shape):
+            step = np.zeros_like(g[name])
+            step[i] = 1e-6
+            up = {**g, name: g[name] + step}
+            down = {**g, name: g[name] - step}
+            numeric[i] = (
+                literal(up["kernel"], up["bias"]) - literal(down["kernel"], down["bias"])
+            ) / 2e-6
+        got = g[name] - np.asarray(new.gen.params["out"][name])  # sgd(1): the gradient
+        np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-9)
+    assert same(new.disc, state.disc)
+    with pytest.raises(ValueError, match="real inputs"):
+        model.generator_update(state, key, 4)
