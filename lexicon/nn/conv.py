@@ -43,7 +43,7 @@ define "same"; the two splits only differ for even kernels.
 from __future__ import annotations
 
 import functools
-import itertools
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -354,7 +354,8 @@ def im2col_conv_general_dilated(
         X_mn[b, i, j, c] = X_pad[b, i*s_h + m*d_h, j*s_w + n*d_w, c]
 
     is taken, and the kh*kw slices are concatenated on the channel axis, tap-major, into the
-    patch matrix P of shape (N*out_h*out_w, kh*kw*C_in). The output is
+    patch matrix P of shape (N*out_h*out_w, kh*kw*C_in) (built axis by axis: kw slices along
+    the width, then kh slices of that along the height). The output is
 
         Y = P @ K.reshape(kh*kw*C_in, C_out),
 
@@ -368,43 +369,69 @@ def im2col_conv_general_dilated(
     if batch_group_count != 1:
         raise NotImplementedError("im2col convolution supports batch_group_count=1 only")
     spatial = lhs.ndim - 2
-    numbers = _channels_last_numbers(lhs.ndim, dimension_numbers)
+    return _im2col(
+        lhs,
+        rhs,
+        strides=tuple(window_strides),
+        padding=padding if isinstance(padding, str) else tuple(tuple(p) for p in padding),
+        lhs_dilation=tuple(lhs_dilation or (1,) * spatial),
+        rhs_dilation=tuple(rhs_dilation or (1,) * spatial),
+        numbers=_channels_last_numbers(lhs.ndim, dimension_numbers),
+        groups=feature_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "strides", "padding", "lhs_dilation", "rhs_dilation", "numbers", "groups", "precision",
+        "preferred_element_type",
+    ),
+)  # fmt: skip
+def _im2col(
+    lhs, rhs, *, strides, padding, lhs_dilation, rhs_dilation, numbers, groups, precision,
+    preferred_element_type,
+):  # fmt: skip
+    # One compiled unit, so that eager calls (model.init, tests) do not dispatch every slice.
+    spatial = lhs.ndim - 2
     lhs_perm = (numbers.lhs_spec[0], *numbers.lhs_spec[2:], numbers.lhs_spec[1])
     rhs_perm = (*numbers.rhs_spec[2:], numbers.rhs_spec[1], numbers.rhs_spec[0])
     x = jnp.transpose(lhs, lhs_perm)  # (N, *spatial, C); a no-op for flax's layout
     kernel = jnp.transpose(rhs, rhs_perm)  # (*window, C_in / groups, C_out)
     window = kernel.shape[:spatial]
-    strides = tuple(window_strides)
-    lhs_dilation = tuple(lhs_dilation or (1,) * spatial)
-    rhs_dilation = tuple(rhs_dilation or (1,) * spatial)
     dilated_in = [(n - 1) * d + 1 for n, d in zip(x.shape[1:-1], lhs_dilation)]
     dilated_window = [(k - 1) * d + 1 for k, d in zip(window, rhs_dilation)]
     if isinstance(padding, str):
         pads = lax.padtype_to_pads(dilated_in, dilated_window, strides, padding)
     else:
-        pads = [tuple(p) for p in padding]
+        pads = list(padding)
     config = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)]
     x = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)])
     out = [(n - w) // s + 1 for n, w, s in zip(x.shape[1:-1], dilated_window, strides)]
-    slices = []
-    for tap in itertools.product(*(range(k) for k in window)):
-        start = [0] + [t * d for t, d in zip(tap, rhs_dilation)] + [0]
-        limit = [x.shape[0]]
-        limit += [b + (o - 1) * s + 1 for b, o, s in zip(start[1:], out, strides)]
-        slices.append(lax.slice(x, start, limit + [x.shape[-1]], (1, *strides, 1)))
-    patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+    # Shifted slices one spatial axis at a time, the last first: after axis W the channels are
+    # (n, c), after axis H they are (m, n, c), the row order of K.reshape(kh*kw*C_in, C_out).
+    # kh + kw slices instead of kh * kw keep the program (and its compile time) small.
+    patches = x
+    for axis in reversed(range(1, spatial + 1)):
+        k, d, s, o = window[axis - 1], rhs_dilation[axis - 1], strides[axis - 1], out[axis - 1]
+        taps = [
+            lax.slice_in_dim(patches, t * d, t * d + (o - 1) * s + 1, s, axis) for t in range(k)
+        ]
+        patches = taps[0] if k == 1 else jnp.concatenate(taps, axis=-1)
+    taps = math.prod(window)
     c_in, c_out = kernel.shape[-2:]
-    groups = feature_group_count
-    rows = patches.reshape(-1, len(slices), groups, c_in)
+    rows = patches.reshape(-1, taps, groups, c_in)
     if groups == 1:
         y = lax.dot(
-            rows.reshape(-1, len(slices) * c_in),
+            rows.reshape(-1, taps * c_in),
             kernel.reshape(-1, c_out),
             precision=precision,
             preferred_element_type=preferred_element_type,
         )
     else:
-        weights = kernel.reshape(len(slices), c_in, groups, c_out // groups)
+        weights = kernel.reshape(taps, c_in, groups, c_out // groups)
         y = jnp.einsum(
             "rtgc,tcgo->rgo",
             rows,

@@ -341,3 +341,85 @@ def test_fedavg_cnn_has_mcmahans_parameter_count():
     assert sum(p.size for p in jax.tree.leaves(params)) == 1_663_370
     flat = model.apply({"params": params}, jnp.ones((3, 784)))
     np.testing.assert_array_equal(flat, model.apply({"params": params}, jnp.ones((3, 28, 28, 1))))
+
+
+def test_conv_impls_give_the_same_model():
+    """Every model with conv_impl=im2col equals itself with XLA's convolution: same
+    parameters, logits and parameter gradients to float32 rounding (one compiled program)."""
+    rng = np.random.default_rng(3)
+    cases = {**MODELS, "pooling": (lambda: cnn.PoolingNet(channels=(4, 8)), (2, 8, 8, 1))}
+    inputs, variables = {}, {}
+    for name, (make_model, input_shape) in cases.items():
+        inputs[name] = jnp.asarray(rng.normal(size=input_shape), jnp.float32)
+        variables[name] = numpy_variables(make_model(), inputs[name])
+
+    def run(impl, variables):
+        out = {}
+        for name, (make_model, _) in cases.items():
+            model = make_model().clone(conv_impl=impl)
+
+            def loss(params, name=name, model=model):
+                logits = model.apply({**variables[name], "params": params}, inputs[name])
+                return jnp.sum(logits**2), logits
+
+            out[name] = jax.grad(loss, has_aux=True)(variables[name]["params"])
+        return out
+
+    want = jax.jit(functools.partial(run, "xla"), compiler_options=QUICK_COMPILE)(variables)
+    got = jax.jit(functools.partial(run, "im2col"), compiler_options=QUICK_COMPILE)(variables)
+    for name in cases:
+        for g, w in zip(jax.tree.leaves(got[name]), jax.tree.leaves(want[name]), strict=True):
+            np.testing.assert_allclose(
+                np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-4, err_msg=name
+            )
+
+
+def test_pooling_net_and_shift_effects():
+    """PoolingNet's two downsamplings share their parameters and feature size; shift_effects
+    equals a NumPy float64 transcription of its definitions."""
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(6, 8, 8, 1)), jnp.float32)
+    y = rng.integers(0, 10, size=6)
+    nets = {d: cnn.PoolingNet(channels=(4, 8), downsample=d) for d in ("max", "stride")}
+    shapes = {d: jax.eval_shape(n.init, jax.random.key(0), x) for d, n in nets.items()}
+    assert jax.tree.map(np.shape, shapes["max"]) == jax.tree.map(np.shape, shapes["stride"])
+    assert parameter_count(shapes["max"]) == conv_params(3, 3, 1, 4) + conv_params(
+        3, 3, 4, 8
+    ) + dense_params(2 * 2 * 8, 10)
+    with pytest.raises(ValueError, match="max or stride"):
+        cnn.PoolingNet(downsample="avg").init(jax.random.key(0), x)
+
+    model = nets["max"]
+    variables = numpy_variables(model, x)
+    got = jax.jit(functools.partial(cnn.shift_effects, model))(variables, x, y)
+
+    def shifted(images, rows, cols):  # T x[i, j] = x[i - rows, j - cols], zero outside
+        out = np.zeros_like(images)
+        for i in range(8):
+            for j in range(8):
+                if 0 <= i - rows < 8 and 0 <= j - cols < 8:
+                    out[:, i, j] = images[:, i - rows, j - cols]
+        return out
+
+    @functools.partial(jax.jit, static_argnames="method")
+    def apply(images, method=None):
+        return model.apply(variables, images, method=method)
+
+    def forward(images, method=None):
+        return np.asarray(apply(jnp.asarray(images), method), np.float64)
+
+    base = np.asarray(x)
+    feats = forward(base, "features")
+    accuracy = np.mean(forward(base).argmax(-1) == y)
+    changes, accuracies = [], []
+    for rows, cols in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        moved = shifted(base, rows, cols)
+        diff = np.linalg.norm(forward(moved, "features") - feats, axis=1)
+        changes.append(np.mean(diff / np.linalg.norm(feats, axis=1)))
+        accuracies.append(np.mean(forward(moved).argmax(-1) == y))
+    np.testing.assert_allclose(float(got["feature_change"]), np.mean(changes), rtol=1e-5)
+    np.testing.assert_allclose(float(got["accuracy"]), accuracy)
+    np.testing.assert_allclose(float(got["shifted_accuracy"]), np.mean(accuracies), atol=1e-6)
+    np.testing.assert_allclose(
+        float(got["accuracy_drop"]), accuracy - np.mean(accuracies), atol=1e-6
+    )
