@@ -11,18 +11,16 @@ hyperparameters) is data for ``optim.from_config``.
 The hard landscapes (documents 000 and 001, SPEC §14; ``lexicon.optim.problems``) show the
 difficulties of optimization, each with its rate over the seeds:
   local minimum  the tilted double well (x^2 - 1)^2 + tilt x + y^2/2 as a finite sum of N
-                 terms f + xi_i . theta (xi_i centered, std s): full-batch gradient descent
-                 settles in the shallow minimum near x = +1; minibatches of m examples add
-                 gradient noise of variance ~ s^2/m that can carry the iterate over the
-                 barrier to the global minimum near x = -1 (the rate decays linearly to 1%);
+                 terms f + xi_i . theta (xi_i centered, std s): full-batch descent settles in
+                 the shallow minimum near x = +1; minibatches of m add gradient noise of
+                 variance ~ s^2/m that can carry it to the global one near x = -1;
   plateau        1 - exp(-r^2/2) from r ~ 4, where the gradient is ~1e-3: steps until f < 1/2;
   saddle         x^2/2 - y^2/2 + y^4/4 from (1.5, ~1e-3): gradient descent is slowed near the
                  saddle and leaves it, faster with minibatch noise; Newton's method (Alg 8.8),
                  which solves grad = 0, is drawn to the saddle and stays;
   cliff          a bowl with a drop of height 10 over ~0.02 at x = 1.5: an iterate that lands
-                 on the cliff face gets a gradient of ~125 and is thrown far; clipping the
-                 gradient's norm at c (g <- g c/||g|| when ||g|| > c, optax.clip_by_global_norm;
-                 Pascanu et al. 2013) bounds every step by eps c.
+                 on the cliff face (gradient ~125) is thrown far; clipping the gradient's norm
+                 at c (g <- g c/||g|| if ||g|| > c; Pascanu et al. 2013) bounds a step by eps c.
 """
 
 from __future__ import annotations
@@ -166,7 +164,7 @@ LANDSCAPES = {  # name -> (f, start, plotting window)
     "local minimum": (problems.tilted_double_well, (1.5, 1.0), (-2.0, 2.0, -1.5, 1.5)),
     "plateau": (problems.plateau, (4.0, 0.5), (-1.5, 5.0, -2.0, 2.0)),
     "saddle": (problems.saddle, (1.5, 0.0), (-0.5, 2.0, -1.6, 1.6)),
-    "cliff": (problems.cliff, (3.0, 0.5), (-3.0, 3.5, -2.0, 2.0)),
+    "cliff": (problems.cliff, (3.0, 0.5), (-7.5, 3.5, -2.0, 2.0)),
 }
 NEWTON = "Newton (Alg 8.8)"
 CLAIMS = {  # what each landscape's verdict compares, per seed
@@ -313,7 +311,7 @@ def landscapes(config, report, names, nudges) -> dict:
         f"## Hard landscapes\n\n{config.seeds} seeds, each from a fixed start plus N(0, 0.05^2) "
         f"noise (the saddle's y: N(0, 0.001^2)), with its own xi_i (N = {config.examples}) and "
         f"minibatch draws. Double well: tilt {config.tilt:g}, s = {config.well_noise:g}, eps "
-        f"{config.well_lr:g} decayed linearly to 1%, {config.well_steps} steps. Plateau: "
+        f"{config.well_lr:g} decayed linearly to 1% (Alg 8.1), {config.well_steps} steps. Plateau: "
         f"{config.plateau_steps} steps at each optimizer's `lr_plateau`. Saddle: s = "
         f"{config.saddle_noise:g}, eps {config.saddle_lr:g}, {config.saddle_steps} steps. Cliff: "
         f"SGD eps {config.cliff_lr:g}, {config.cliff_steps} steps, clipping at c = "
@@ -324,11 +322,14 @@ def landscapes(config, report, names, nudges) -> dict:
         if surface in verdicts:
             report.text(f"Claim ({CLAIMS[surface]}): {verdicts[surface].sentence}.")
     fig, axes = plt.subplots(1, 4, figsize=(22, 5))
+    thrown = int(np.argmax(tables["cliff"][2]["no clipping"][0]))  # the first seed thrown
     for ax, (surface, labelled) in zip(axes, runs.items()):
         paths = {label: p for label, (p, _) in labelled.items()}
-        problems.draw_paths(ax, functions[surface], LANDSCAPES[surface][2], paths, title=surface)
+        seed = thrown if surface == "cliff" else 0
+        problems.draw_paths(ax, functions[surface], LANDSCAPES[surface][2], paths, seed=seed)
+        ax.set_title(f"{surface} (seed {seed})")
         ax.legend(fontsize=7)
-    report.figure(fig, "landscapes", "seed 0's paths on the hard landscapes")
+    report.figure(fig, "landscapes", "paths on the hard landscapes (the cliff: a thrown seed)")
     return {
         "rates": {s: {k: float(np.mean(v[0])) for k, v in t[2].items()} for s, t in tables.items()},
         "verdicts": {s: v.verdict for s, v in verdicts.items()},

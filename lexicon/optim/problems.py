@@ -452,17 +452,17 @@ def steps_text(steps) -> str:
     return mean_std(kept, 1) if kept.size else "never"
 
 
-def draw_paths(ax, f, window, paths: dict, *, title: str = "", log_levels: bool = False):
-    """Contours of the 2-D ``f`` over ``window`` (x0, x1, y0, y1) and seed 0's path of each
+def draw_paths(ax, f, window, paths: dict, *, title="", log_levels=False, seed: int = 0):
+    """Contours of the 2-D ``f`` over ``window`` (x0, x1, y0, y1) and one seed's path of each
     label of ``paths`` (label -> (seeds, steps + 1, 2)), from its start (a black dot)."""
     gx, gy = np.meshgrid(np.linspace(*window[:2], 300), np.linspace(*window[2:], 300))
     fz = np.asarray(jax.vmap(jax.vmap(f))(jnp.stack([gx, gy], axis=-1)))
     levels = np.geomspace(max(fz.min(), 1e-2), fz.max(), 30) if log_levels else 30
     ax.contour(gx, gy, fz, levels=levels, colors="0.7", linewidths=0.5)
     for i, (label, path) in enumerate(paths.items()):
-        marker = "." if len(path[0]) < 30 else None
-        ax.plot(path[0, :, 0], path[0, :, 1], lw=1.1, color=f"C{i}", label=label, marker=marker)
-    ax.plot(*next(iter(paths.values()))[0, 0], "ko", ms=5, label="start (seed 0)")
+        marker = "." if len(path[seed]) < 30 else None
+        ax.plot(*path[seed].T, lw=1.1, color=f"C{i}", label=label, marker=marker)
+    ax.plot(*next(iter(paths.values()))[seed, 0], "ko", ms=5, label=f"start (seed {seed})")
     ax.set(xlim=window[:2], ylim=window[2:], xlabel="x", ylabel="y", title=title)
     ax.grid(alpha=0.3)
 
