@@ -17,8 +17,17 @@ DQN target, a learning rate that decays linearly to 0, and a final epsilon of 0.
 0.05 (at 0.05 one seed in four lost its balance late in training and the last-10% mean
 fell to 460). ``--config.env=breakout-minatar``
 switches to MinAtar Breakout with the MinAtar paper's DQN (Young & Tian 2019): one 3x3 conv
-of 16 channels and 128 units, RMSProp, batch 32, buffer 100,000, target every 1,000 steps,
-epsilon 1 -> 0.1 over 100,000 frames, Huber loss, 5 million frames.
+of 16 channels and 128 units, centered RMSProp 2.5e-4, batch 32, buffer 100,000, target every
+1,000 steps, epsilon 1 -> 0.1 over 100,000 frames, Huber loss, 5 million frames (flags such as
+``--config.epochs`` still win over the preset). gymnax's Breakout differs from the paper's
+MinAtar: no sticky actions (MinAtar: 0.1), the 3-action minimal set, episodes cut at 1,000 steps.
+
+The Huber loss at delta 1 diverges on CartPole (Q of the order of 10^4 after 60k steps, the
+pole let fall at once), with or without Double DQN; the squared loss and Huber at delta 10 do
+not. Not a bug but a setting: CartPole's values reach 100 (1/(1 - gamma)), so almost every
+error is beyond delta 1 and the fit is an L1 one, in which a terminal transition (y = r, the
+only thing that bounds the values) pulls no harder the more it is overestimated; the
+bootstrapped majority then carries Q past any possible return. ``--config.huber_delta`` sets it.
 
 Figures: the episodic-return curves over seeds; the mean return of the episodes that ended in
 the last 10% of training beside CleanRL's 498 ± 2 on CartPole-v1 and the solved threshold
@@ -50,7 +59,7 @@ MINATAR = {  # Young & Tian 2019, the DQN of the MinAtar paper (its examples/dqn
     "target_every": 1000,
     "learning_starts": 5000,
     "eps_end": 0.1,
-    "eps_fraction": 0.02,  # 100,000 of 5,000,000 frames
+    "eps_steps": 100_000,  # frames of the decay, whatever the frame budget
     "lr": 2.5e-4,
     "lr_decay": "constant",
     "optimizer": "rmsprop",
@@ -82,10 +91,12 @@ def get_config():
     config.lr_decay = "linear"  # linear (to 0 at the end) | constant
     config.optimizer = "adam"  # adam | rmsprop (centered, the MinAtar paper's)
     config.loss = "mse"  # mse | huber
+    config.huber_delta = 1.0  # Huber: square below this error, linear above
     config.double = True  # Double DQN target (van Hasselt et al. 2016)
     config.eps_start = 1.0  # epsilon at the first step
     config.eps_end = 0.01  # epsilon after the decay (CleanRL: 0.05)
     config.eps_fraction = 0.5  # fraction of training over which epsilon decays
+    config.eps_steps = 0  # env steps of the decay instead (0: eps_fraction of training)
     config.hidden = (120, 84)  # hidden widths of the Q-network
     config.conv = 0  # channels of a first 3x3 convolution (0 = none)
     config.eval_envs = 8  # environments of the greedy evaluation
@@ -108,9 +119,11 @@ RULES = {
     "lr_decay": Choice("linear", "constant"),
     "optimizer": Choice("adam", "rmsprop"),
     "loss": Choice(*dqn.LOSSES),
+    "huber_delta": positive(),
     "eps_start": probability(),
     "eps_end": probability(),
     "eps_fraction": probability(),
+    "eps_steps": Range(0),
     "hidden": widths(),
     "conv": Range(0, 1024),
     "eval_envs": Range(1, 4096),
@@ -119,11 +132,14 @@ RULES = {
 
 
 def settings(config):
-    """The run's config: env=breakout-minatar puts in the MinAtar paper's settings."""
+    """The run's config: env=breakout-minatar puts in the MinAtar paper's settings, except
+    where a flag changed the default (e.g. a smaller frame budget or more seeds)."""
     names = RULES["env"].parse(config.env)
     if "breakout-minatar" in names and len(names) > 1:
         raise ConfigError("config.env=breakout-minatar runs alone (it is a preset)")
-    return cli.with_preset(config, MINATAR, "breakout-minatar" in names)
+    default = get_config()
+    preset = {k: v for k, v in MINATAR.items() if config[k] == default[k]}
+    return cli.with_preset(config, preset, "breakout-minatar" in names)
 
 
 def check_config(config):
@@ -146,6 +162,11 @@ def optimizer(config, updates: int):
     return optax.adam(lr)
 
 
+def eps_steps(config) -> int:
+    """Environment steps of the linear epsilon decay."""
+    return config.eps_steps or int(config.eps_fraction * config.steps_per_epoch * config.epochs)
+
+
 def run_env(config, name, workdir):
     env, params = envs.make(name)
     total = config.steps_per_epoch * config.epochs
@@ -161,13 +182,17 @@ def run_env(config, name, workdir):
         target_every=config.target_every,
         tau=config.tau,
         loss=config.loss,
+        huber_delta=config.huber_delta,
         double=config.double,
         eps_start=config.eps_start,
         eps_end=config.eps_end,
-        eps_steps=int(config.eps_fraction * total),
+        eps_steps=eps_steps(config),
     )
     updates = (total - config.learning_starts) // (config.num_envs * config.train_every)
-    model = dqn.QNetwork(env.num_actions, hidden=tuple(config.hidden), conv=config.conv)
+    obs_ndim = len(env.observation_space(params).shape)
+    model = dqn.QNetwork(
+        env.num_actions, hidden=tuple(config.hidden), conv=config.conv, obs_ndim=obs_ndim
+    )
     task = dqn.make_task(
         env,
         params,
@@ -202,7 +227,7 @@ def train_and_evaluate(config, workdir):
         f"{config.lr} ({config.lr_decay}), {config.loss} loss, "
         f"{'Double DQN' if config.double else 'DQN'} target, target every "
         f"{config.target_every} updates with tau {config.tau}, epsilon {config.eps_start} -> "
-        f"{config.eps_end} over {config.eps_fraction:.0%} of training). "
+        f"{config.eps_end} over {eps_steps(config):,} steps). "
         f"Device: {jax.devices()[0].platform}."
     )
     for name, run in runs.items():

@@ -7,7 +7,7 @@ minibatch drawn uniformly from it [add, Mnih et al. 2015]:
     y = r + gamma (1 - terminated) Q_target(s', argmax_a' Q_target(s', a'))     (DQN)
     y = r + gamma (1 - terminated) Q_target(s', argmax_a' Q_online(s', a'))     (Double DQN,
                                                                   van Hasselt et al. 2016)
-    loss = mean_batch L(Q_online(s, a) - y),  L = Huber (delta = 1) or the square.
+    loss = mean_batch L(Q_online(s, a) - y),  L = Huber (delta, 1 by default) or the square.
 s' is the observation the transition reached even when the episode was truncated there (not
 the automatic reset's), and only a termination stops the bootstrap.
 
@@ -42,23 +42,49 @@ from lexicon.rl.qlearning import epsilon_greedy, linear_epsilon
 LOSSES = ("huber", "mse")
 
 
+class Conv3x3(nn.Module):
+    """A 3x3, stride-1, VALID convolution with ReLU-free output, computed as im2col: the nine
+    shifted views of the input side by side, times the kernel reshaped to (9 C, F). Its
+    parameters are flax's ``nn.Conv`` ones (kernel (3, 3, C, F), bias (F,)) and so is its value
+    (tested); on XLA:CPU, and above all vmapped over seeds, where ``nn.Conv`` becomes a grouped
+    convolution, the matmul is about 4x faster."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        channels = x.shape[-1]
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (3, 3, channels, self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        h, w = x.shape[-3] - 2, x.shape[-2] - 2
+        patches = jnp.concatenate(
+            [x[..., i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1
+        )
+        return patches @ kernel.reshape(9 * channels, self.features) + bias
+
+
 class QNetwork(nn.Module):
     """An MLP from the observation to one value per action; ``conv`` > 0 puts a 3x3 stride-1
     convolution with that many channels first (the MinAtar network of Young & Tian 2019:
-    16 channels, then 128 units)."""
+    16 channels, then 128 units). ``obs_ndim`` is the number of axes of one observation (1 for
+    a vector, 3 for an image); any leading axes are batch axes."""
 
     num_actions: int
     hidden: Sequence[int] = (120, 84)
     conv: int = 0
+    obs_ndim: int = 1
 
     @nn.compact
     def __call__(self, obs):
         x = obs.astype(jnp.float32)
+        if x.ndim < self.obs_ndim:  # a scalar observation (a cell index)
+            x = x[..., None]
+        batch = x.shape[: x.ndim - self.obs_ndim]
         if self.conv:
-            x = nn.relu(nn.Conv(self.conv, (3, 3), padding="VALID")(x))
-            x = x.reshape(*x.shape[:-3], -1)
-        else:
-            x = x.reshape(*x.shape[: x.ndim - 1 if x.ndim > 1 else 0], -1)
+            x = nn.relu(Conv3x3(self.conv, name="Conv_0")(x))
+        x = x.reshape(*batch, -1)
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
         return nn.Dense(self.num_actions)(x)
@@ -75,6 +101,7 @@ class Hyper(NamedTuple):
     target_every: int = 50  # gradient steps between target updates
     tau: float = 1.0  # 1 = copy; < 1 = Polyak averaging
     loss: str = "mse"  # huber | mse
+    huber_delta: float = 1.0  # where the Huber loss turns from square to linear
     double: bool = False
     eps_start: float = 1.0
     eps_end: float = 0.05
@@ -118,7 +145,10 @@ def q_loss(apply_fn, params, target_params, batch: Transition, hyper: Hyper):
     q_sa = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
     y = td_targets(apply_fn, params, target_params, batch, hyper.gamma, hyper.double)
     error = q_sa - y
-    per_item = optax.huber_loss(error, delta=1.0) if hyper.loss == "huber" else error**2
+    if hyper.loss == "huber":
+        per_item = optax.huber_loss(error, delta=hyper.huber_delta)
+    else:
+        per_item = error**2
     return per_item.mean(), q_sa.mean()
 
 

@@ -35,7 +35,7 @@ def test_breakout_preset_is_the_minatar_papers_dqn():
     assert run.epochs * run.steps_per_epoch == 5_000_000
     assert run.batch_size == 32 and run.buffer_size == 100_000 and run.target_every == 1000
     assert run.conv == 16 and run.hidden == (128,) and run.optimizer == "rmsprop"
-    assert run.eps_fraction * 5_000_000 == 100_000 and run.eps_end == 0.1
+    assert run.eps_steps == 100_000 and run.eps_end == 0.1
 
 
 def test_tiny_run_learns_cartpole(tmp_path):

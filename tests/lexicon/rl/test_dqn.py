@@ -162,10 +162,30 @@ def test_a_resumed_run_is_bitwise_the_run_that_never_stopped(tmp_path):
     ).read_bytes()
 
 
+def test_im2col_convolution_is_the_convolution(x64):
+    """Conv3x3 (nine shifted views times the reshaped kernel, flax nn.Conv's parameters) is
+    the VALID 3x3 convolution, against a brute-force NumPy float64 sum; QNetwork flattens the
+    image after it, batch axes kept."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 5, 4))
+    conv = dqn.Conv3x3(5)
+    p = conv.init(jax.random.key(1), jnp.asarray(x))
+    kernel, bias = np.asarray(p["params"]["kernel"]), np.asarray(p["params"]["bias"])
+    want = np.zeros((2, 4, 3, 5))
+    for i in range(4):
+        for j in range(3):
+            want[:, i, j] = np.einsum("bhwc,hwcf->bf", x[:, i : i + 3, j : j + 3], kernel) + bias
+    np.testing.assert_allclose(np.asarray(conv.apply(p, jnp.asarray(x))), want, rtol=1e-10)
+    net = dqn.QNetwork(3, hidden=(), conv=2, obs_ndim=3)
+    assert jax.eval_shape(net.init, jax.random.key(2), x[None])["params"]["Dense_0"][
+        "kernel"
+    ].shape == (4 * 3 * 2, 3)
+
+
 @pytest.mark.slow
 def test_breakout_minatar_with_the_convolutional_network():
     env, params, model, tx, hyper = small("breakout-minatar", iterations=30)
-    model = dqn.QNetwork(env.num_actions, hidden=(16,), conv=4)
+    model = dqn.QNetwork(env.num_actions, hidden=(16,), conv=4, obs_ndim=3)
     task = dqn.make_task(env, params, model, tx, hyper, eval_envs=2, eval_steps=20)
     state = jax.jit(task.init)(jax.random.key(0))
     assert state.obs.shape == (2, 10, 10, 4)
