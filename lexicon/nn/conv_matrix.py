@@ -306,3 +306,77 @@ def check(x, kernel, delta, strides=1, padding="valid", *, flip: bool = False) -
 
 def _gap(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+# (operation, stride, padding, input channels, output channels) of :func:`check_table`.
+TABLE_CASES = (
+    ("cross-correlation", 1, "valid", 1, 1),
+    ("cross-correlation", 2, "same", 1, 1),
+    ("cross-correlation", 1, "circular", 1, 1),
+    ("convolution", 1, "same", 1, 1),
+    ("convolution", 1, "full", 1, 1),
+    ("convolution", 2, "valid", 2, 3),
+)
+
+
+def check_table(size: int, kernel_size: int, seed: int, cases=TABLE_CASES) -> list[dict]:
+    """:func:`check` on float64 standard-normal operands (an image of size x size, a
+    kernel_size x kernel_size kernel and an output gradient; NumPy generator ``seed``) for
+    each case, with the shape of M and, for stride 1 and one channel, the gap to the doubly
+    block Toeplitz pattern (block circulant for "circular")."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    with jax.enable_x64(True):
+        for operation, stride, padding, c_in, c_out in cases:
+            flip = operation == "convolution"
+            x = rng.standard_normal((1, size, size, c_in))
+            kernel = rng.standard_normal((kernel_size, kernel_size, c_in, c_out))
+            out = output_shape(kernel.shape, (size, size), stride, padding)
+            delta = rng.standard_normal((1, *out))
+            gaps = check(*map(jnp.asarray, (x, kernel, delta)), stride, padding, flip=flip)
+            m = matrix(kernel, (size, size, c_in), stride, padding, flip=flip)
+            one = stride == 1 and c_in == c_out == 1
+            circular = padding == "circular"
+            defect = structure_defect(m, out, (size, size), circular=circular) if one else None
+            rows.append({"operation": operation, "stride": stride, "padding": padding,
+                         "channels": (c_in, c_out), "shape": tuple(m.shape), **gaps,
+                         "structure": defect})  # fmt: skip
+    return rows
+
+
+# The keys of :func:`check` (each a largest absolute gap).
+GAPS = (
+    "forward", "backward", "kernel", "kernel_through_m", "scipy_forward", "scipy_backward",
+    "scipy_kernel",
+)  # fmt: skip
+
+
+def _worst(row, *names):
+    found = [row[k] for k in names if k in row]
+    return max(found) if found else None
+
+
+def summary(size: int, seed: int, kernel=None) -> dict:
+    """A report's worth of the matrix view: ``matrix``, the M of the cross-correlation of
+    ``kernel`` (default: Sobel x) on a size x size image with "same" zeros; ``defect``, its gap
+    to the doubly block Toeplitz pattern; ``headers`` and ``rows`` (strings) of a table of
+    :func:`check_table` (3 x 3 kernels, NumPy seed ``seed``); ``max_gap``, its largest gap."""
+    kernel = np.asarray(conv.SOBEL_X if kernel is None else kernel, np.float64)
+    with jax.enable_x64(True):
+        m = np.asarray(correlation_matrix(kernel, (size, size), 1, "same"))
+    found = check_table(size, 3, seed)
+    headers = ["operation", "stride", "padding", "channels in, out", "M", "M vec(x) vs conv",
+               "M^T delta vs jax.vjp", "kernel gradient vs jax.vjp", "all three vs scipy.signal",
+               "gap to block Toeplitz / circulant"]  # fmt: skip
+    rows = [(r["operation"], r["stride"], r["padding"], r["channels"], r["shape"],
+             *("—" if v is None else f"{v:.1e}" for v in (
+                 r["forward"], r["backward"], _worst(r, "kernel", "kernel_through_m"),
+                 _worst(r, "scipy_forward", "scipy_backward", "scipy_kernel"), r["structure"])))
+            for r in found]  # fmt: skip
+    return {
+        "matrix": m,
+        "defect": structure_defect(m, (size, size), (size, size)),
+        "headers": headers,
+        "rows": rows,
+        "max_gap": max(max(v for k, v in r.items() if k in GAPS) for r in found),
+    }

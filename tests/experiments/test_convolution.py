@@ -136,9 +136,22 @@ def test_experiment_end_to_end(scale, tmp_path):
     maps = (side, side, config.num_kernels)
     config.progress = False
     results = convolution.train_and_evaluate(config, tmp_path)
-    for name in ("report.md", "filters.png", "learned_kernels.png", "curves.png"):
+    for name in (
+        "report.md",
+        "filters.png",
+        "learned_kernels.png",
+        "curves.png",
+        "conv_matrix.png",
+    ):
         assert (tmp_path / name).exists(), name
-    for name in ("max_filter_gap", "valid_map_side", "shape_mismatches", "max_lax_gap"):
+    names = (
+        "max_filter_gap",
+        "valid_map_side",
+        "shape_mismatches",
+        "max_lax_gap",
+        "max_matrix_gap",
+    )
+    for name in names:
         assert results[name].verdict() == "matches", name
     assert results["valid_map_side"].values == maps[0]
     assert results["max_filter_gap"].values < 1e-4 and results["max_lax_gap"].values < 1e-4
@@ -148,6 +161,14 @@ def test_experiment_end_to_end(scale, tmp_path):
     assert np.all(accuracy > {"tiny": 0.3, "small": 0.6}[scale])
     report = (tmp_path / "report.md").read_text()
     assert "scipy.signal" in report and str(maps) in report
+    # Convolution as a matrix product: M vec(x), M^T delta and the kernel gradient agree with
+    # conv, jax.vjp and scipy.signal to float64 rounding, on every row of the table.
+    assert results["max_matrix_gap"].values < 1e-12
+    assert "Convolution as a matrix product" in report and "Toeplitz (gap 0)" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| cross-corr", "| convol"))]
+    assert len(rows) == 6
+    gaps = [cell for row in rows for cell in row.split("|")[6:11] if cell.strip() != "—"]
+    assert len(gaps) >= 6 * 3 and max(float(cell) for cell in gaps) < 1e-12
     blur = next(line for line in report.splitlines() if line.startswith("| blur |"))
     assert float(blur.split("|")[4]) == pytest.approx(1.0, rel=0.02)  # intensity out / in
     if scale == "small":
