@@ -104,6 +104,12 @@ def layer_output(model: LeNet5, params, x: jax.Array, layer: str) -> jax.Array:
     return h.reshape(h.shape[0], -1)
 
 
+def stage_outputs(model: LeNet5, params, x: jax.Array) -> dict[str, np.ndarray]:
+    """The flattened outputs (N, D) of every LeNet-5 stage, from one forward pass."""
+    _, sown = model.apply({"params": params}, x, method="features", mutable=["intermediates"])
+    return {k: np.asarray(v[0]).reshape(len(x), -1) for k, v in sown["intermediates"].items()}
+
+
 def linear_probes(config, model, pretrained, target, masks) -> dict[str, np.ndarray]:
     """Test accuracy of logistic regression (scikit-learn) on raw pixels and on every stage.
 
@@ -114,12 +120,10 @@ def linear_probes(config, model, pretrained, target, masks) -> dict[str, np.ndar
     per_seed = []
     for seed in range(config.seeds):
         params = jax.tree.map(lambda p, s=seed: p[s], pretrained)
+        splits = (target.train, target.test)
+        outputs = [stage_outputs(model, params, jnp.asarray(s["x"])) for s in splits]
         stages = {"pixels": (target.train["x"], target.test["x"])}
-        for stage in STAGES:  # its outputs (baselines flattens them)
-            stages[stage] = tuple(
-                np.asarray(layer_output(model, params, jnp.asarray(split["x"]), stage))
-                for split in (target.train, target.test)
-            )
+        stages.update({stage: tuple(o[stage] for o in outputs) for stage in STAGES})
         per_seed.append(stages)
     scores = {name: [] for name in ("pixels", *STAGES)}
     for replica, mask in enumerate(masks):

@@ -174,3 +174,14 @@ def test_target_task_starts_from_the_right_weights(method, tasks):
         logits = model.apply({"params": params}, x)
     expected = losses.softmax_cross_entropy_with_integer_labels(logits, y)
     np.testing.assert_allclose(metrics["loss"][3], expected, rtol=1e-5)
+
+
+def test_stage_outputs_are_every_layer_output_at_once():
+    config = small_config()
+    model = setting.make_model(config, 5)
+    params = jax.tree.map(lambda p: p[0], stacked_pretrained(config, 1))
+    x = jnp.linspace(0, 1, 2 * 64).reshape(2, 8, 8, 1)
+    outputs = setting.stage_outputs(model, params, x)
+    assert tuple(outputs) == setting.STAGES
+    for stage in setting.STAGES:
+        np.testing.assert_array_equal(outputs[stage], setting.layer_output(model, params, x, stage))
