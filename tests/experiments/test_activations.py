@@ -134,17 +134,18 @@ def test_experiment_end_to_end(scale, tmp_path, monkeypatch):
     sigmoid, tanh = (results[f"test_accuracy/{n}"] for n in ("sigmoid", "tanh"))
     assert np.mean(tanh) > np.mean(sigmoid) + 0.1
     # |z| has |g'| = 1 at every input (subgradient +1 at 0), so its mean |g'(in)| is exactly 1
-    # where ReLU's is the fraction of active units; no |z| unit dies, and it learns faster
-    # than ReLU here (test accuracy 0.47, 0.57 against 0.28, 0.30 tiny).
+    # where ReLU's is the fraction of active units.
     np.testing.assert_array_equal(results["mean_slope_init/abs"], 1.0)
     assert np.all(results["mean_slope_init/relu"] < 1)
-    assert np.mean(results["dead_final/relu"]) > np.mean(results["dead_final/abs"])
-    absolute, relu = (results[f"test_accuracy/{n}"] for n in ("abs", "relu"))
-    assert np.mean(absolute) > np.mean(relu) + 0.1
     report = (tmp_path / "report.md").read_text()
     assert "Absolute-value rectification g(z) = |z|" in report
     if scale == "tiny":
         check_relu_run(runs["relu"], config)
+        # No |z| unit dies where ReLU loses 2 and 1 of 16, and |z| learns faster than ReLU
+        # here (test accuracy 0.47, 0.57 against 0.28, 0.30).
+        assert np.all(results["dead_final/relu"] > results["dead_final/abs"])
+        absolute, relu = (results[f"test_accuracy/{n}"] for n in ("abs", "relu"))
+        assert np.mean(absolute) > np.mean(relu) + 0.1
     if scale == "small":
         # Sigmoid's derivative is at most 1/4, so the first layer gets far less gradient.
         sigmoid, tanh = (results[f"gradient_ratio_init/{n}"] for n in ("sigmoid", "tanh"))
