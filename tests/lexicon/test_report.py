@@ -34,3 +34,36 @@ def test_report_from_metrics_and_index(tmp_path):
     assert (run / "curves.png").stat().st_size > 1000
     index = report.index(tmp_path).read_text()
     assert "## [A topic](topic/report.md)" in index and "](topic/curves.png)" in index
+
+
+def test_a_two_key_sweep_gets_a_table_and_a_heat_map_marking_the_best_by_validation(tmp_path):
+    points = []
+    for i, lr in enumerate((0.1, 1.0)):
+        for j, alpha in enumerate((0.5, 0.9, 0.99)):
+            val, test = 0.5 + 0.1 * i + 0.01 * j, 0.9 - 0.1 * i  # test would pick lr=0.1
+            points.append(
+                {
+                    "point": {"lr": lr, "alpha": alpha},
+                    "metrics": {
+                        "val/accuracy": {"mean": val, "std": 0.0, "per_seed": [val, val]},
+                        "test/accuracy": {"mean": test, "std": 0.0, "per_seed": [test, test]},
+                    },
+                }
+            )
+    summary = {
+        "keys": ["lr", "alpha"],
+        "axes": {"lr": [0.1, 1.0], "alpha": [0.5, 0.9, 0.99]},
+        "shape": [2, 3],
+        "seeds": 2,
+        "select": {"metric": "val/accuracy", "higher_is_better": True},
+        "best": 5,
+        "points": points,
+    }
+    (tmp_path / "sweep.json").write_text(json.dumps(summary))
+    report.add_sweeps(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| **1** | **0.99** | **0.6200 ± 0.0000** | **0.8000 ± 0.0000** |" in text
+    assert "highest val/accuracy: lr=1, alpha=0.99" in text
+    assert (tmp_path / "sweep-grid.png").exists()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["sweeps"]["."]["best"] == 5
