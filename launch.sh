@@ -185,5 +185,10 @@ case "$1" in
     echo "launch.sh: unknown option '$1'; run ./launch.sh --help" >&2; exit 2 ;;
   *)
     setup
+    if [ "$1" = speed ] && ! "$PY" -c "import torch" 2>/dev/null; then
+      echo "launch.sh: PyTorch is not installed, so speed measures no PyTorch rows; get it with" \
+        "'.venv/bin/pip install -e .[bench]' (a CPU-only build: .venv/bin/pip install torch" \
+        "--index-url https://download.pytorch.org/whl/cpu)" >&2
+    fi
     run_experiment "$@" ;;
 esac

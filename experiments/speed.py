@@ -6,8 +6,17 @@ Rows (each a median over repeats, after compiling):
 - 1 seed vs 8 vmapped seeds in one program;
 - 1 vs N host devices, data-parallel (shard_map and pmap), in a child process that sees N
   CPU devices;
+- the roofline: the machine's float32 matmul peak (XLA and NumPy, 2048x2048) measured in the
+  run, and each timed model's GFLOP/s (FLOPs of one step from XLA's cost analysis) and share
+  of the XLA peak;
+- vmapped seeds: 8 seeds of the compute-bound MLP as a share of the peak, 8 seeds / 1 seed of
+  a small overhead-bound 64-32-10 net, a vmapped (batched) matmul vs the same matmuls in turn;
+- the conv nets (LeNet-5, the MNIST-1D CNN, VGG-small, ResNet-small) with XLA's convolution
+  and with im2col (lexicon.nn.conv), epoch as lax.scan vs jitted step per call;
 - the MLP 784-256-256-10 and LeNet-5 with Adam at batch 128 in JAX and, when torch is
-  installed, in PyTorch on the CPU;
+  installed (pip install -e '.[bench]'), in PyTorch on the CPU with as many threads;
+- the XLA:CPU flags this jaxlib accepts (--xla_cpu_use_xnnpack, --xla_cpu_use_onednn): the
+  matmul peak and LeNet-5 in a child process with each flag, over a child without;
 - each hand-written lexicon.optim transform next to its optax twin on the same model;
 - the topics measured beside a reference (lexicon.bench.<topic>): the scanned LSTM vs flax's
   OptimizedLSTMCell, the compiled DQN (1 vs 16 vmapped seeds) vs CleanRL's published wall
@@ -20,25 +29,22 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
-from lexicon import cli, data, optim, train
-from lexicon.bench import epoch_runner, median_time, paired_times
-from lexicon.bench.frameworks import framework_rows
-from lexicon.nn.layers import MLP
+from lexicon import bench, cli, data, train
+from lexicon.bench.frameworks import conv_rows, framework_rows, seed_rows, torch_info
+from lexicon.bench.loops import classifier_task, device_rows, loop_rows, optimizer_rows
 from lexicon.report import Figure, Report
 from lexicon.rules import Choice, ConfigError, Names, Range, widths
 
-PARTS = ("all", "devices")
+PARTS = ("all", "devices", "flags")
+XLA_FLAGS = ("--xla_cpu_use_xnnpack=true", "--xla_cpu_use_onednn=true")
 # Topics whose speed is measured beside a reference implementation (lexicon.bench.<topic>).
 TOPICS = ("rnn", "dqn", "word2vec")
-ROWS = ("loop", "devices", "frameworks", "optimizers", *TOPICS)
+ROWS = ("loop", "roofline", "seeds", "convnets", "flags", "devices", "frameworks", "optimizers",
+        *TOPICS)  # fmt: skip
 
 
 def get_config():
@@ -49,8 +55,9 @@ def get_config():
     config.hidden = (256, 256)  # hidden layers of the timed MLP
     config.devices = 8  # host CPU devices of the data-parallel child process
     config.torch = True  # time PyTorch too when it is installed
-    config.rows = "all"  # all, or comma-separated: loop, devices, frameworks, optimizers
-    config.part = "all"  # all | devices (the child process measuring device parallelism)
+    config.rows = "all"  # all, or comma-separated names of ROWS
+    config.part = "all"  # all | devices | flags (the child processes)
+    config.conv_steps = 20  # minibatches per timed epoch of each conv net
     return config
 
 
@@ -59,6 +66,7 @@ RULES = {
     "devices": Range(1, 64),
     "rows": Names(ROWS, everything="all"),
     "part": Choice(*PARTS),
+    "conv_steps": Range(1, 1000),
     "hidden": widths(),
 }
 
@@ -79,217 +87,107 @@ def check_config(config):
         )
 
 
-def classifier_task(hidden, num_inputs, tx=None):
-    """The timed model: a ReLU MLP with 10 outputs and cross-entropy, Adam by default."""
-    model = MLP((*hidden, 10), activation="relu")
-    return train.classifier(model, tx or optax.adam(1e-3), jnp.zeros((1, num_inputs)))
-
-
-def loop_rows(config, splits):
-    """Jitted step vs per-step dispatch vs epoch-as-scan, and 1 vs 8 vmapped seeds."""
-    x, y = splits.train["x"], splits.train["y"]
-    bs = config.batch_size
-    steps = len(x) // bs
-    task = classifier_task(config.hidden, x.shape[1])
-    step = jax.jit(task.make_step(None))
-    state = task.init(jax.random.key(0))
-    key = jax.random.key(1)
-    batches = [
-        {"x": jnp.asarray(x[i * bs : (i + 1) * bs]), "y": jnp.asarray(y[i * bs : (i + 1) * bs])}
-        for i in range(steps)
-    ]
-    order = np.random.default_rng(0).permutation(len(x))
-    arrays = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
-
-    def single_step():
-        jax.block_until_ready(step(state, batches[0], key))
-
-    def dispatch_loop():
-        s = state
-        for i in range(steps):
-            idx = order[i * bs : (i + 1) * bs]
-            batch = {"x": arrays["x"][idx], "y": arrays["y"][idx]}
-            s, _ = step(s, batch, jax.random.fold_in(key, i))
-        jax.block_until_ready(s)
-
-    scans = []
-    for seeds in (1, 8):
-        c = config.copy_and_resolve_references()
-        c.seeds = seeds
-        program, st, sd = epoch_runner(task, c, bs)
-        data_arrays = program.put(splits.train)
-
-        def scan_epoch(program=program, st=st, sd=sd, data_arrays=data_arrays):
-            jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
-
-        scans.append(scan_epoch)
-
-    def steps_on_resident_batch():
-        for _ in range(steps):
-            single_step()
-
-    times = paired_times([steps_on_resident_batch, dispatch_loop, *scans], config.repeats)
-    labels = [
-        "jitted step (resident batch)",
-        "per-step dispatch loop",
-        "epoch as lax.scan, 1 seed",
-        "epoch as lax.scan, 8 seeds",
-    ]
-    return {label: t / steps for label, t in zip(labels, times)}
-
-
-def device_rows(config, splits):
-    """Per-step time of one data-parallel epoch on 1 device vs all host devices."""
-    bs = config.batch_size
-    steps = len(splits.train["x"]) // bs
-    task = classifier_task(config.hidden, splits.train["x"].shape[1])
-    rows = {}
-    for label, parallel, mapper in [
-        ("1 device", "none", "shard_map"),
-        (f"{jax.device_count()} devices, shard_map", "data", "shard_map"),
-        (f"{jax.device_count()} devices, pmap", "data", "pmap"),
-    ]:
-        program, st, sd = epoch_runner(task, config, bs, parallel, mapper)
-        data_arrays = program.put(splits.train)
-
-        def run(program=program, st=st, sd=sd, data_arrays=data_arrays):
-            jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
-
-        rows[label] = median_time(run, config.repeats) / steps
-    return rows
+def child_args(config, part: str) -> list[str]:
+    workdir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lexicon-speed-{os.getpid()}")
+    return [f"--config.part={part}", f"--config.repeats={config.repeats}",
+            f"--config.batch_size={config.batch_size}", f"--config.conv_steps={config.conv_steps}",
+            "--config.progress=false", f"--workdir={workdir}-{part}"]  # fmt: skip
 
 
 def measure_devices_in_child(config) -> dict:
     """Runs this module with ``part=devices`` in a process that sees ``config.devices`` CPUs."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={config.devices}"}
-    env.pop("LEXICON_NUM_PROCESSES", None)
-    args = [
-        sys.executable,
-        "-m",
-        "experiments.speed",
-        "--config.part=devices",
-        f"--config.repeats={config.repeats}",
-        f"--config.batch_size={config.batch_size}",
-        "--config.progress=false",
-        "--workdir="
-        + os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lexicon-speed-{os.getpid()}"),
-    ]
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
-    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={config.devices}"}
+    return bench.json_from_child("experiments.speed", child_args(config, "devices"), env)
 
 
-def optimizer_twins():
-    """Each hand-written transform next to the optax transform with the same maths."""
-    return {
-        "sgd": (optim.sgd(0.1), optax.sgd(0.1)),
-        "momentum": (optim.momentum(0.1, alpha=0.9), optax.sgd(0.1, momentum=0.9)),
-        "nesterov": (optim.nesterov(0.1, alpha=0.9), optax.sgd(0.1, momentum=0.9, nesterov=True)),
-        "adagrad": (
-            optim.adagrad(0.1, delta=1e-7, delta_inside_sqrt=True, initial_accumulator=0.1),
-            optax.adagrad(0.1, initial_accumulator_value=0.1, eps=1e-7),
-        ),
-        "rmsprop": (
-            optim.rmsprop(1e-3, rho=0.9, delta=1e-6),
-            optax.rmsprop(1e-3, decay=0.9, eps=1e-6),
-        ),
-        "adam": (optim.adam(1e-3), optax.adam(1e-3, eps=0.0, eps_root=1e-8)),
+def flag_rows(config) -> dict:
+    """The matmul peak and LeNet-5 (both conv_impls, epoch scan) in one child process per
+    XLA flag this jaxlib accepts, and in one child without flags: ratios over the latter."""
+    flags = [f for f in XLA_FLAGS if bench.xla_flag_accepted(f)]
+    runs = {
+        flag: bench.json_from_child(
+            "experiments.speed", child_args(config, "flags"), {"XLA_FLAGS": flag}
+        )
+        for flag in ["", *flags]
     }
+    base = runs.pop("")
+    return {f"{flag}: {k} / no flag": v / base[k] for flag, r in runs.items() for k, v in r.items()}
 
 
-def optimizer_rows(config, splits):
-    """Per-step time of the epoch scan with each lexicon transform and its optax twin."""
-    bs = config.batch_size
-    steps = len(splits.train["x"]) // bs
-    rows = {}
-    for name, pair in optimizer_twins().items():
-        runs = []
-        for tx in pair:
-            task = classifier_task(config.hidden, splits.train["x"].shape[1], tx)
-            program, st, sd = epoch_runner(task, config, bs)
-            arrays = program.put(splits.train)
-
-            def run(program=program, st=st, sd=sd, arrays=arrays):
-                jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1)))
-
-            runs.append(run)
-        times = [t / steps for t in paired_times(runs, config.repeats)]
-        rows[name] = tuple(times)
-    return rows
+def flag_measurements(config) -> dict:
+    """What a flags child measures: the XLA matmul peak and LeNet-5's scanned steps."""
+    rows, _ = conv_rows(config.repeats, config.conv_steps, nets=["LeNet-5 32x32"])
+    scans = {k.split(": ")[1]: v for k, v in rows.items() if "scan" in k}
+    return {"XLA matmul GFLOP/s": bench.matmul_gflops(repeats=config.repeats), **scans}
 
 
 def train_and_evaluate(config, workdir):
     splits = data.load("digits", seed=config.data_seed)
-    if config.part == "devices":
-        print(json.dumps(device_rows(config, splits)))
+    if config.part in ("devices", "flags"):
+        child = device_rows(config, splits) if config.part == "devices" else None
+        print(json.dumps(child or flag_measurements(config)))
         return {}
     rows = RULES["rows"].parse(config.rows)
-    loop = loop_rows(config, splits) if "loop" in rows else {}
-    devices = measure_devices_in_child(config) if "devices" in rows else {}
-    frameworks, torch_version = {}, None
-    if config.torch and "frameworks" in rows:
-        for name in ("mlp", "lenet5"):
-            measured, torch_version = framework_rows(config, name)
-            frameworks.update(measured)
-    twins = optimizer_rows(config, splits) if "optimizers" in rows else {}
+    measured = {name: name in rows for name in ROWS}
+    peak = {}
+    if measured["roofline"] or measured["seeds"]:
+        peak = {b: bench.matmul_gflops(repeats=config.repeats, backend=b) for b in ("xla", "numpy")}
+    loop = loop_rows(config, splits) if measured["loop"] else {}
+    seeds = seed_rows(config.repeats) if measured["seeds"] else {}
+    convs, flops = (
+        conv_rows(config.repeats, config.conv_steps) if measured["convnets"] else ({}, {})
+    )
+    flags = flag_rows(config) if measured["flags"] else {}
+    devices = measure_devices_in_child(config) if measured["devices"] else {}
+    frameworks, torch = {}, torch_info() if config.torch else {}
+    if measured["frameworks"]:
+        for name, label in (("mlp", "MLP 784-256-256-10"), ("lenet5", "LeNet-5 32x32")):
+            timed, flops[label] = framework_rows(config, name)
+            frameworks.update(timed if torch else {k: v for k, v in timed.items() if "Py" not in k})
+    twins = optimizer_rows(config, splits) if measured["optimizers"] else {}
     topics = {}
     for name in TOPICS:
         if name in rows:
             topics.update(importlib.import_module(f"lexicon.bench.{name}").rows(config.repeats))
+    if loop or seeds:
+        task = classifier_task(config.hidden, splits.train["x"].shape[1])
+        batch = {k: jnp.asarray(v[: config.batch_size]) for k, v in splits.train.items()}
+        step = task.make_step(None)
+        flops["digits MLP"] = bench.compiled_flops(
+            step, task.init(jax.random.key(0)), batch, jax.random.key(1)
+        )
+    ratios = ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops)
 
-    ratios = []
-    if loop:
-        scan1 = loop["epoch as lax.scan, 1 seed"]
-        ratios += [
-            (
-                "per-step dispatch / epoch scan (per step)",
-                loop["per-step dispatch loop"] / scan1,
-                ">= 1.2",
-            ),
-            (
-                "8 vmapped seeds / 1 seed (wall time)",
-                loop["epoch as lax.scan, 8 seeds"] / scan1,
-                "<= 3",
-            ),
-        ]
-    ratios += [
-        (f"{k} / 1 device (per step)", v / devices["1 device"], "")
-        for k, v in devices.items()
-        if k != "1 device"
-    ]
-    if torch_version:
-        for label in ("MLP 784-256-256-10", "LeNet-5 32x32"):
-            torch_step = frameworks[f"{label}: PyTorch CPU, default Adam"]
-            ratios += [
-                (f"{k} / PyTorch (per step)", v / torch_step, "< 0.8")
-                for k, v in frameworks.items()
-                if k.startswith(label) and "JAX" in k
-            ]
     report = Report(workdir, "Speed of the training loop")
+    threads = torch and f", {torch['threads']} threads, oneDNN {'on' if torch['mkldnn'] else 'off'}"
     report.text(
-        f"Machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, "
-        f"{jax.devices()[0].platform}; torch {torch_version or 'not installed'}. "
-        f"MLP {tuple(config.hidden)} with Adam, batch {config.batch_size}, "
-        f"median of {config.repeats} repeats."
+        f"Machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end, "
+        f"jax {jax.__version__}, {jax.devices()[0].platform}; torch "
+        f"{torch['version'] + threads if torch else 'not installed (pip install -e .[bench])'}. "
+        f"Adam, batch {config.batch_size}, median of {config.repeats} repeats; the rows of one "
+        "table are timed in turn, so load falls on them alike."
     )
-    timings = {**loop, **devices, **frameworks}
+    timings = {**loop, **seeds, **convs, **devices, **frameworks}
     if timings:
         report.table(
             ["measurement", "ms per step"],
             [(k, f"{v * 1e3:.3f}") for k, v in timings.items()],
-            caption="Timings (digits MLP unless the row names another model)",
+            caption="Timings (digits MLP 64-256-256-10 unless the row names another "
+            "model; matmul rows: ms per call)",
+        )
+    roofline = achieved(timings, flops, peak)
+    if roofline:
+        report.table(
+            ["model, loop", "GFLOP per step", "GFLOP/s", "share of XLA peak"],
+            roofline,
+            caption=f"Roofline: XLA matmul peak {peak['xla']:.0f} GFLOP/s, "
+            f"NumPy {peak['numpy']:.0f} GFLOP/s (2048x2048 float32, this run)",
         )
     if ratios:
         report.table(
             ["ratio", "value", "target"],
-            [(k, f"{v:.2f}", t) for k, v, t in ratios],
+            [(k, f"{v:.2f}", t) for k, _, v, t in ratios],
             caption="Ratios measured side by side",
-        )
-    if frameworks:
-        report.text(
-            "On XLA:CPU a convolution net's epoch as lax.scan can be slower than its jitted step "
-            "called once per minibatch: inside the compiled loop the weight-gradient "
-            "convolutions keep the operand layout autodiff gives them instead of being "
-            "rewritten to the layout of the fast convolution kernels."
         )
     if twins:
         report.table(
@@ -309,14 +207,150 @@ def train_and_evaluate(config, workdir):
         )
     report.write()
     ratios += [
-        (f"lexicon.optim.{k} / optax twin (per step)", a / b, "<= 1.05")
+        (f"lexicon.optim.{k} / optax twin (per step)", f"{k}_over_optax", a / b, "<= 1.05")
         for k, (a, b) in twins.items()
     ]
-    results = {k: v for k, v, _ in ratios}
     (workdir / "speed.json").write_text(
-        json.dumps({"timings_s": timings, "ratios": results}, indent=2)
+        json.dumps(
+            {
+                "timings_s": timings,
+                "ratios": {k: v for k, _, v, _ in ratios},
+                "peak_gflops": peak,
+                "flops_per_step": flops,
+                "torch": torch,
+            },
+            indent=2,
+        )
     )
-    return {**headline_figures(loop, devices, frameworks, twins), **topic_figures(topics)}
+    return {**headline_figures(ratios), **topic_figures(topics)}
+
+
+def achieved(timings: dict, flops: dict, peak: dict) -> list[tuple]:
+    """(row, GFLOP per step, GFLOP/s, share of the XLA peak) of every timed model step."""
+    if not peak:
+        return []
+    out = []
+    for label, seconds in timings.items():
+        model = next((m for m in flops if label.startswith(m)), None)
+        if model is None and not label.startswith(("8 seeds", "1 device", "64-32")):
+            model = "digits MLP" if "digits MLP" in flops and "devices" not in label else None
+        if model is None or "PyTorch" in label:
+            continue
+        work = flops[model] * (8 if "8 seeds" in label else 1)
+        rate = work / seconds / 1e9
+        out.append((label, f"{work / 1e9:.4f}", f"{rate:.1f}", f"{rate / peak['xla']:.0%}"))
+    return out
+
+
+def ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops) -> list[tuple]:
+    """(label, short name, value, target) of every ratio the measured rows allow."""
+    out = []
+    if loop:
+        scan1 = loop["epoch as lax.scan, 1 seed"]
+        out.append(
+            (
+                "per-step dispatch / epoch scan (per step)",
+                "dispatch_over_scan",
+                loop["per-step dispatch loop"] / scan1,
+                ">= 1.2",
+            )
+        )
+        eight = loop["epoch as lax.scan, 8 seeds"]
+        out.append(
+            (
+                "8 vmapped seeds / 1 seed (wall time)",
+                "vmap_8_seeds_over_1",
+                eight / scan1,
+                "none: compute-bound, see the share of peak",
+            )
+        )
+        if peak and "digits MLP" in flops:
+            share = 8 * flops["digits MLP"] / eight / 1e9 / peak["xla"]
+            out.append(
+                (
+                    "8 vmapped MLP seeds: GFLOP/s / XLA matmul peak",
+                    "mlp_8_seeds_share_of_peak",
+                    share,
+                    ">= 0.8",
+                )
+            )
+    if seeds:
+        small = [v for k, v in seeds.items() if k.startswith("64-32-10")]
+        out.append(
+            (
+                "64-32-10 MLP: 8 vmapped seeds / 1 seed (per step)",
+                "small_8_seeds_over_1",
+                small[1] / small[0],
+                "<= 2",
+            )
+        )
+        mm = [v for k, v in seeds.items() if k.startswith("8 seeds")]
+        out += [
+            (
+                "vmapped (batched) matmuls / the same matmuls in turn",
+                "batched_over_sequential",
+                mm[0] / mm[1],
+                "<= 1",
+            ),
+            (
+                "vmapped (batched) matmuls / one folded matmul",
+                "batched_over_folded",
+                mm[0] / mm[2],
+                "",
+            ),
+        ]
+    for net in dict.fromkeys(k.split(": ")[0] for k in convs):
+        t = {k.split(": ")[1]: v for k, v in convs.items() if k.startswith(net)}
+        slug = net.split()[0].lower().replace("-", "")
+        out += [
+            (
+                f"{net}, im2col: epoch scan / jitted step per call",
+                f"{slug}_scan_over_dispatch",
+                t["im2col, epoch as lax.scan"] / t["im2col, jitted step per call"],
+                "<= 1",
+            ),
+            (
+                f"{net}, epoch scan: im2col / XLA conv",
+                f"{slug}_im2col_over_xla_scan",
+                t["im2col, epoch as lax.scan"] / t["xla, epoch as lax.scan"],
+                "< 1",
+            ),
+        ]
+    out += [
+        (
+            k,
+            "flag_"
+            + k.split("=")[0].removeprefix("--xla_cpu_use_")
+            + "_"
+            + ("peak" if "GFLOP" in k else k.split(": ")[1].split(",")[0]),
+            v,
+            "> 1 (faster)" if "GFLOP" in k else "< 1 (faster)",
+        )
+        for k, v in flags.items()
+    ]
+    out += [
+        (
+            f"{k} / 1 device (per step)",
+            "_".join(k.split(" devices, ")[::-1]) + "_devices_over_1",
+            v / devices["1 device"],
+            "",
+        )
+        for k, v in devices.items()
+        if k != "1 device"
+    ]
+    for label, model in (("MLP 784-256-256-10", "mlp"), ("LeNet-5 32x32", "lenet5")):
+        torch_step = frameworks.get(f"{label}: PyTorch CPU, default Adam")
+        for kind, row in (("scan", "epoch as lax.scan"), ("step", "jitted step per call")):
+            if torch_step:
+                out.append(
+                    (
+                        f"{label}: JAX, {row} / PyTorch (per step)",
+                        f"{model}_jax_{kind}_over_torch",
+                        frameworks[f"{label}: JAX, {row}"] / torch_step,
+                        "< 0.8",
+                    )
+                )
+    return out
 
 
 def topic_figures(topics: dict) -> dict:
@@ -343,29 +377,16 @@ def topic_figures(topics: dict) -> dict:
     return figures
 
 
-def headline_figures(loop, devices, frameworks, twins) -> dict:
-    """The ratios of the report under short names (time per step over time per step; wall
-    time of one epoch for the vmapped seeds); the hand-written optimizers are held to their
-    optax twins within the 5% of their target."""
+def headline_figures(ratios) -> dict:
+    """Every ratio of the report under its short name; the hand-written optimizers are held
+    to their optax twins within the 5% of their target."""
     figures = {}
-    if loop:
-        scan = loop["epoch as lax.scan, 1 seed"]
-        figures["dispatch_over_scan"] = loop["per-step dispatch loop"] / scan
-        figures["vmap_8_seeds_over_1"] = loop["epoch as lax.scan, 8 seeds"] / scan
-    for k, v in devices.items():
-        if k != "1 device":
-            count, method = k.split(" devices, ")
-            figures[f"{method}_{count}_devices_over_1"] = v / devices["1 device"]
-    for label, model in (("MLP 784-256-256-10", "mlp"), ("LeNet-5 32x32", "lenet5")):
-        torch_step = frameworks.get(f"{label}: PyTorch CPU, default Adam")
-        if torch_step:
-            for kind, row in (("scan", "epoch as lax.scan"), ("step", "jitted step per call")):
-                jax_step = frameworks[f"{label}: JAX, {row}"]
-                figures[f"{model}_jax_{kind}_over_torch"] = jax_step / torch_step
-    for k, (a, b) in twins.items():
-        figures[f"{k}_over_optax"] = Figure(
-            a / b, reference=1.0, source=f"optax twin of lexicon.optim.{k}", tolerance=0.05
-        )
+    for label, short, value, _ in ratios:
+        figures[short] = value
+        if short.endswith("_over_optax"):
+            figures[short] = Figure(
+                value, reference=1.0, source=f"optax twin of {label[:-27]}", tolerance=0.05
+            )
     return figures
 
 

@@ -48,3 +48,63 @@ def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
     seeds = program.put(np.arange(config.seeds, dtype=np.int32), program.seed_sharding)
     state = program.init(seeds)
     return program, state, seeds
+
+
+# --- the roofline: the machine's matmul peak and the FLOPs of a compiled step -------------------
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5, backend: str = "xla") -> float:
+    """GFLOP/s of one n x n float32 matmul (2 n^3 FLOPs), median of ``repeats``: the machine's
+    practical peak through XLA (``backend="xla"``, jitted ``a @ b``) or NumPy's BLAS."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=(n, n)).astype(np.float32) for _ in range(2))
+    if backend == "numpy":
+        seconds = median_time(lambda: a @ b, repeats)
+    else:
+        import jax
+
+        matmul = jax.jit(lambda x, y: x @ y)
+        x, y = jax.device_put(a), jax.device_put(b)
+        seconds = median_time(lambda: jax.block_until_ready(matmul(x, y)), repeats)
+    return 2.0 * n**3 / seconds / 1e9
+
+
+def compiled_flops(fn, *args) -> float:
+    """FLOPs of one call of ``fn(*args)`` by XLA's cost analysis of the compiled program
+    (multiply-adds count 2; a loop's body is counted once, so give it one step, not a scan)."""
+    import jax
+
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+def xla_flag_accepted(flag: str) -> bool:
+    """Whether this jaxlib knows an XLA flag: an unknown one aborts XLA, so ask a child."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+    probe = "import jax.numpy as jnp; (jnp.ones((2, 2)) @ jnp.ones((2, 2))).block_until_ready()"
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+    return done.returncode == 0
+
+
+def json_from_child(module: str, args: list[str], env: dict[str, str]) -> dict:
+    """Runs ``python -m module *args`` with extra environment ``env`` (XLA_FLAGS, ...) and
+    returns the last JSON object line it prints."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **env}
+    full_env.pop("LEXICON_NUM_PROCESSES", None)
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args], env=full_env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{out.stderr[-2000:]}")
+    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])

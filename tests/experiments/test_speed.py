@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from experiments import speed
-from lexicon import data
+from lexicon import bench, data
+from lexicon.bench import loops
 
 
 def tiny_config(**overrides):
@@ -38,7 +39,7 @@ def test_optimizer_twins_compute_the_same_updates():
 
     params = {"w": jnp.linspace(-1.0, 1.0, 6)}
     grads = {"w": jnp.linspace(0.3, -0.2, 6)}
-    for name, (mine, theirs) in speed.optimizer_twins().items():
+    for name, (mine, theirs) in loops.optimizer_twins().items():
         a = optax.apply_updates(params, mine.update(grads, mine.init(params), params)[0])
         b = optax.apply_updates(params, theirs.update(grads, theirs.init(params), params)[0])
         np.testing.assert_allclose(a["w"], b["w"], rtol=1e-6, err_msg=name)
@@ -47,7 +48,8 @@ def test_optimizer_twins_compute_the_same_updates():
 
 @pytest.mark.slow
 def test_speed_end_to_end(tmp_path):
-    results = speed.train_and_evaluate(tiny_config(), tmp_path)
+    rows = "loop,roofline,seeds,convnets,frameworks,optimizers"
+    results = speed.train_and_evaluate(tiny_config(rows=rows, conv_steps=2), tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "speed.json").exists()
     twins = {k: v for k, v in results.items() if k.endswith("_over_optax")}
     assert twins and all(v.reference == 1.0 and v.tolerance == 0.05 for v in twins.values())
@@ -80,3 +82,23 @@ def test_speed_end_to_end_tiny(tmp_path):
 def test_rows_flag_is_checked():
     assert speed.RULES["rows"].check("rows", "loop,gpu") is not None
     assert speed.RULES["rows"].parse("all") == list(speed.ROWS)
+
+
+def test_roofline_pieces():
+    """XLA's cost analysis counts a (m, k) @ (k, n) matmul as 2 m k n FLOPs; the share of peak
+    and the seed ratios are computed from the timings as their labels say."""
+    import jax.numpy as jnp
+
+    a, b = jnp.ones((8, 16)), jnp.ones((16, 4))
+    assert bench.compiled_flops(jnp.matmul, a, b) == 2 * 8 * 16 * 4
+    assert not bench.xla_flag_accepted("--xla_cpu_no_such_flag=true")
+    loop = {"epoch as lax.scan, 1 seed": 1e-3, "epoch as lax.scan, 8 seeds": 4e-3,
+            "per-step dispatch loop": 3e-3}  # fmt: skip
+    seeds = {"64-32-10 MLP, epoch scan, 1 seed": 1e-4, "64-32-10 MLP, epoch scan, 8 seeds": 3e-4,
+             "8 seeds' a": 2.0, "8 seeds' b": 1.0, "8 seeds' c": 0.5}  # fmt: skip
+    rows = speed.ratio_rows(loop, seeds, {}, {}, {}, {}, {"xla": 100.0}, {"digits MLP": 1e7})
+    got = {short: value for _, short, value, _ in rows}
+    assert got["dispatch_over_scan"] == pytest.approx(3.0)
+    assert got["mlp_8_seeds_share_of_peak"] == pytest.approx(8 * 1e7 / 4e-3 / 1e9 / 100.0)
+    assert got["small_8_seeds_over_1"] == pytest.approx(3.0)
+    assert got["batched_over_sequential"] == pytest.approx(2.0)

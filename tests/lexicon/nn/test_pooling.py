@@ -205,3 +205,35 @@ def test_integer_maps_and_errors():
         pooling.pool(counts, "median", 2)
     with pytest.raises(ValueError, match="2-D pooling"):
         pooling.max_pool_2d(counts[0], 2)
+
+
+def test_shift_images_and_relative_change(x64):
+    """shift_images against a literal loop, relative_change against a float64 transcription,
+    and the invariance they measure: a global max-pool of a digit with an empty border does
+    not move under a 1-pixel shift, a stride-2 subsampling does."""
+    rng = np.random.default_rng(7)
+    images = rng.normal(size=(2, 5, 6, 3))
+    for rows, cols in (*pooling.ONE_PIXEL_SHIFTS, (2, -3)):
+        want = np.zeros_like(images)
+        for i in range(5):
+            for j in range(6):
+                if 0 <= i - rows < 5 and 0 <= j - cols < 6:
+                    want[:, i, j] = images[:, i - rows, j - cols]
+        np.testing.assert_array_equal(np.asarray(pooling.shift_images(images, rows, cols)), want)
+    with pytest.raises(ValueError, match="out of frame"):
+        pooling.shift_images(images, 5, 0)
+
+    a, b = rng.normal(size=(4, 7)), rng.normal(size=(4, 7))
+    a[2] = 0.0
+    want = np.linalg.norm(b - a, axis=1) / np.where(np.linalg.norm(a, axis=1) > 0,
+                                                     np.linalg.norm(a, axis=1), 1.0)  # fmt: skip
+    want[2] = 0.0
+    np.testing.assert_allclose(np.asarray(pooling.relative_change(a, b)), want, rtol=1e-12)
+
+    digit = np.zeros((1, 8, 8, 1))
+    digit[0, 2:6, 3:5, 0] = rng.uniform(0.5, 1.0, size=(4, 2))
+    moved = np.asarray(pooling.shift_images(digit, 0, 1))
+    global_max = pooling.max_pool_2d(digit, 8), pooling.max_pool_2d(moved, 8)
+    assert float(pooling.relative_change(*global_max)[0]) == 0.0
+    strided = digit[:, ::2, ::2], moved[:, ::2, ::2]
+    assert float(pooling.relative_change(*strided)[0]) > 0.3

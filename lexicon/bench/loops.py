@@ -1,0 +1,133 @@
+"""The training loop's own speed rows for experiments/speed.py: a jitted step vs the per-step
+dispatch loop vs the epoch as one lax.scan, 1 vs 8 vmapped seeds, 1 vs N devices, and each
+hand-written lexicon.optim transform beside its optax twin."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lexicon import optim, train
+from lexicon.bench import epoch_runner, median_time, paired_times
+from lexicon.nn.layers import MLP
+
+
+def classifier_task(hidden, num_inputs, tx=None):
+    """The timed model: a ReLU MLP with 10 outputs and cross-entropy, Adam by default."""
+    model = MLP((*hidden, 10), activation="relu")
+    return train.classifier(model, tx or optax.adam(1e-3), jnp.zeros((1, num_inputs)))
+
+
+def loop_rows(config, splits):
+    """Jitted step vs per-step dispatch vs epoch-as-scan, and 1 vs 8 vmapped seeds."""
+    x, y = splits.train["x"], splits.train["y"]
+    bs = config.batch_size
+    steps = len(x) // bs
+    task = classifier_task(config.hidden, x.shape[1])
+    step = jax.jit(task.make_step(None))
+    state = task.init(jax.random.key(0))
+    key = jax.random.key(1)
+    batches = [
+        {"x": jnp.asarray(x[i * bs : (i + 1) * bs]), "y": jnp.asarray(y[i * bs : (i + 1) * bs])}
+        for i in range(steps)
+    ]
+    order = np.random.default_rng(0).permutation(len(x))
+    arrays = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+
+    def single_step():
+        jax.block_until_ready(step(state, batches[0], key))
+
+    def dispatch_loop():
+        s = state
+        for i in range(steps):
+            idx = order[i * bs : (i + 1) * bs]
+            batch = {"x": arrays["x"][idx], "y": arrays["y"][idx]}
+            s, _ = step(s, batch, jax.random.fold_in(key, i))
+        jax.block_until_ready(s)
+
+    scans = []
+    for seeds in (1, 8):
+        c = config.copy_and_resolve_references()
+        c.seeds = seeds
+        program, st, sd = epoch_runner(task, c, bs)
+        data_arrays = program.put(splits.train)
+
+        def scan_epoch(program=program, st=st, sd=sd, data_arrays=data_arrays):
+            jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
+
+        scans.append(scan_epoch)
+
+    def steps_on_resident_batch():
+        for _ in range(steps):
+            single_step()
+
+    times = paired_times([steps_on_resident_batch, dispatch_loop, *scans], config.repeats)
+    labels = [
+        "jitted step (resident batch)",
+        "per-step dispatch loop",
+        "epoch as lax.scan, 1 seed",
+        "epoch as lax.scan, 8 seeds",
+    ]
+    return {label: t / steps for label, t in zip(labels, times)}
+
+
+def device_rows(config, splits):
+    """Per-step time of one data-parallel epoch on 1 device vs all host devices."""
+    bs = config.batch_size
+    steps = len(splits.train["x"]) // bs
+    task = classifier_task(config.hidden, splits.train["x"].shape[1])
+    rows = {}
+    for label, parallel, mapper in [
+        ("1 device", "none", "shard_map"),
+        (f"{jax.device_count()} devices, shard_map", "data", "shard_map"),
+        (f"{jax.device_count()} devices, pmap", "data", "pmap"),
+    ]:
+        program, st, sd = epoch_runner(task, config, bs, parallel, mapper)
+        data_arrays = program.put(splits.train)
+
+        def run(program=program, st=st, sd=sd, data_arrays=data_arrays):
+            jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
+
+        rows[label] = median_time(run, config.repeats) / steps
+    return rows
+
+
+def optimizer_twins():
+    """Each hand-written transform next to the optax transform with the same maths."""
+    return {
+        "sgd": (optim.sgd(0.1), optax.sgd(0.1)),
+        "momentum": (optim.momentum(0.1, alpha=0.9), optax.sgd(0.1, momentum=0.9)),
+        "nesterov": (optim.nesterov(0.1, alpha=0.9), optax.sgd(0.1, momentum=0.9, nesterov=True)),
+        "adagrad": (
+            optim.adagrad(0.1, delta=1e-7, delta_inside_sqrt=True, initial_accumulator=0.1),
+            optax.adagrad(0.1, initial_accumulator_value=0.1, eps=1e-7),
+        ),
+        "rmsprop": (
+            optim.rmsprop(1e-3, rho=0.9, delta=1e-6),
+            optax.rmsprop(1e-3, decay=0.9, eps=1e-6),
+        ),
+        "adam": (optim.adam(1e-3), optax.adam(1e-3, eps=0.0, eps_root=1e-8)),
+    }
+
+
+def optimizer_rows(config, splits):
+    """Per-step time of the epoch scan with each lexicon transform and its optax twin."""
+    bs = config.batch_size
+    steps = len(splits.train["x"]) // bs
+    rows = {}
+    for name, pair in optimizer_twins().items():
+        runs = []
+        for tx in pair:
+            task = classifier_task(config.hidden, splits.train["x"].shape[1], tx)
+            program, st, sd = epoch_runner(task, config, bs)
+            arrays = program.put(splits.train)
+
+            def run(program=program, st=st, sd=sd, arrays=arrays):
+                jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1)))
+
+            runs.append(run)
+        times = [t / steps for t in paired_times(runs, config.repeats)]
+        rows[name] = tuple(times)
+    return rows
