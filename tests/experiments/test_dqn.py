@@ -36,10 +36,13 @@ def test_breakout_preset_is_the_minatar_papers_dqn():
     assert run.batch_size == 32 and run.buffer_size == 100_000 and run.target_every == 1000
     assert run.conv == 16 and run.hidden == (128,) and run.optimizer == "rmsprop"
     assert run.eps_steps == 100_000 and run.eps_end == 0.1
+    config.epochs, config.seeds = 8, 6  # a flag that changes a default wins over the preset
+    run = experiment.settings(config)
+    assert (run.epochs, run.seeds, run.steps_per_epoch) == (8, 6, 50_000)
 
 
 def test_tiny_run_learns_cartpole(tmp_path):
-    """Two seeds, 12,000 steps of CartPole: the return of the last epoch's episodes is more than
+    """Two seeds, 9,600 steps of CartPole: the return of the last epoch's episodes is more than
     twice the first's for every seed (a random policy keeps about 22)."""
     config = experiment.get_config()
     config.update(
@@ -47,7 +50,7 @@ def test_tiny_run_learns_cartpole(tmp_path):
             env="cartpole",
             seeds=2,
             epochs=3,
-            steps_per_epoch=4000,
+            steps_per_epoch=3200,
             num_envs=4,
             learning_starts=1000,
             batch_size=64,
