@@ -269,7 +269,9 @@ def dead_unit_verdict(runs) -> str:
     """Whether ReLU ends with more dead units than the remedy that keeps the most."""
     worst = max(REMEDIES, key=lambda n: float(np.mean(runs[n]["dead_final"])))
     relu = runs["relu"]["dead_final"]
-    verdict = compare(relu, runs[worst]["dead_final"], paired=True, names=("relu", worst))
+    verdict = compare(
+        runs[worst]["dead_final"], relu, paired=True, higher_is_better=False, names=(worst, "relu")
+    )
     relu_init = float(np.mean(runs["relu"]["dead_init"]))
     revived = (
         f" ReLU started with {relu_init:.1%} dead units: a unit dead on the validation set can "
