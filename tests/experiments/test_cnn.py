@@ -193,6 +193,7 @@ def test_tfds_dataset_end_to_end_tiny(tmp_path):
     assert "| mnist | lenet5 |" in report and (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.slow
 def test_shift_study_tiny(tmp_path):
     """Two epochs on digits: both nets learn (chance is 0.1), a 1-pixel shift of an 8x8 digit
     costs both of them accuracy, and the max-pooled features move less than the stride-only
