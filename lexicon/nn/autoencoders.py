@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lexicon.nn import conv
 from lexicon.nn.tying import TiedAutoencoder
 
 Activation = Callable[[jax.Array], jax.Array]
@@ -91,11 +92,15 @@ class ConvEncoder(nn.Module):
     code: int
     activation: Activation = nn.relu
     code_activation: Activation = identity
+    conv_impl: str = "auto"  # see lexicon.nn.conv.Conv
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, c in enumerate(self.channels):
-            x = self.activation(nn.Conv(c, (3, 3), strides=2, padding="SAME", name=f"conv_{i}")(x))
+            layer = conv.Conv(
+                c, (3, 3), strides=2, padding="SAME", name=f"conv_{i}", impl=self.conv_impl
+            )
+            x = self.activation(layer(x))
         x = x.reshape(x.shape[0], -1)
         return self.code_activation(nn.Dense(self.code, name="code")(x))
 
@@ -111,6 +116,7 @@ class ConvDecoder(nn.Module):
     shape: tuple
     activation: Activation = nn.relu
     output_activation: Activation = identity
+    conv_impl: str = "auto"  # of the last convolution (transposed ones stay XLA's)
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
@@ -123,7 +129,7 @@ class ConvDecoder(nn.Module):
         for i, c in enumerate(channels):
             x = nn.ConvTranspose(c, (3, 3), strides=(2, 2), padding="SAME", name=f"deconv_{i}")(x)
             x = self.activation(x)
-        x = nn.Conv(out_channels, (3, 3), padding="SAME", name="output")(x)
+        x = conv.Conv(out_channels, (3, 3), padding="SAME", name="output", impl=self.conv_impl)(x)
         return self.output_activation(x[:, :height, :width, :])
 
 
@@ -173,11 +179,15 @@ def conv_autoencoder(
     *,
     activation: Activation = nn.relu,
     output_activation: Activation = identity,
+    conv_impl: str = "auto",
 ) -> Autoencoder:
-    """A convolutional autoencoder for images of ``shape`` (H, W, C) with a dense code."""
+    """A convolutional autoencoder for images of ``shape`` (H, W, C) with a dense code;
+    ``conv_impl`` as in :func:`lexicon.nn.conv.Conv`."""
     return Autoencoder(
-        ConvEncoder(tuple(channels), code, activation),
-        ConvDecoder(tuple(channels), tuple(shape), activation, output_activation),
+        ConvEncoder(tuple(channels), code, activation, conv_impl=conv_impl),
+        ConvDecoder(
+            tuple(channels), tuple(shape), activation, output_activation, conv_impl=conv_impl
+        ),
     )
 
 
