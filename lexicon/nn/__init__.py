@@ -5,7 +5,7 @@ Every module takes ``train: bool`` at call time where training and evaluation di
 ``rbm`` and ``dbn``, ``rnn``, ``gan``, ``word2vec``, ``ncf``.
 """
 
-from lexicon.nn import autoencoders, dbn, gan, ncf, rbm, rnn, vae, word2vec
+from lexicon.nn import autoencoders, conv_matrix, dbn, gan, ncf, rbm, rnn, vae, word2vec
 from lexicon.nn.cnn import (
     CNN1D,
     FedAvgCNN,
