@@ -42,7 +42,7 @@ from lexicon.rules import Choice, ConfigError, Names, Range, widths
 PARTS = ("all", "devices", "flags")
 XLA_FLAGS = ("--xla_cpu_use_xnnpack=true", "--xla_cpu_use_onednn=true")
 # Topics whose speed is measured beside a reference implementation (lexicon.bench.<topic>).
-TOPICS = ("rnn", "dqn", "word2vec")
+TOPICS = ("rnn", "dqn", "word2vec", "sweep")
 ROWS = ("loop", "roofline", "seeds", "convnets", "flags", "devices", "frameworks", "optimizers",
         *TOPICS)  # fmt: skip
 
