@@ -72,7 +72,7 @@ def apply_preset(config):
     paper = dict(dataset="mnist", activation="maxout", hidden=(1600, 1600), epsilon=0.25)
     paper.update(clean_weight=0.5, eval_epsilons=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3))
     paper.update(epochs=max(config.epochs, 50), batch_size=100)
-    return cli.with_preset(config, paper, config.scale == "paper")
+    return cli.with_preset(config, paper, config.scale == "paper", get_config())
 
 
 def check_epsilons(epsilons) -> tuple[float, ...]:

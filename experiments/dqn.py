@@ -141,9 +141,7 @@ def settings(config):
     names = RULES["env"].parse(config.env)
     if "breakout-minatar" in names and len(names) > 1:
         raise ConfigError("config.env=breakout-minatar runs alone (it is a preset)")
-    default = get_config()
-    preset = {k: v for k, v in MINATAR.items() if config[k] == default[k]}
-    return cli.with_preset(config, preset, "breakout-minatar" in names)
+    return cli.with_preset(config, MINATAR, "breakout-minatar" in names, get_config())
 
 
 def check_config(config):

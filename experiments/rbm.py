@@ -95,7 +95,7 @@ RULES = {
 
 
 def settings(config):
-    return cli.with_preset(config, PAPER, config.scale == "paper")
+    return cli.with_preset(config, PAPER, config.scale == "paper", get_config())
 
 
 def check_config(config):

@@ -114,7 +114,7 @@ RULES = {
 
 def settings(config):
     """The run's config: scale=paper replaces the keys of the published MNIST-1D setting."""
-    return cli.with_preset(config, PAPER, config.scale == "paper")
+    return cli.with_preset(config, PAPER, config.scale == "paper", get_config())
 
 
 def check_config(config):

@@ -105,7 +105,7 @@ RULES = {
 
 def settings(config):
     """The run's config: scale=paper replaces the keys of the published setting."""
-    return cli.with_preset(config, PAPER, config.scale == "paper")
+    return cli.with_preset(config, PAPER, config.scale == "paper", get_config())
 
 
 def check_config(config):

@@ -551,12 +551,17 @@ def default_workdir(topic: str, config) -> pathlib.Path:
     return pathlib.Path("runs") / topic / f"{stamp}-s{config.get('seed', 0)}"
 
 
-def with_preset(config, preset, apply: bool = True):
+def with_preset(config, preset, apply: bool = True, defaults=None):
     """A copy of ``config`` with the keys of a published setting put in (the ``scale=paper``
-    presets), or the plain copy when ``apply`` is false."""
+    presets), or the plain copy when ``apply`` is false.
+
+    With ``defaults`` (the experiment's ``get_config()``), a key whose value differs from its
+    default was set by a flag and wins over the preset: ``--config.scale=paper
+    --config.epochs=3`` runs the published setting for 3 epochs."""
     run = config.copy_and_resolve_references()
     if apply:
-        run.update(preset)
+        chosen = {k: v for k, v in preset.items() if defaults is None or config[k] == defaults[k]}
+        run.update(chosen)
     return run
 
 

@@ -518,3 +518,11 @@ def test_with_preset_puts_in_the_published_keys_on_a_copy():
     plain = cli.with_preset(config, {"lr": 1e-3}, apply=False)
     assert (paper.lr, paper.epochs) == (1e-3, 7)
     assert plain.lr == 0.1 and config.lr == 0.1 and config.epochs != 7
+
+
+def test_a_flag_that_changed_a_default_wins_over_the_preset():
+    defaults, config = train.defaults(), train.defaults()
+    defaults.lr = config.lr = 0.1
+    config.epochs = 3  # as a flag would set it
+    paper = cli.with_preset(config, {"lr": 1e-3, "epochs": 7}, defaults=defaults)
+    assert (paper.lr, paper.epochs) == (1e-3, 3)
