@@ -2,7 +2,8 @@
 
 Every module takes ``train: bool`` at call time where training and evaluation differ
 (dropout, batch norm). The topic families are submodules: ``autoencoders``, ``vae``,
-``rbm`` and ``dbn``, ``rnn``, ``gan``, ``word2vec``, ``ncf``.
+``rbm`` and ``dbn``, ``rnn``, ``gan``, ``word2vec``, ``ncf``; ``conv_matrix`` writes a
+convolution as a matrix product.
 """
 
 from lexicon.nn import autoencoders, conv_matrix, dbn, gan, ncf, rbm, rnn, vae, word2vec
@@ -11,13 +12,22 @@ from lexicon.nn.cnn import (
     FedAvgCNN,
     LeNet5,
     MultiStream,
+    PoolingNet,
     ResidualBlock,
     ResNetSmall,
     VGGSmall,
     lenet5_for,
 )
+from lexicon.nn.conv import CONV_IMPLS, Conv, default_conv_impl, im2col_conv_general_dilated
 from lexicon.nn.dropout import Dropout, DropoutMLP, mc_dropout_predict
-from lexicon.nn.gan import DCGANDiscriminator, DCGANGenerator, DenseDiscriminator, DenseGenerator
+from lexicon.nn.gan import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    DenseDiscriminator,
+    DenseGenerator,
+    SpectralDense,
+    spectral_norm,
+)
 from lexicon.nn.layers import MLP, BatchNorm, Maxout, PReLU
 from lexicon.nn.ncf import GMF, NeuMF
 from lexicon.nn.rnn import (
@@ -31,6 +41,13 @@ from lexicon.nn.rnn import (
 from lexicon.nn.tying import Siamese, TiedAutoencoder
 
 __all__ = [
+    "CONV_IMPLS",
+    "Conv",
+    "PoolingNet",
+    "SpectralDense",
+    "default_conv_impl",
+    "im2col_conv_general_dilated",
+    "spectral_norm",
     "CNN1D",
     "DCGANDiscriminator",
     "DCGANGenerator",
@@ -47,6 +64,7 @@ __all__ = [
     "SequenceToOne",
     "SequenceToSequence",
     "autoencoders",
+    "conv_matrix",
     "dbn",
     "gan",
     "ncf",

@@ -56,7 +56,7 @@ import optax
 from flax import struct
 
 from lexicon import losses
-from lexicon.nn import activations
+from lexicon.nn import activations, conv
 from lexicon.train.loop import Task
 from lexicon.train.state import TrainState
 
@@ -227,6 +227,7 @@ class DCGANDiscriminator(nn.Module):
     num_classes: int = 0
     label_mode: str = "onehot"
     embed_dim: int = 16
+    conv_impl: str = "auto"  # xla | im2col | auto (im2col on CPU), see lexicon.nn.conv
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
@@ -239,8 +240,14 @@ class DCGANDiscriminator(nn.Module):
             maps = jnp.broadcast_to(code[:, None, None, :], (*x.shape[:3], code.shape[-1]))
             x = jnp.concatenate([x, maps.astype(x.dtype)], axis=-1)
         act = _discriminator_activation("leaky_relu")
-        x = act(nn.Conv(self.width, (4, 4), strides=(2, 2), padding="SAME")(x))
-        x = act(nn.Conv(2 * self.width, (4, 4), strides=(2, 2), padding="SAME")(x))
+        x = act(
+            conv.Conv(self.width, (4, 4), strides=(2, 2), padding="SAME", impl=self.conv_impl)(x)
+        )
+        x = act(
+            conv.Conv(2 * self.width, (4, 4), strides=(2, 2), padding="SAME", impl=self.conv_impl)(
+                x
+            )
+        )
         return nn.Dense(1, name="logit")(x.reshape(x.shape[0], -1))[:, 0]
 
 
