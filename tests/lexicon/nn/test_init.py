@@ -59,8 +59,10 @@ def test_glorot_uniform_conv_kernel_uses_receptive_field():
 @pytest.mark.parametrize("shape", [(300, 200), (3, 16, 32)])
 def test_glorot_uniform_is_jax_glorot_uniform_up_to_rounding(shape):
     ours_fn = jax.jit(init.glorot_uniform, static_argnums=1)
-    jax_fn = jax.jit(jax.nn.init.glorot_uniform(), static_argnums=1)
-    same_fn = jax.jit(jax.nn.init.variance_scaling(1.0, "fan_avg", "uniform"), static_argnums=1)
+    jax_fn = jax.jit(jax.nn.initializers.glorot_uniform(), static_argnums=1)
+    same_fn = jax.jit(
+        jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"), static_argnums=1
+    )
     bound = init.glorot_bound(shape)
     for seed in range(3):
         key = jax.random.key(seed)
@@ -75,7 +77,7 @@ def test_glorot_uniform_is_jax_glorot_uniform_up_to_rounding(shape):
 def test_glorot_uniform_matches_jax_exactly_in_float64(x64):
     key = jax.random.key(3)
     ours = draw(init.glorot_uniform, key, (300, 200), jnp.float64)
-    theirs = draw(jax.nn.init.glorot_uniform(), key, (300, 200), jnp.float64)
+    theirs = draw(jax.nn.initializers.glorot_uniform(), key, (300, 200), jnp.float64)
     assert ours.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=0, atol=1e-15)
 
@@ -86,7 +88,7 @@ def test_he_uniform_bounds_variance_and_jax_relation():
     assert np.abs(w).max() <= np.float32(math.sqrt(6.0 / m))
     assert abs(w.var() / (2.0 / m) - 1.0) < 0.01
     key = jax.random.key(5)
-    theirs = draw(jax.nn.init.he_uniform(), key, (300, 200))
+    theirs = draw(jax.nn.initializers.he_uniform(), key, (300, 200))
     ours = draw(init.he_uniform, key, (300, 200))
     assert np.abs(ours - theirs).max() <= 2 * np.finfo(np.float32).eps * math.sqrt(6.0 / 300)
 
@@ -95,7 +97,7 @@ def test_he_normal_is_untruncated_with_jax_variance():
     m = BIG_SHAPE[0]
     std = math.sqrt(2.0 / m)
     ours = draw(init.he_normal, jax.random.key(6), BIG_SHAPE).astype(np.float64)
-    theirs = draw(jax.nn.init.he_normal(), jax.random.key(6), BIG_SHAPE).astype(np.float64)
+    theirs = draw(jax.nn.initializers.he_normal(), jax.random.key(6), BIG_SHAPE).astype(np.float64)
     assert abs(ours.var() / std**2 - 1.0) < 0.01
     assert abs(theirs.var() / std**2 - 1.0) < 0.01
     # jax truncates at 2 standard deviations of the pre-scaling normal; ours does not.
