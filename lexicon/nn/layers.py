@@ -168,14 +168,7 @@ class BatchNorm(nn.Module):
             mu = running_mean.value.reshape(broadcast_shape).astype(x.dtype)
             variance = running_var.value.reshape(broadcast_shape).astype(x.dtype)
         else:
-            # The device axis does not exist while initializing, so flax (and we) skip it there.
-            axis_name = None if self.is_initializing() else self.axis_name
-            mu = jnp.mean(x, axis=reduction_axes, keepdims=True)
-            if axis_name is not None:
-                mu = lax.pmean(mu, axis_name)
-            variance = jnp.mean(jnp.square(x - mu), axis=reduction_axes, keepdims=True)
-            if axis_name is not None:
-                variance = lax.pmean(variance, axis_name)
+            mu, variance = self._batch_statistics(x, reduction_axes)
             if not self.is_initializing():
                 # Cast back so that the collection keeps its dtype as a lax.scan carry.
                 running_mean.value = (
@@ -199,6 +192,12 @@ class BatchNorm(nn.Module):
         """H' = (H - mu) / sigma with the statistics of this batch, as the slide prints it."""
         feature_axis = self.axis % x.ndim
         reduction_axes = tuple(i for i in range(x.ndim) if i != feature_axis)
+        mu, variance = self._batch_statistics(x, reduction_axes)
+        return (x - mu) / jnp.sqrt(self.epsilon + variance)
+
+    def _batch_statistics(self, x: jax.Array, reduction_axes) -> tuple[jax.Array, jax.Array]:
+        """mu and mean((H - mu)^2) over the batch (and over the devices of ``axis_name``)."""
+        # The device axis does not exist while initializing, so flax (and we) skip it there.
         axis_name = None if self.is_initializing() else self.axis_name
         mu = jnp.mean(x, axis=reduction_axes, keepdims=True)
         if axis_name is not None:
@@ -206,7 +205,7 @@ class BatchNorm(nn.Module):
         variance = jnp.mean(jnp.square(x - mu), axis=reduction_axes, keepdims=True)
         if axis_name is not None:
             variance = lax.pmean(variance, axis_name)
-        return (x - mu) / jnp.sqrt(self.epsilon + variance)
+        return mu, variance
 
 
 class MLP(nn.Module):

@@ -274,19 +274,8 @@ class Program:
         if swept:
             return self._swept(task, config, batch_size, per_replica, build, swept)
         self.hparams = None
-        self.parallel = config.parallel
-        self.per_replica = per_replica
         self.uses_pmap = config.parallel == "data" and config.mapper == "pmap"
-        devices = jax.devices()
-        self.num_devices = len(devices)
-        axis = "seeds" if config.parallel == "seeds" else "data"
-        self.mesh = jax.make_mesh(
-            (self.num_devices,), (axis,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
-        )
-        replicated = NamedSharding(self.mesh, P())
-        self.seed_sharding = NamedSharding(self.mesh, P("seeds")) if axis == "seeds" else replicated
-        self.replicated = replicated
-        self.data_sharding = self.seed_sharding if per_replica else replicated
+        self._place(config, per_replica)
         data_axis = 0 if per_replica else None
         init = jax.vmap(lambda seed: task.init(stream(seed, "init")))
 
@@ -325,7 +314,7 @@ class Program:
             )
             self.epoch = jax.jit(mapped)
         else:
-            self.init = jax.jit(init, out_shardings=replicated)
+            self.init = jax.jit(init, out_shardings=self.replicated)
             local = functools.partial(
                 _data_epoch,
                 task.make_step("data"),
@@ -358,17 +347,10 @@ class Program:
         self.finite = jax.jit(lambda state: _finite(guarded(state)))
         self.keep = jax.jit(_keep)
 
-    def _swept(self, task, config, batch_size, per_replica, build, swept):
-        """The same pieces for a sweep: every function also takes the swept values of each
-        replica (``self.hparams``, key -> (replicas,) float32) and builds the task from them
-        inside its trace (lexicon.train.sweep)."""
+    def _place(self, config, per_replica: bool) -> None:
+        """The device mesh and the shardings of the state (seeds), the data and the rest."""
         self.parallel = config.parallel
         self.per_replica = per_replica
-        self.uses_pmap = False
-        if config.parallel == "data" and config.mapper == "pmap":
-            raise ConfigError("a sweep runs with mapper=shard_map; pmap does not take it")
-        if task.init is None:
-            raise ConfigError("a sweep needs a task builder whose task has an init")
         devices = jax.devices()
         self.num_devices = len(devices)
         axis = "seeds" if config.parallel == "seeds" else "data"
@@ -379,6 +361,17 @@ class Program:
         self.seed_sharding = NamedSharding(self.mesh, P("seeds")) if axis == "seeds" else replicated
         self.replicated = replicated
         self.data_sharding = self.seed_sharding if per_replica else replicated
+
+    def _swept(self, task, config, batch_size, per_replica, build, swept):
+        """The same pieces for a sweep: every function also takes the swept values of each
+        replica (``self.hparams``, key -> (replicas,) float32) and builds the task from them
+        inside its trace (lexicon.train.sweep)."""
+        self.uses_pmap = False
+        if config.parallel == "data" and config.mapper == "pmap":
+            raise ConfigError("a sweep runs with mapper=shard_map; pmap does not take it")
+        if task.init is None:
+            raise ConfigError("a sweep needs a task builder whose task has an init")
+        self._place(config, per_replica)
         self.hparams = None
         data_axis = 0 if per_replica else None
         canonical = jax.tree.structure(jax.eval_shape(task.init, jax.random.key(0)))
@@ -454,7 +447,7 @@ class Program:
                 )
             )
         else:
-            self._init = jax.jit(jax.vmap(init), out_shardings=replicated)
+            self._init = jax.jit(jax.vmap(init), out_shardings=self.replicated)
             self._epoch = jax.jit(
                 jax.shard_map(
                     jax.vmap(epoch_of("data", self.num_devices), in_axes=(0, 0, 0, None, None)),
