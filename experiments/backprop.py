@@ -12,6 +12,8 @@ lexicon.nn.units (``backprop_deltas``, ``backprop_gradient``).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,7 @@ from lexicon.report import Figure, Report, mean_std
 from lexicon.rules import Choice, check_batch_size, positive, widths
 
 GRADIENTS = ("delta", "autodiff")
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.3,1,3': the rates x seeds as one program
 
 
 def get_config():
@@ -114,11 +117,14 @@ def train_and_evaluate(config, workdir):
     splits = data.load(config.dataset, seed=config.data_seed)
     num_classes = splits.num_classes
     worst = gradient_check(config, splits, num_classes)
-    task = make_task(config, splits.train["x"].shape[1], num_classes)
+    # A task builder, so that a sweep builds each grid point's task with its own (traced) rate.
+    num_inputs = splits.train["x"].shape[1]
+    task = functools.partial(make_task, num_inputs=num_inputs, num_classes=num_classes)
     result = train.fit(
         config, task, splits.train, workdir, eval_splits={"val": splits.val, "test": splits.test}
     )
     test_acc = result.final("test/accuracy")
+    over = "seeds" if result.sweep is None else "seeds and grid points; per point: the sweep table"
     reference = reference_accuracy(config, splits) if config.reference else float("nan")
 
     report = Report(workdir, "Backpropagation with the delta rules")
@@ -134,7 +140,7 @@ def train_and_evaluate(config, workdir):
         caption="Hand-written backpropagation against autodiff",
     )
     report.table(
-        ["split", "accuracy (mean ± std over seeds)", "reference"],
+        ["split", f"accuracy (mean ± std over {over})", "reference"],
         [
             ("train", mean_std(result.final("train/accuracy")), ""),
             ("validation", mean_std(result.final("val/accuracy")), ""),
@@ -147,13 +153,18 @@ def train_and_evaluate(config, workdir):
         ["train/loss", "val/loss", "train/accuracy", "val/accuracy", "test/accuracy"],
     )
     report.write()
-    return {
-        "test_accuracy": Figure(
+    if result.sweep is None:
+        accuracy = Figure(
             test_acc,
             reference=reference if config.reference else None,
             source="scikit-learn MLPClassifier, same layers",
             tolerance=0.01,  # the claim: within a point of scikit-learn
-        ),
+        )
+    else:  # one figure per grid point; the sweep table marks the best one by validation
+        points = enumerate(result.points("test/accuracy"))
+        accuracy = {result.sweep.label(g): Figure(values) for g, values in points}
+    return {
+        "test_accuracy": accuracy,
         # equal up to float32 rounding
         "max_grad_diff": Figure(worst.max(), reference=0.0, source="jax.grad", tolerance=1e-6),
     }

@@ -68,3 +68,29 @@ def test_experiment_end_to_end(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert len(records[-1]["test/accuracy"]) == 2
     assert np.mean(records[-1]["test/accuracy"]) > 0.5
+
+
+def test_a_learning_rate_sweep_is_one_run_with_every_grid_point(tmp_path):
+    """--config.sweep='lr=0.1,1': 2 rates x 2 seeds as one program. After 2 epochs the delta
+    rule at alpha = 1 is well above chance and above alpha = 0.1, and the sweep picks it by
+    validation."""
+    result = run_python(
+        [
+            "-m",
+            "experiments.backprop",
+            "--config.sweep=lr=0.1,1",
+            "--config.epochs=2",
+            "--config.seeds=2",
+            "--config.progress=false",
+            "--config.reference=false",
+            f"--workdir={tmp_path}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads((tmp_path / "results.json").read_text())["sweeps"]["."]
+    assert [p["point"] for p in sweep["points"]] == [{"lr": 0.1}, {"lr": 1.0}]
+    slow, fast = (p["metrics"]["test/accuracy"]["mean"] for p in sweep["points"])
+    assert fast > 0.5 and fast > slow + 0.1, (slow, fast)
+    assert sweep["best"] == 1
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records[-1]["test/accuracy"]) == 4
