@@ -364,10 +364,23 @@ def im2col_conv_general_dilated(
     which XLA:CPU runs at matmul speed inside a compiled loop. Same signature as
     ``lax.conv_general_dilated`` (so ``flax.linen.Conv(conv_general_dilated=...)`` takes it),
     for any number of spatial axes; ``feature_group_count`` > 1 contracts each group with its
-    own block of the kernel; ``batch_group_count`` must be 1.
+    own block of the kernel. ``batch_group_count`` > 1 (which only the weight gradient of a
+    grouped convolution uses) is handed to ``lax.conv_general_dilated`` itself.
     """
     if batch_group_count != 1:
-        raise NotImplementedError("im2col convolution supports batch_group_count=1 only")
+        return lax.conv_general_dilated(
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation,
+            dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count,
+            batch_group_count=batch_group_count,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+        )
     spatial = lhs.ndim - 2
     return _im2col(
         lhs,

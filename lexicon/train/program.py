@@ -201,19 +201,13 @@ def _custom_epoch(epoch_fn, state, seed, arrays, epoch):
     return state, jax.tree.map(lambda m: jnp.reshape(m, (-1,)) if jnp.ndim(m) == 0 else m, metrics)
 
 
-def _dispatched_epoch(step, *, batch_size, steps, data_in_axis):
-    """The epoch as a Python loop that calls one jitted step of every replica per minibatch
-    (or per data-free step). Same shuffles, keys and updates as the scanned epoch."""
+def _dispatch_loop(replica_step, *, batch_size, steps, data_in_axis):
+    """The epoch as a Python loop that calls ``replica_step(*lead, state, seeds, arrays,
+    indices)``, one jitted step of every replica, per minibatch (or per data-free step)."""
     orders = jax.jit(jax.vmap(_epoch_order, in_axes=(0, None, None, None)), static_argnums=(1, 3))
 
-    def one(state, seed, arrays, indices):
-        if indices is None:
-            return step(state, None, jax.random.fold_in(stream(seed, "step"), state.step))
-        return _indexed_step(step, state, stream(seed, "step"), arrays, indices)
-
-    replica_step = jax.jit(jax.vmap(one, in_axes=(0, 0, data_in_axis, 0)))
-
-    def epoch(state, seeds, arrays, epoch):
+    def epoch(*args):
+        *lead, state, seeds, arrays, epoch = args
         if batch_size:
             num_examples = jax.tree.leaves(arrays)[0].shape[1 if data_in_axis == 0 else 0]
             order = orders(seeds, num_examples, epoch, batch_size)
@@ -222,11 +216,26 @@ def _dispatched_epoch(step, *, batch_size, steps, data_in_axis):
             batches = [None] * steps
         metrics = []
         for indices in batches:
-            state, m = replica_step(state, seeds, arrays, indices)
+            state, m = replica_step(*lead, state, seeds, arrays, indices)
             metrics.append(m)
         return state, jax.tree.map(lambda *ms: jnp.stack(ms, axis=1), *metrics)
 
     return epoch
+
+
+def _dispatched_epoch(step, *, batch_size, steps, data_in_axis):
+    """The epoch as a Python loop that calls one jitted step of every replica per minibatch
+    (or per data-free step). Same shuffles, keys and updates as the scanned epoch."""
+
+    def one(state, seed, arrays, indices):
+        if indices is None:
+            return step(state, None, jax.random.fold_in(stream(seed, "step"), state.step))
+        return _indexed_step(step, state, stream(seed, "step"), arrays, indices)
+
+    replica_step = jax.jit(jax.vmap(one, in_axes=(0, 0, data_in_axis, 0)))
+    return _dispatch_loop(
+        replica_step, batch_size=batch_size, steps=steps, data_in_axis=data_in_axis
+    )
 
 
 def _finite(tree) -> jax.Array:
@@ -489,8 +498,8 @@ class Program:
 
 
 def _dispatched_sweep_epoch(bound, rebind, canonical, *, batch_size, steps, data_in_axis):
-    """``_dispatched_epoch`` for a sweep: one jitted step of every replica per minibatch."""
-    orders = jax.jit(jax.vmap(_epoch_order, in_axes=(0, None, None, None)), static_argnums=(1, 3))
+    """``_dispatched_epoch`` for a sweep: one jitted step of every replica per minibatch, with
+    the replicas' swept values ``hp`` as the first argument."""
 
     def one(hp, state, seed, arrays, indices):
         built, treedef = bound(hp)
@@ -503,21 +512,9 @@ def _dispatched_sweep_epoch(bound, rebind, canonical, *, batch_size, steps, data
         return rebind(state, canonical), metrics
 
     replica_step = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, data_in_axis, 0)))
-
-    def epoch(hp, state, seeds, arrays, epoch):
-        if batch_size:
-            num_examples = jax.tree.leaves(arrays)[0].shape[1 if data_in_axis == 0 else 0]
-            order = orders(seeds, num_examples, epoch, batch_size)
-            batches = [order[:, b] for b in range(order.shape[1])]
-        else:
-            batches = [None] * steps
-        metrics = []
-        for indices in batches:
-            state, m = replica_step(hp, state, seeds, arrays, indices)
-            metrics.append(m)
-        return state, jax.tree.map(lambda *ms: jnp.stack(ms, axis=1), *metrics)
-
-    return epoch
+    return _dispatch_loop(
+        replica_step, batch_size=batch_size, steps=steps, data_in_axis=data_in_axis
+    )
 
 
 def _maybe_step(task, axis_name):

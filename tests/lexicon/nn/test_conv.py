@@ -442,3 +442,15 @@ def test_im2col_follows_any_dimension_numbers_and_flax_conv():
     assert conv.default_conv_impl("gpu") == conv.default_conv_impl("tpu") == "xla"
     with pytest.raises(ValueError, match="valid choices"):
         conv.resolve_conv_impl("winograd")
+
+
+def test_im2col_hands_batch_groups_to_lax_and_matches_it():
+    """batch_group_count > 1 (a grouped convolution's weight gradient) goes to lax itself."""
+    x = jax.random.normal(jax.random.key(0), (4, 6, 6, 3))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+    dims = ("NHWC", "HWIO", "NHWC")
+    args = dict(padding="VALID", dimension_numbers=dims, batch_group_count=2)
+    ours = conv.im2col_conv_general_dilated(x, k, (1, 1), **args)
+    theirs = jax.lax.conv_general_dilated(x, k, (1, 1), **args)
+    assert ours.shape == (2, 4, 4, 4)
+    np.testing.assert_array_equal(ours, theirs)
