@@ -22,6 +22,7 @@ import optax
 from lexicon import baselines, cli, data, train
 from lexicon.nn.units import backprop_gradient, forward, init_params, squared_error
 from lexicon.report import Figure, Report, mean_std
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, check_batch_size, positive, widths
 
 GRADIENTS = ("delta", "autodiff")
@@ -153,16 +154,13 @@ def train_and_evaluate(config, workdir):
         ["train/loss", "val/loss", "train/accuracy", "val/accuracy", "test/accuracy"],
     )
     report.write()
-    if result.sweep is None:
-        accuracy = Figure(
-            test_acc,
-            reference=reference if config.reference else None,
-            source="scikit-learn MLPClassifier, same layers",
-            tolerance=0.01,  # the claim: within a point of scikit-learn
-        )
-    else:  # one figure per grid point; the sweep table marks the best one by validation
-        points = enumerate(result.points("test/accuracy"))
-        accuracy = {result.sweep.label(g): Figure(values) for g, values in points}
+    accuracy = report_figure(  # one figure per grid point in a sweep
+        result,
+        "test/accuracy",
+        reference=reference if config.reference else None,
+        source="scikit-learn MLPClassifier, same layers",
+        tolerance=0.01,  # the claim: within a point of scikit-learn
+    )
     return {
         "test_accuracy": accuracy,
         # equal up to float32 rounding

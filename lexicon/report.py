@@ -512,6 +512,18 @@ def held_against(values, baseline, comparison: Comparison, source: str) -> Figur
     return Figure(values, reference=float(np.mean(baseline)), source=source, tolerance=half)
 
 
+def figure(result, key: str, **held) -> Figure | dict[str, Figure]:
+    """The final ``key`` of a ``train.fit`` result as a headline figure: one Figure over the
+    seeds, or, for a sweep, one per grid point (named by its coordinates, e.g. ``lr=0.1``).
+
+    ``held`` (reference, source, tolerance, claim, relative) goes to the Figure of a plain run;
+    a grid point gets no verdict (a claim is made at the configured setting, and the sweep's
+    own table marks its best point by validation)."""
+    if getattr(result, "sweep", None) is None:
+        return Figure(result.final(key), **held)
+    return {result.sweep.label(g): Figure(v) for g, v in enumerate(result.points(key))}
+
+
 class Report:
     """Collects markdown sections and figures, then writes ``workdir/report.md``."""
 

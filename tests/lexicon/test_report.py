@@ -67,3 +67,25 @@ def test_a_two_key_sweep_gets_a_table_and_a_heat_map_marking_the_best_by_validat
     assert (tmp_path / "sweep-grid.png").exists()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["sweeps"]["."]["best"] == 5
+
+
+def test_figure_is_one_figure_per_run_or_one_per_grid_point():
+    """report.figure: a plain run's final values with its reference and verdict; a sweep's
+    values split by grid point (replica g * seeds + s), named by coordinates, no verdict."""
+    import types
+
+    from lexicon.report import figure
+    from lexicon.train.sweep import Sweep
+
+    values = np.arange(6.0)
+    plain = types.SimpleNamespace(sweep=None, final=lambda key: values)
+    one = figure(plain, "test/accuracy", reference=2.5, tolerance=0.1)
+    assert one.summary()["mean"] == 2.5 and one.verdict() == "matches"
+    swept = types.SimpleNamespace(
+        sweep=Sweep.grid({"lr": [0.1, 1.0, 10.0]}),
+        points=lambda key: values.reshape(3, 2),
+    )
+    per_point = figure(swept, "test/accuracy", reference=2.5)
+    assert list(per_point) == [Sweep.grid({"lr": [0.1, 1.0, 10.0]}).label(g) for g in range(3)]
+    assert [f.summary()["per_seed"] for f in per_point.values()] == [[0, 1], [2, 3], [4, 5]]
+    assert all(f.verdict() is None for f in per_point.values())
