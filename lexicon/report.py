@@ -173,6 +173,13 @@ def mean_std(values, digits: int = 4) -> str:
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
+def scientific(values, digits: int = 1, std_digits: int = 1) -> str:
+    """'mean ± std' over seeds in scientific notation, for values that span decades (distances
+    that reach 1e-7, gradient ratios)."""
+    values = np.asarray(values, dtype=np.float64)
+    return f"{values.mean():.{digits}e} ± {values.std():.{std_digits}e}"
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     def cells(values):
         return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
