@@ -18,17 +18,22 @@ either model (it is the direction of the change that matters, not its size).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
-from lexicon import adversarial, cli, data, optim, train
+from lexicon import adversarial, cli, data, optim, runs, train
 from lexicon.nn.layers import MLP
-from lexicon.report import Report, compare, held_against, mean_std, panels, plot_curves
-from lexicon.rules import Choice, ConfigError, Items, Range, check_batch_size, positive, widths
+from lexicon.report import Report, compare, held_against, mean_std, plot_curves
+from lexicon.report import figure as report_figure
+from lexicon.rules import Choice, Items, Range, check_batch_size, positive, widths
 
 MODES = ("standard", "adversarial")
-DATASETS = ("digits", "mnist", "fashion_mnist")  # inputs scaled to [0, 1]
+IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28)}  # in [0, 1]
 PIXEL_RANGE = (0.0, 1.0)
+# --config.sweep='clean_weight=0.3,0.5,0.7': both modes' grid points x seeds, one program each
+SWEEPABLE = ("lr", "clean_weight")
 
 
 def get_config():
@@ -53,7 +58,7 @@ RULES = {
     "lr": positive(),
     "epsilon": Range(0, 1, open_lo=True),
     "clean_weight": Range(0, 1),
-    "dataset": Choice(*DATASETS),
+    "dataset": Choice(*IMAGE_SHAPES),
     "examples": Range(1, 16),
     "scale": Choice("default", "paper"),
     "hidden": widths(),
@@ -75,58 +80,25 @@ def apply_preset(config):
     return cli.with_preset(config, paper, config.scale == "paper", get_config())
 
 
-def check_epsilons(epsilons) -> tuple[float, ...]:
-    values = tuple(float(e) for e in epsilons)
-    if not values or any(not 0.0 <= e <= 1.0 for e in values):
-        raise ConfigError(
-            f"config.eval_epsilons={epsilons!r} must be a non-empty tuple of values in [0, 1]"
-        )
-    return values
+def make_task(config, model, example_input, mode):
+    """Standard training, or adversarial training with w = config.clean_weight (traced in a
+    sweep); both evaluate the accuracy under FGSM at config.epsilon."""
+    weight = config.clean_weight if mode == "adversarial" else None
+    return adversarial.robust_classifier(model, optim.adam(config.lr), example_input,
+                                         config.epsilon, weight, PIXEL_RANGE)  # fmt: skip
 
 
 # --- figures ----------------------------------------------------------------------------------
 
 
 def plot_sweep(epsilons, sweeps, noise, train_epsilon):
-    runs = {f"{m} training, FGSM": (epsilons, sweeps[m]) for m in MODES}
-    runs.update({f"{m} training, random ±eps": (epsilons, noise[m]) for m in MODES})
-    fig = plot_curves(runs, xlabel="attack budget epsilon (L-inf, pixels in [0, 1])")
+    curves = {f"{m} training, FGSM": (epsilons, sweeps[m]) for m in MODES}
+    curves.update({f"{m} training, random ±eps": (epsilons, noise[m]) for m in MODES})
+    fig = plot_curves(curves, xlabel="attack budget epsilon (L-inf, pixels in [0, 1])")
     ax = fig.axes[0]
     ax.axvline(train_epsilon, color="k", ls="--", lw=1, label="training epsilon")
     ax.set(ylabel="test accuracy", ylim=(0, 1.02))
     ax.legend(fontsize=8)
-    return fig
-
-
-def plot_examples(x, y, shape, attacks: dict, epsilon):
-    """Clean digits, each model's FGSM perturbation and the adversarial digit, with labels.
-
-    attacks: mode -> (x_adv, clean predictions, adversarial predictions) for these digits.
-    """
-    columns = len(x)
-    fig, flat = panels(5 * columns, columns, size=(1.25, 1.44))
-    axes = np.asarray(flat).reshape(5, columns)
-    rows = [("clean", x, None)]
-    for mode, (x_adv, _, predicted) in attacks.items():
-        rows.append((f"{mode}:\nperturbation", x_adv - x, None))
-        rows.append((f"{mode}:\nadversarial", x_adv, predicted))
-    for r, (name, images, predicted) in enumerate(rows):
-        for c in range(columns):
-            ax = axes[r, c]
-            image = images[c].reshape(shape)
-            if "perturbation" in name:
-                ax.imshow(image, cmap="bwr", vmin=-epsilon, vmax=epsilon)
-            else:
-                ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
-            if r == 0:
-                labels = "/".join(str(clean[c]) for _, clean, _ in attacks.values())
-                ax.set_title(f"y={y[c]} pred {labels}", fontsize=7)
-            elif predicted is not None:
-                color = "green" if predicted[c] == y[c] else "red"
-                ax.set_title(f"pred {predicted[c]}", fontsize=8, color=color)
-            ax.set(xticks=[], yticks=[])
-            ax.grid(False)
-        axes[r, 0].set_ylabel(name, fontsize=8)
     return fig
 
 
@@ -135,7 +107,7 @@ def plot_examples(x, y, shape, attacks: dict, epsilon):
 
 def train_and_evaluate(config, workdir):
     config = apply_preset(config)
-    epsilons = check_epsilons(config.eval_epsilons)
+    epsilons = tuple(float(e) for e in config.eval_epsilons)
     splits = data.load(config.dataset, seed=config.data_seed)
     x_test, y_test = splits.test["x"], splits.test["y"]
     classes = splits.num_classes
@@ -147,16 +119,10 @@ def train_and_evaluate(config, workdir):
     results = {}
     for mode in MODES:
         print(f"--- {mode} training")
-        weight = config.clean_weight if mode == "adversarial" else None
-        task = adversarial.robust_classifier(model, optim.adam(config.lr), splits.train["x"][:1],
-                                             config.epsilon, weight, PIXEL_RANGE)  # fmt: skip
-        results[mode] = train.fit(
-            config,
-            task,
-            splits.train,
-            workdir / mode,
-            eval_splits={"val": splits.val, "test": splits.test},
-        )
+        task = functools.partial(make_task, model=model, example_input=splits.train["x"][:1],
+                                 mode=mode)  # fmt: skip
+        evals = {"val": splits.val, "test": splits.test}
+        results[mode] = train.fit(config, task, splits.train, workdir / mode, eval_splits=evals)
 
     noise_key = jax.random.fold_in(train.stream(config.seed, "env"), 0)
     sweeps, noise = {}, {}
@@ -165,9 +131,8 @@ def train_and_evaluate(config, workdir):
             apply_fn, results[mode].state.params, x_test, y_test, epsilons, noise_key, PIXEL_RANGE
         )
     clean = {mode: results[mode].final("test/accuracy") for mode in MODES}
-    at_train = {
-        mode: results[mode].final("test/fgsm_accuracy") for mode in MODES
-    }  # FGSM at the training epsilon, from the last evaluation
+    # FGSM at the training epsilon, from the last evaluation
+    at_train = {mode: results[mode].final("test/fgsm_accuracy") for mode in MODES}
 
     # The two models of a seed share their initialization and minibatches: paired seeds.
     gain = compare(at_train["adversarial"], at_train["standard"], paired=True,
@@ -199,24 +164,13 @@ def train_and_evaluate(config, workdir):
         f"{len(y_test)} test examples."
     )
     report.text(verdict)
-    rows = []
-    for i, eps in enumerate(epsilons):
-        rows.append(
-            (
-                f"{eps:g}",
-                *(mean_std(sweeps[mode][:, i]) for mode in MODES),
-                *(mean_std(noise[mode][:, i]) for mode in MODES),
-            )
-        )
+    names = ("standard", "adversarial training")
     report.table(
+        ["epsilon", *(f"{m}, {a}" for a in ("FGSM", "random ±eps") for m in names)],
         [
-            "epsilon",
-            "standard, FGSM",
-            "adversarial training, FGSM",
-            "standard, random ±eps",
-            "adversarial training, random ±eps",
+            (f"{eps:g}", *(mean_std(table[m][:, i]) for table in (sweeps, noise) for m in MODES))
+            for i, eps in enumerate(epsilons)
         ],
-        rows,
         caption=f"Test accuracy under attack (mean ± std over {config.seeds} seeds)",
     )
     report.figure(
@@ -228,17 +182,15 @@ def train_and_evaluate(config, workdir):
     attack = jax.jit(lambda params: adversarial.attack(apply_fn, params, x_test, y_test,
                                                        config.epsilon, PIXEL_RANGE))  # fmt: skip
     attacks = {
-        mode: tuple(
-            np.asarray(a) for a in attack(jax.tree.map(lambda a: a[0], results[mode].state.params))
-        )
+        mode: tuple(np.asarray(a) for a in attack(runs.replica(results[mode].state.params)))
         for mode in MODES
     }
     shown = adversarial.fooled_first(y_test, *attacks["standard"][1:], config.examples)
     report.figure(
-        plot_examples(
+        adversarial.plot_examples(
             x_test[shown],
             y_test[shown],
-            image_shape(config.dataset),
+            IMAGE_SHAPES[config.dataset],
             {mode: tuple(a[shown] for a in attacks[mode]) for mode in MODES},
             config.epsilon,
         ),
@@ -256,26 +208,20 @@ def train_and_evaluate(config, workdir):
             name=f"curves_{mode}",
         )
     report.write()
-    figures = {
-        "clean_accuracy": clean,
-        # under FGSM at the training budget, from the last evaluation
-        "fgsm_accuracy": {
-            "standard": at_train["standard"],
-            "adversarial": held_against(  # 'above' is the report's 'holds'
-                at_train["adversarial"],
-                at_train["standard"],
-                gain,
-                "standard training; Goodfellow et al. 2015: adversarial training raises it",
-            ),
-        },
-    }
+    if results["standard"].sweep is not None:  # one figure per grid point
+        keys = {"clean_accuracy": "test/accuracy", "fgsm_accuracy": "test/fgsm_accuracy"}
+        return {k: {m: report_figure(results[m], key) for m in MODES} for k, key in keys.items()}
+    figures = {"clean_accuracy": clean, "fgsm_accuracy": {"standard": at_train["standard"]}}
+    # Under FGSM at the training budget, from the last evaluation; 'above' is the report's 'holds'.
+    figures["fgsm_accuracy"]["adversarial"] = held_against(
+        at_train["adversarial"],
+        at_train["standard"],
+        gain,
+        "standard training; Goodfellow et al. 2015: adversarial training raises it",
+    )
     if trained:
         figures["random_sign_accuracy"] = {"standard": noise["standard"][:, trained[0]]}
     return figures
-
-
-def image_shape(dataset: str) -> tuple[int, ...]:
-    return {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28)}[dataset]
 
 
 if __name__ == "__main__":

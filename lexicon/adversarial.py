@@ -210,3 +210,36 @@ def robust_classifier(
         return dataclasses.replace(base, evaluate=evaluate)
     objective = adversarial_objective(model, epsilon, clean_weight, clip_range)
     return train.Task(init=base.init, make_step=train.gradient_step(objective), evaluate=evaluate)
+
+
+def plot_examples(x, y, shape, attacks: dict, epsilon):
+    """A figure of attacked images: the clean images (x, flat, reshaped to ``shape``; title:
+    the label y and each model's prediction), then per model its perturbation x_adv - x (red +,
+    blue -, at most epsilon) and its adversarial image with its prediction (red: wrong).
+
+    attacks: model name -> (x_adv, clean predictions, adversarial predictions) for these images.
+    """
+    from lexicon.report import panels
+
+    columns = len(x)
+    fig, flat = panels((1 + 2 * len(attacks)) * columns, columns, size=(1.25, 1.44))
+    axes = np.asarray(flat).reshape(-1, columns)
+    gray = dict(cmap="gray_r", vmin=0, vmax=1)
+    signed = dict(cmap="bwr", vmin=-epsilon, vmax=epsilon)
+    rows = [("clean", x, None, gray)]
+    for mode, (x_adv, _, predicted) in attacks.items():
+        rows.append((f"{mode}:\nperturbation", x_adv - x, None, signed))
+        rows.append((f"{mode}:\nadversarial", x_adv, predicted, gray))
+    for r, (name, images, predicted, style) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.imshow(images[c].reshape(shape), **style)
+            if r == 0:
+                labels = "/".join(str(clean[c]) for _, clean, _ in attacks.values())
+                ax.set_title(f"y={y[c]} pred {labels}", fontsize=7)
+            elif predicted is not None:
+                color = "green" if predicted[c] == y[c] else "red"
+                ax.set_title(f"pred {predicted[c]}", fontsize=8, color=color)
+            ax.set(xticks=[], yticks=[])
+            ax.grid(False)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    return fig

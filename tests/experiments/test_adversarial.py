@@ -14,9 +14,10 @@ def test_config_checks_and_paper_preset():
     config.epsilon = 0.0
     with pytest.raises(ConfigError, match="epsilon"):
         check(config, adv.RULES)
+    config = adv.get_config()
+    config.eval_epsilons = (0.1, 1.5)
     with pytest.raises(ConfigError, match="eval_epsilons"):
-        adv.check_epsilons((0.1, 1.5))
-    assert adv.check_epsilons((0, 0.1)) == (0.0, 0.1)
+        check(config, adv.RULES)
     config = adv.get_config()
     config.scale = "paper"
     paper = adv.apply_preset(config)

@@ -285,3 +285,18 @@ def test_adversarial_objective_gradient_is_the_mixture(x64):
     for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(metrics["adversarial_loss"], ce(params, x_adv), rtol=1e-12)
+
+
+def test_plot_examples_draws_clean_perturbation_and_adversarial_rows():
+    x = np.full((3, 4), 0.5, np.float32)
+    y = np.array([0, 1, 2])
+    x_adv = x + 0.1 * np.sign(np.arange(12).reshape(3, 4) - 5.5).astype(np.float32)
+    attacks = {"a": (x_adv, y, np.array([0, 2, 2])), "b": (x, y, y)}
+    fig = adversarial.plot_examples(x, y, (2, 2), attacks, epsilon=0.1)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == (1 + 2 * len(attacks)) * 3
+    np.testing.assert_allclose(axes[3].images[0].get_array(), (x_adv - x)[0].reshape(2, 2))
+    assert axes[0].get_title() == "y=0 pred 0/0"
+    # model a's adversarial row: right, wrong (red), right
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in axes[6:9]]
+    assert titles == [("pred 0", "green"), ("pred 2", "red"), ("pred 2", "green")]
