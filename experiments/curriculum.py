@@ -34,17 +34,13 @@ import jax
 import numpy as np
 from scipy.stats import spearmanr
 
-from lexicon import baselines, cli, data, losses, optim, train
-from lexicon.curriculum import (
-    SCHEDULES,
-    curriculum_order,
-    fold_ids,
-    paced_classifier,
-    pool_size,
-    schedule_order,
-)
+from lexicon import baselines, cli, curriculum, data, optim, runs, train
+from lexicon.adversarial import per_example_cross_entropy
+from lexicon.curriculum import SCHEDULES
+from lexicon.distillation import fit_teacher
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, compare, mean_std, panels, plot_curves, plot_images
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, Range, check_batch_size, positive, probability, widths
 
 LABELS = {
@@ -53,6 +49,7 @@ LABELS = {
     "easy_first": "easy-first (curriculum)",
     "hard_first": "hard-first (anti-curriculum)",
 }
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.02,0.05': every schedule's rates x seeds, one program
 
 
 def get_config():
@@ -95,33 +92,34 @@ def check_config(config):
 # --- difficulty from a teacher ----------------------------------------------------------------
 
 
-def per_example_loss(model, params, x, y):
-    """-log softmax(f(x))_y for each example."""
-    logits = model.apply({"params": params}, x)
-    return losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="none")
-
-
 def teacher_difficulty(config, workdir, x, y) -> np.ndarray:
     """d_i: held-out cross-entropy of the teachers (mean over teacher seeds), one per example."""
-    model = MLP(features=[*config.teacher_hidden, 10], activation="relu")
-    folds = fold_ids(len(y), config.teacher_folds, config.data_seed)
-    teacher_config = config.copy_and_resolve_references()
-    teacher_config.epochs = config.teacher_epochs
+    folds = curriculum.fold_ids(len(y), config.teacher_folds, config.data_seed)
     difficulty = np.zeros(len(y))
+
+    def losses_of(model, params, x, y):  # -log softmax(f(x))_y for each example
+        return per_example_cross_entropy(model.apply({"params": params}, x), y)
+
     for k in range(config.teacher_folds):
         seen, held_out = folds != k, folds == k
-        task = train.classifier(model, optim.adam(config.teacher_lr), x[:1])
-        result = train.fit(
-            teacher_config, task, {"x": x[seen], "y": y[seen]}, workdir / f"teacher-fold{k}"
-        )
-        held_out_losses = jax.vmap(
-            functools.partial(per_example_loss, model), in_axes=(0, None, None)
-        )(result.state.params, x[held_out], y[held_out])
-        difficulty[held_out] = np.asarray(held_out_losses).mean(axis=0)
+        model, result = fit_teacher(config, config.teacher_hidden, {"x": x[seen], "y": y[seen]},
+                                    workdir / f"teacher-fold{k}", lr=config.teacher_lr,
+                                    epochs=config.teacher_epochs)  # fmt: skip
+        per_teacher = jax.vmap(functools.partial(losses_of, model), in_axes=(0, None, None))
+        losses = per_teacher(result.state.params, x[held_out], y[held_out])
+        difficulty[held_out] = np.asarray(losses).mean(axis=0)
     return difficulty
 
 
 # --- the experiment ----------------------------------------------------------------------------
+
+
+def student_task(config, ordered, pacing):
+    """The student on ``ordered`` (easiest first), by SGD at config.lr (traced in a sweep)."""
+    model = MLP(features=[*config.hidden, 10], activation="relu")
+    return curriculum.paced_classifier(
+        model, optim.sgd(config.lr), ordered, config.batch_size, pacing
+    )
 
 
 def budget_epochs(history) -> list[int]:
@@ -129,10 +127,6 @@ def budget_epochs(history) -> list[int]:
     evaluated = [r["epoch"] for r in history if "test/accuracy" in r]
     marks = {1, 2, 3, 5} | {10 * 2**i for i in range(12)}
     return sorted({e for e in evaluated if e in marks} | {evaluated[-1]})
-
-
-def accuracy_at(history, epoch: int) -> np.ndarray:
-    return np.asarray(next(r for r in history if r["epoch"] == epoch)["test/accuracy"])
 
 
 def early_accuracy(history, ramp_steps: int) -> np.ndarray:
@@ -154,7 +148,7 @@ def plot_schedules(results, ramp_steps):
 def plot_pacing(orders, difficulty, config, n, ramp_steps, total_steps):
     """pool(t) / N, and the mean difficulty of the pool each paced schedule samples from."""
     t = np.arange(total_steps + 1)
-    pool = np.asarray(pool_size(t, n, config.start_fraction, ramp_steps))
+    pool = np.asarray(curriculum.pool_size(t, n, config.start_fraction, ramp_steps))
     fig, (left, right) = panels(2, size=(5, 3.4))
     left.plot(t, pool / n, color="k")
     left.set(xlabel="step", ylabel="pool(t) / N", title="pacing function")
@@ -185,30 +179,29 @@ def train_and_evaluate(config, workdir):
     ramp_steps = max(1, int(round(config.ramp * total_steps)))
 
     difficulty = teacher_difficulty(config, workdir, x, y)
-    folds = fold_ids(len(y), config.teacher_folds, config.data_seed)
+    folds = curriculum.fold_ids(len(y), config.teacher_folds, config.data_seed)
     reference = baselines.held_out_log_loss(x, y, folds)  # scikit-learn's logistic regression
     agreement = float(spearmanr(difficulty, reference).statistic)
-    easy_to_hard = curriculum_order(difficulty, y, config.balanced)
+    easy_to_hard = curriculum.curriculum_order(difficulty, y, config.balanced)
 
-    orders = {s: schedule_order(s, easy_to_hard, config.data_seed) for s in SCHEDULES}
-    student = config.copy_and_resolve_references()
-    with student.unlocked():  # data-free: each of these steps draws its own minibatch
-        student.steps_per_epoch = steps_per_epoch
+    orders = {s: curriculum.schedule_order(s, easy_to_hard, config.data_seed) for s in SCHEDULES}
+    # data-free: each of these steps draws its own minibatch
+    student = runs.derived(config, steps_per_epoch=steps_per_epoch)
     results = {}
     for schedule, order in orders.items():
-        model = MLP(features=[*config.hidden, 10], activation="relu")
         pacing = None if schedule == "all" else (config.start_fraction, ramp_steps)
-        ordered = {"x": x[order], "y": y[order]}
-        task = paced_classifier(model, optim.sgd(config.lr), ordered, config.batch_size, pacing)
+        task = functools.partial(
+            student_task, ordered={"x": x[order], "y": y[order]}, pacing=pacing
+        )
         evals = {"test": splits.test}
         results[schedule] = train.fit(student, task, None, workdir / schedule, eval_splits=evals)
-    runs = {s: r.history for s, r in results.items()}
+    histories = {s: r.history for s, r in results.items()}
 
-    budgets = budget_epochs(runs["all"])
-    at = {s: {e: accuracy_at(h, e) for e in budgets} for s, h in runs.items()}
-    early = {s: early_accuracy(h, ramp_steps) for s, h in runs.items()}
-    gain_random = early["easy_first"] - early["random"]
-    gain_all = early["easy_first"] - early["all"]
+    budgets = budget_epochs(histories["all"])
+    at = {
+        s: {e: runs.value_at(h, "test/accuracy", e) for e in budgets} for s, h in histories.items()
+    }
+    early = {s: early_accuracy(h, ramp_steps) for s, h in histories.items()}
     final = {s: at[s][budgets[-1]] for s in SCHEDULES}
     # Every schedule starts from the same initializations: comparisons are paired over seeds.
     versus = {b: compare(early["easy_first"], early[b], paired=True, names=("easy-first", b))
@@ -270,9 +263,9 @@ def train_and_evaluate(config, workdir):
     report.write()
     return {
         "early_accuracy": early,
-        "final_accuracy": final,
-        "gain_vs_random": gain_random,
-        "gain_vs_all": gain_all,
+        "final_accuracy": {s: report_figure(r, "test/accuracy") for s, r in results.items()},
+        "gain_vs_random": early["easy_first"] - early["random"],
+        "gain_vs_all": early["easy_first"] - early["all"],
         "claim_holds": bool(holds),
         "difficulty_agreement": agreement,
     }

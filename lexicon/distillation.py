@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from lexicon import losses, optim, train
+from lexicon import losses, optim, runs, train
 from lexicon.losses import distillation_loss, hint_loss
 from lexicon.nn.layers import MLP
 
@@ -123,3 +123,16 @@ def plan(
     if student == "kd" or not hint_epochs:
         return [stage("distill", epochs)]
     return [stage("hints", hint_epochs), stage("distill", epochs - hint_epochs, optim.adam(lr))]
+
+
+def fit_teacher(
+    config, hidden, data: dict, workdir, *, lr: float, epochs: int, num_classes: int = 10, **fit
+):
+    """A ReLU MLP teacher with hidden layers ``hidden``, trained on the labels of ``data`` by
+    Adam(lr) for ``epochs`` epochs through ``train.fit`` (``fit``: its keyword arguments, such
+    as eval_splits). It does not depend on the students' keys, so it stays out of a grid sweep
+    (config.sweep). Returns (model, Result)."""
+    model = MLP(features=(*hidden, num_classes), activation="relu")
+    task = train.classifier(model, optim.adam(lr), data["x"][:1])
+    teacher_config = runs.derived(config, epochs=epochs, sweep="")
+    return model, train.fit(teacher_config, task, data, workdir, **fit)

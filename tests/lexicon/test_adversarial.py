@@ -300,3 +300,10 @@ def test_plot_examples_draws_clean_perturbation_and_adversarial_rows():
     # model a's adversarial row: right, wrong (red), right
     titles = [(ax.get_title(), ax.title.get_color()) for ax in axes[6:9]]
     assert titles == [("pred 0", "green"), ("pred 2", "red"), ("pred 2", "green")]
+
+
+def test_per_example_cross_entropy_is_minus_log_softmax_of_the_label(x64):
+    z = np.random.default_rng(3).normal(size=(6, 3))
+    y = np.array([0, 2, 1, 1, 0, 2])
+    expected = -(z[np.arange(6), y] - np.log(np.exp(z).sum(axis=1)))
+    np.testing.assert_allclose(adversarial.per_example_cross_entropy(z, y), expected, rtol=1e-12)
