@@ -150,6 +150,22 @@ DERIVATIVES: dict[str, tuple[Callable, str]] = {
 }
 
 
+def derivative_table(functions: dict, x) -> dict:
+    """Autodiff against closed forms: name -> (g(x), g'(x) as ``jax.grad`` gives it, the closed
+    form g'(x) in NumPy float64, its formula) at the points ``x`` taken as float32.
+
+    functions: name -> (g, closed-form g' in NumPy, its formula), g a scalar function; e.g.
+    ``{n: (get(n), *DERIVATIVES[n]) for n in NAMES}``.
+    """
+    points = jnp.asarray(x, jnp.float32)
+    table = {}
+    for name, (g, closed_form, formula) in functions.items():
+        value, slope = jax.jit(jax.vmap(jax.value_and_grad(g)))(points)
+        exact = np.asarray(closed_form(np.asarray(points, np.float64)), np.float64)
+        table[name] = (np.asarray(value), np.asarray(slope), exact, formula)
+    return table
+
+
 # --- what the units of an MLP do: per-layer gradients and dead units --------------------------
 
 

@@ -192,6 +192,28 @@ def separable_set(num_points: int, margin: float, seed: int):
     return points.astype(np.float32), labels.astype(np.float32), (normal, offset)
 
 
+def regression_set(num_examples: int, num_inputs: int, noise: float, seed: int):
+    """A linear regression problem for a linear unit, float32: x = [1, z] with z ~ N(0, I) (the
+    bias input first), t = x . w_true + noise * N(0, 1), w_true ~ N(0, I); seeded by ``seed``."""
+    rng = np.random.default_rng(seed)
+    x = np.hstack([np.ones((num_examples, 1)), rng.normal(size=(num_examples, num_inputs - 1))])
+    true_w = rng.normal(size=num_inputs)
+    t = x @ true_w + noise * rng.normal(size=num_examples)
+    return x.astype(np.float32), t.astype(np.float32)
+
+
+def least_squares(x: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """What the delta rule is held against, in float64: (w_lstsq, E(w_lstsq), lambda_max).
+
+    w_lstsq minimizes E(w) = 1/2 sum_d (t_d - w . x_d)^2 (``numpy.linalg.lstsq``); batch LMS
+    converges to it for 0 < alpha < 2 / lambda_max, lambda_max the largest eigenvalue of X^T X.
+    """
+    x, targets = np.asarray(x, np.float64), np.asarray(targets, np.float64)
+    weights = np.linalg.lstsq(x, targets, rcond=None)[0]
+    minimum = 0.5 * np.sum((targets - x @ weights) ** 2)
+    return weights, minimum, float(np.linalg.eigvalsh(x.T @ x).max())
+
+
 def novikoff_bound(x_with_bias: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
     """(R, gamma, (R / gamma)^2) for the perceptron started at w = 0.
 

@@ -208,3 +208,18 @@ def test_classifier_diagnostics_match_numpy_backprop(x64, activation):
         assert found["activity"][0, 0, 0] == 0 and np.all(found["activity"][0, 0, 1:] > 0)
     if activation == "abs":  # the same unit sends gradient back: the remedy at work
         assert np.all(found["activity"][0, 0] > 0)
+
+
+def test_derivative_table_holds_jax_grad_against_the_closed_forms():
+    x = np.linspace(-2, 2, 9)  # the kink 0 included
+    names = ("sigmoid", "relu", "abs")
+    functions = {n: (activations.get(n), *activations.DERIVATIVES[n]) for n in names}
+    table = activations.derivative_table(functions, x)
+    assert tuple(table) == names
+    for name, (value, slope, exact, formula) in table.items():
+        assert value.dtype == slope.dtype == np.float32 and exact.dtype == np.float64
+        np.testing.assert_allclose(slope, exact, atol=1e-7, err_msg=name)
+        assert formula == activations.DERIVATIVES[name][1]
+    np.testing.assert_allclose(table["sigmoid"][0], np_sigmoid(x), rtol=1e-6)
+    np.testing.assert_array_equal(table["relu"][1], (x > 0).astype(float))
+    np.testing.assert_array_equal(table["abs"][1], np.where(x >= 0, 1.0, -1.0))

@@ -177,3 +177,21 @@ def test_unknown_threshold_unit():
         units.perceptron(jnp.ones((2, 2)), jnp.ones(2), jnp.zeros(2), 1.0, 1, threshold_unit="relu")
     with pytest.raises(ValueError, match="unknown threshold unit"):
         units.threshold_unit_output(jnp.zeros(2), jnp.ones((1, 2)), "tanh")
+
+
+def test_regression_set_and_its_least_squares_reference():
+    """x = [1, z]: a bias column first; w_lstsq solves the normal equations X^T X w = X^T t,
+    E(w_lstsq) is 1/2 the residual sum of squares, lambda_max the top singular value squared."""
+    x, t = units.regression_set(50, 4, 0.1, seed=3)
+    assert x.shape == (50, 4) and t.shape == (50,) and x.dtype == t.dtype == np.float32
+    np.testing.assert_array_equal(x[:, 0], 1.0)
+    again = units.regression_set(50, 4, 0.1, seed=3)
+    np.testing.assert_array_equal(again[1], t)
+    weights, minimum, lambda_max = units.least_squares(x, t)
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    np.testing.assert_allclose(weights, np.linalg.solve(x64.T @ x64, x64.T @ t64), rtol=1e-10)
+    residual = t64 - x64 @ weights
+    assert minimum == pytest.approx(0.5 * residual @ residual, rel=1e-12)
+    assert lambda_max == pytest.approx(np.linalg.svd(x64, compute_uv=False)[0] ** 2, rel=1e-10)
+    # Noise std 0.1 over 50 examples: E(w_lstsq) is near 1/2 * 50 * 0.01 = 0.25.
+    assert 0.1 < minimum < 0.5
