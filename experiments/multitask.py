@@ -20,26 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from lexicon import baselines, cli, data, optim, train
+from lexicon import baselines, cli, data, optim, rules, runs, train
 from lexicon.multitask import SECOND_TASKS, TwoHeadNet, two_task_classifier, with_second_task
-from lexicon.report import Figure, Report, compare, held_against, mean_std, plot_curves
-from lexicon.rules import (
-    Choice,
-    ConfigError,
-    Items,
-    Range,
-    check_batch_size,
-    nonnegative,
-    positive,
-    widths,
-)
+from lexicon.report import Report, compare, mean_std, plot_curves
+from lexicon.report import figure as report_figure
 
-SECOND_TASK_NAMES = {
-    "loop": "has a closed loop (0, 6, 8, 9)",
-    "parity": "digit is odd",
-    "ge5": "digit is >= 5",
-}
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
+WORDS = {"holds": "helps", "reversed": "hurts", "undecided": "makes no clear difference"}
+SWEEPABLE = ("lr",)  # --config.sweep='lr=3e-3,1e-2': every run's rates x seeds as one program
 
 
 def get_config():
@@ -55,18 +43,18 @@ def get_config():
     config.activation = "relu"  # relu | tanh | sigmoid: nonlinearity of the trunk
     config.lr = 1e-3  # eps of Adam (Alg. 8.7)
     config.weight = 1.0  # lambda of the multi-task run: J = L_1 + lambda L_2
-    config.sweep = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)  # lambdas of the sweep (small train set)
+    config.lambdas = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)  # the weights of the lambda study (small set)
     return config
 
 
 RULES = {
-    "train_size": Range(10),
-    "second_task": Choice(*SECOND_TASKS),
-    "activation": Choice(*SKLEARN_ACTIVATIONS),
-    "lr": positive(),
-    "weight": nonnegative(),
-    "trunk": widths(),
-    "sweep": Items(nonnegative(), kind=float),
+    "train_size": rules.Range(10),
+    "second_task": rules.Choice(*SECOND_TASKS),
+    "activation": rules.Choice(*SKLEARN_ACTIVATIONS),
+    "lr": rules.positive(),
+    "weight": rules.nonnegative(),
+    "trunk": rules.widths(),
+    "lambdas": rules.Items(rules.nonnegative(), kind=float),
 }
 
 
@@ -74,10 +62,10 @@ def check_config(config):
     """Cross-key rules; cli.run checks them before anything compiles."""
     n = cli.train_examples("digits", seed=config.data_seed)
     if config.train_size >= n:
-        raise ConfigError(
+        raise rules.ConfigError(
             f"config.train_size={config.train_size} must be smaller than the {n} training examples"
         )
-    check_batch_size(config, config.train_size, of="examples of config.train_size")
+    rules.check_batch_size(config, config.train_size, of="examples of config.train_size")
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -86,24 +74,16 @@ def check_config(config):
 def run(config, workdir, name, splits, weights, epochs):
     """Trains config.seeds replicas with loss weights (w_1, w_2); returns their results."""
     model = TwoHeadNet(trunk=tuple(config.trunk), activation=config.activation)
-    task = two_task_classifier(model, optim.adam(config.lr), splits.train["x"][:1], *weights)
-    run_config = config.copy_and_resolve_references()
-    run_config.epochs = epochs
-    run_config.eval_every = max(1, round(config.eval_every * epochs / config.epochs))
-    result = train.fit(
-        run_config,
-        task,
-        splits.train,
-        workdir / name,
-        eval_splits={"test": splits.test},
-    )
-    return {
-        "history": result.history,
-        "result": result,
-        "test1": result.final("test/task1_accuracy"),
-        "test2": result.final("test/task2_accuracy"),
-        "train1": result.final("train/task1_accuracy"),
-    }
+
+    def task(run):  # a builder: the rate is traced in a sweep
+        return two_task_classifier(model, optim.adam(run.lr), splits.train["x"][:1], *weights)
+
+    eval_every = max(1, round(config.eval_every * epochs / config.epochs))
+    run_config = runs.derived(config, epochs=epochs, eval_every=eval_every)
+    evals = {"test": splits.test}
+    result = train.fit(run_config, task, splits.train, workdir / name, eval_splits=evals)
+    tests = {f"test{t}": result.final(f"test/task{t}_accuracy") for t in (1, 2)}
+    return {"result": result, **tests}
 
 
 def reference_accuracies(config, splits) -> tuple[float, float]:
@@ -126,18 +106,13 @@ def paired_gain(multi, single) -> str:
     return mean_std(np.asarray(multi) - np.asarray(single))
 
 
-def versus(multi, single):
-    """Multi- against single-task, paired over seeds (the same initializations)."""
-    return compare(multi, single, paired=True, names=("multi-task", "single-task"))
-
-
 def plot_sweep(lambdas, sweep, single_2):
     x = np.arange(len(lambdas))
-    runs = {
+    curves = {
         "task 1 (digit class)": (x, np.stack([sweep[w]["test1"] for w in lambdas], axis=1)),
         "task 2": (x, np.stack([sweep[w]["test2"] for w in lambdas], axis=1)),
     }
-    fig = plot_curves(runs, xlabel="lambda (weight of task 2; 0 = single-task 1)")
+    fig = plot_curves(curves, xlabel="lambda (weight of task 2; 0 = single-task 1)")
     ax = fig.axes[0]
     ax.axhline(np.mean(single_2), color="C1", ls=":", lw=1, label="task 2 single-task")
     ax.set_xticks(x, [f"{w:g}" for w in lambdas])
@@ -146,28 +121,15 @@ def plot_sweep(lambdas, sweep, single_2):
     return fig
 
 
-def word(comparison) -> str:
-    return {"holds": "helps", "reversed": "hurts"}.get(
-        comparison.verdict, "makes no clear difference"
-    )
-
-
 def train_and_evaluate(config, workdir):
-    lambdas = sorted({float(w) for w in config.sweep} | {0.0, float(config.weight)})
-    if any(w < 0 for w in lambdas):
-        raise ConfigError(f"config.sweep={tuple(config.sweep)} must hold weights lambda >= 0")
+    check_config(config)
+    lambdas = sorted({float(w) for w in config.lambdas} | {0.0, float(config.weight)})
     full = data.load("digits", seed=config.data_seed)
-    if config.train_size >= len(full.train["y"]):
-        raise ConfigError(
-            f"config.train_size={config.train_size} must be smaller than the "
-            f"{len(full.train['y'])} training examples"
-        )
     full = full._replace(
         **{k: with_second_task(s, config.second_task) for k, s in full._asdict().items()}
     )
     small = full._replace(train={k: v[: config.train_size] for k, v in full.train.items()})
-    steps_small = max(1, train.steps_per_epoch(config, config.train_size))
-    budget = steps_small * config.epochs
+    budget = max(1, train.steps_per_epoch(config, config.train_size)) * config.epochs
 
     sweep = {
         w: run(config, workdir, f"small/lambda={w:g}", small, (1.0, w), config.epochs)
@@ -179,18 +141,16 @@ def train_and_evaluate(config, workdir):
     if config.compare_full:
         n = len(full.train["y"])
         epochs = max(1, round(budget / max(1, train.steps_per_epoch(config, n))))
-        sizes["full"] = (
-            full,
-            run(config, workdir, "full/single-task-1", full, (1.0, 0.0), epochs),
-            run(config, workdir, "full/multi-task", full, (1.0, config.weight), epochs),
-            run(config, workdir, "full/single-task-2", full, (0.0, 1.0), epochs),
-        )
+        runs_full = {"single-task-1": (1.0, 0.0), "multi-task": (1.0, config.weight)}
+        runs_full["single-task-2"] = (0.0, 1.0)
+        sizes["full"] = (full, *(run(config, workdir, f"full/{name}", full, weights, epochs)
+                                 for name, weights in runs_full.items()))  # fmt: skip
     ref_1, ref_2 = reference_accuracies(config, small)
 
     report = Report(workdir, "Multi-task learning: a shared trunk with two heads")
     report.text(
         f"Digits; trunk {tuple(config.trunk)} ({config.activation}) shared by head 1 (digit "
-        f"class) and head 2 ({SECOND_TASK_NAMES[config.second_task]}). Adam (eps = {config.lr}), "
+        f"class) and head 2 ({SECOND_TASKS[config.second_task]}). Adam (eps = {config.lr}), "
         f"batch {config.batch_size}, {budget} steps for every run; {config.seeds} seeds (the "
         f"same initializations in every run, so gains are paired per seed). Multi-task uses "
         f"J = L_1 + {config.weight:g} L_2. Test accuracy at the end of training."
@@ -230,23 +190,21 @@ def train_and_evaluate(config, workdir):
     report.table(
         ["lambda", "task 1 test accuracy", "task 2 test accuracy", "task 1 gain vs lambda = 0"],
         [
-            (
-                f"{w:g}",
-                mean_std(sweep[w]["test1"]),
-                mean_std(sweep[w]["test2"]),
-                paired_gain(sweep[w]["test1"], single_1["test1"]),
-            )
+            (f"{w:g}", mean_std(sweep[w]["test1"]), mean_std(sweep[w]["test2"]))
+            + (paired_gain(sweep[w]["test1"], single_1["test1"]),)
             for w in lambdas
         ],
         caption="Sweep of the weight of task 2 (small training set)",
     )
     best = max(lambdas, key=lambda w: np.mean(sweep[w]["test1"]))
-    judged = {size: [versus(m[k], single[k]) for single, k in ((s1, "test1"), (s2, "test2"))]
+    # Multi- against single-task, paired over seeds (the same initializations).
+    judged = {size: [compare(m[k], single[k], paired=True, names=("multi-task", "single-task"))
+                     for single, k in ((s1, "test1"), (s2, "test2"))]
               for size, (_, s1, m, s2) in sizes.items()}  # fmt: skip
     lines = [
         f"- {size} training set ({len(sizes[size][0].train['y'])} examples): on task 1 "
-        f"multi-task {word(judged[size][0])} ({judged[size][0].sentence}); on task 2 it "
-        f"{word(judged[size][1])} ({judged[size][1].sentence})."
+        f"multi-task {WORDS[judged[size][0].verdict]} ({judged[size][0].sentence}); on task 2 "
+        f"it {WORDS[judged[size][1].verdict]} ({judged[size][1].sentence})."
         for size in sizes
     ]
     lines.append(f"- The best lambda for task 1 in the sweep is {best:g}.")
@@ -259,21 +217,22 @@ def train_and_evaluate(config, workdir):
         "lies above 0):\n" + "\n".join(lines)
     )
     report.write()
-    figures = {}
+    source = "scikit-learn MLPClassifier, same layers, single-task"
+    figures = {}  # in a sweep: one figure per grid point
     for size, (_, s1, m, s2) in sizes.items():
         prefix = "" if size == "small" else f"{size}/"
-        for i, (task, single, reference) in enumerate((("1", s1, ref_1), ("2", s2, ref_2))):
-            key, source = f"test{task}", "scikit-learn MLPClassifier, same layers, single-task"
-            figures[f"{prefix}task{task}/single"] = (
-                Figure(single[key], reference=reference, source=source)
-                if size == "small"  # the reference is fit on the small training set
-                else single[key]
-            )
+        for i, (t, single, reference) in enumerate(((1, s1, ref_1), (2, s2, ref_2))):
+            key = f"test/task{t}_accuracy"
+            # the reference is fit on the small training set
+            held = dict(reference=reference, source=source) if size == "small" else {}
+            figures[f"{prefix}task{t}/single"] = report_figure(single["result"], key, **held)
             # 'above' exactly when the report says multi-task helps
-            figures[f"{prefix}task{task}/multi"] = held_against(
-                m[key], single[key], judged[size][i], "single-task, same seeds"
+            figures[f"{prefix}task{t}/multi"] = runs.held_figure(
+                m["result"], key, single[f"test{t}"], judged[size][i], "single-task, same seeds"
             )
-    figures["task1_by_lambda"] = {f"{w:g}": sweep[w]["test1"] for w in lambdas}
+    figures["task1_by_lambda"] = {
+        f"{w:g}": report_figure(sweep[w]["result"], "test/task1_accuracy") for w in lambdas
+    }
     return figures
 
 

@@ -17,7 +17,11 @@ from lexicon import train
 from lexicon.losses import softmax_cross_entropy_with_integer_labels
 from lexicon.nn.layers import MLP
 
-SECOND_TASKS = ("loop", "parity", "ge5")
+SECOND_TASKS = {  # name -> what the binary label of task 2 says about the digit
+    "loop": "has a closed loop (0, 6, 8, 9)",
+    "parity": "digit is odd",
+    "ge5": "digit is >= 5",
+}
 LOOP_DIGITS = (0, 6, 8, 9)
 
 

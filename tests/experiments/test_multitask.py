@@ -1,17 +1,19 @@
 """Multi-task experiment: end to end (the labels of task 2, the weighted loss and its
 gradients: tests/lexicon/test_multitask.py)."""
 
+import json
+
 import numpy as np
 import pytest
 
 from experiments import multitask
-from lexicon.rules import ConfigError
+from lexicon.rules import ConfigError, check
 
 
 def tiny_config(**changes):
     config = multitask.get_config()
     config.update(
-        seeds=2, epochs=10, train_size=64, sweep=(0.0,), trunk=(16,), lr=1e-2, progress=False
+        seeds=2, epochs=10, train_size=64, lambdas=(0.0,), trunk=(16,), lr=1e-2, progress=False
     )
     config.update(changes)
     return config
@@ -44,7 +46,7 @@ def check_outputs(out, path, seeds=2):
         assert multi.reference == pytest.approx(np.mean(single.values))
         assert (multi.verdict() == "above") == said[task].startswith("helps")
     # lambda = 0 is the single-task run itself.
-    np.testing.assert_array_equal(out["task1_by_lambda"]["0"], out["task1/single"].values)
+    np.testing.assert_array_equal(out["task1_by_lambda"]["0"].values, out["task1/single"].values)
     # 20 steps of Adam are enough to leave chance level (0.1) on the digit class behind.
     assert np.mean(out["task1/multi"].values) > 0.25 and np.mean(out["task1/single"].values) > 0.25
     assert 0.5 < out["task1/single"].reference <= 1  # scikit-learn, same layers
@@ -53,8 +55,8 @@ def check_outputs(out, path, seeds=2):
 def test_bad_sizes_and_weights_stop_before_training(tmp_path):
     with pytest.raises(ConfigError, match="train_size"):
         multitask.train_and_evaluate(tiny_config(train_size=5000), tmp_path)
-    with pytest.raises(ConfigError, match="lambda >= 0"):
-        multitask.train_and_evaluate(tiny_config(sweep=(0.0, -1.0)), tmp_path)
+    with pytest.raises(ConfigError, match="lambdas"):
+        check(tiny_config(lambdas=(0.0, -1.0)), multitask.RULES)
     assert not any(tmp_path.iterdir())
 
 
@@ -66,7 +68,8 @@ def test_one_multitask_run_through_train_fit(tmp_path):
     )
     splits = splits._replace(train={k: v[:64] for k, v in splits.train.items()})
     out = multitask.run(tiny_config(), tmp_path, "multi", splits, (1.0, 0.5), epochs=10)
-    assert [r["epoch"] for r in out["history"]][-1] == 10
+    assert [r["epoch"] for r in out["result"].history][-1] == 10
+    out["train1"] = out["result"].final("train/task1_accuracy")
     # Chance is 0.1 for the digit and 0.53 (the majority: odd) for parity. Observed: test1
     # 0.38 and 0.43, test2 0.70 and 0.71, train1 0.50 and 0.52.
     for key, floor in (("test1", 0.25), ("test2", 0.6), ("train1", 0.3)):
@@ -84,7 +87,7 @@ def test_experiment_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_experiment_with_the_full_training_split(tmp_path):
-    out = multitask.train_and_evaluate(tiny_config(sweep=(0.0, 3.0)), tmp_path)
+    out = multitask.train_and_evaluate(tiny_config(lambdas=(0.0, 3.0)), tmp_path)
     check_outputs(out, tmp_path)
     assert "3" in out["task1_by_lambda"]
     assert out["full/task1/single"].shape == (2,) and out["full/task1/multi"].reference > 0.25
@@ -94,3 +97,22 @@ def test_experiment_with_the_full_training_split(tmp_path):
 def test_experiment_end_to_end_tiny(tmp_path):
     out = multitask.train_and_evaluate(tiny_config(seeds=1, compare_full=False), tmp_path)
     check_outputs(out, tmp_path, seeds=1)
+
+
+def test_a_learning_rate_sweep_trains_every_run_as_one_program(tmp_path):
+    """--config.sweep='lr=1e-3,3e-2': 2 rates x 2 seeds in each run of the study. After 20 Adam
+    steps the larger rate is far ahead on the digit class, and every run's sweep picks it."""
+    argv = ["multitask", "--config.sweep=lr=1e-3,3e-2", "--config.seeds=2", "--config.epochs=10"]
+    argv += ["--config.train_size=64", "--config.trunk=(16,)", "--config.lambdas=(0.0,)"]
+    argv += ["--config.compare_full=false", "--config.progress=false", f"--workdir={tmp_path}"]
+    out = multitask.cli.run(
+        multitask.get_config, multitask.train_and_evaluate, multitask.RULES, argv
+    )
+    sweeps = json.loads((tmp_path / "results.json").read_text())["sweeps"]
+    assert set(sweeps) == {"small/lambda=0", "small/lambda=1", "small/single-task-2"}
+    for summary in sweeps.values():
+        assert [p["point"] for p in summary["points"]] == [{"lr": 0.001}, {"lr": 0.03}]
+        assert summary["best"] == 1  # by the training loss: the run has no validation split
+    slow, fast = (out["task1/multi"][f"lr={lr}"].values for lr in ("0.001", "0.03"))
+    assert slow.shape == fast.shape == (2,) and np.all(fast > slow + 0.1), (slow, fast)
+    assert np.mean(fast) > 0.4  # chance is 0.1
