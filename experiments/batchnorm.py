@@ -20,22 +20,14 @@ epoch and trains the other replicas on; it scores as classifying nothing.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
 from lexicon import baselines, cli, data, optim, train
 from lexicon.nn import activations as activation_functions
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, compare, mean_std
-from lexicon.rules import (
-    Choice,
-    ConfigError,
-    Range,
-    check_batch_size,
-    positive,
-    probability,
-)
+from lexicon.report import Figure, Report, compare, mean_std, plot_curves
+from lexicon.rules import Choice, ConfigError, Range, check_batch_size, positive, probability
 
 VARIANTS = ("plain", "batch_norm", "literal")
 LABELS = {
@@ -129,48 +121,14 @@ def make_task(config, variant: str, splits):
     return model, train.Task(init=task.init, make_step=task.make_step, evaluate=evaluate)
 
 
-def reference_accuracy(splits) -> float:
-    """scikit-learn's logistic regression on the same standardized split: a well-trained,
-    shallow baseline that any usable learning rate should approach."""
-    return baselines.logistic_regression(splits.train, splits.test)
-
-
 def good_rates(lrs, accuracy, threshold) -> list[float]:
     """The learning rates whose seed-mean test accuracy reaches ``threshold``."""
     return [float(lr) for lr, acc in zip(lrs, accuracy) if np.mean(acc) >= threshold]
 
 
-def plot_sweep(lrs, results, reference):
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for variant, colour in zip(VARIANTS, ("C3", "C0", "C2")):
-        if variant not in results:
-            continue
-        accuracy = np.stack([r["test_accuracy"] for r in results[variant]], axis=1)
-        band(ax, lrs, accuracy, LABELS[variant], color=colour, marker="o")
-        diverged = [r["diverged_at"].any() for r in results[variant]]
-        if any(diverged):
-            ax.plot(
-                lrs[np.array(diverged)],
-                accuracy.mean(axis=0)[np.array(diverged)],
-                "x",
-                color="k",
-                markersize=10,
-                label=f"{LABELS[variant]}: a seed diverged",
-            )
-    ax.axhline(reference, color="gray", ls="--", lw=1, label="logistic regression (sklearn)")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate eps (SGD)")
-    ax.set_ylabel("test accuracy (eval mode)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def sweep_variant(config, variant, splits, lrs, workdir):
-    """One net's learning rates x seeds as one sweep: per rate, the test and validation
-    accuracy of every seed (a diverged seed classifies nothing) and its divergence epoch."""
+    """One net's learning rates x seeds as one sweep: the test and validation accuracy of
+    every (rate, seed) (a diverged replica classifies nothing) and its divergence epoch."""
     result = train.fit(
         config,
         lambda run: make_task(run, variant, splits)[1],
@@ -179,42 +137,52 @@ def sweep_variant(config, variant, splits, lrs, workdir):
         eval_splits={"val": splits.val, "test": splits.test},
         sweep=train.Sweep.grid({"lr": lrs}),
     )
-    diverged_at = result.diverged_at.reshape(len(lrs), -1)
-    diverged = diverged_at > 0
-    scores = {}
+    scores = {"diverged_at": result.diverged_at.reshape(len(lrs), -1)}
     for split in ("val", "test"):
         accuracy = result.points(f"{split}/accuracy")
-        scores[split] = np.where(diverged | ~np.isfinite(accuracy), 0.0, accuracy)
-    return [
-        {"test_accuracy": scores["test"][i], "val_accuracy": scores["val"][i], "diverged_at": d}
-        for i, d in enumerate(diverged_at)
-    ]
+        diverged = (scores["diverged_at"] > 0) | ~np.isfinite(accuracy)
+        scores[split] = np.where(diverged, 0.0, accuracy)
+    return scores
+
+
+def plot_sweep(lrs, results, reference):
+    """Test accuracy against the learning rate, one band per net; x: a seed diverged."""
+    fig = plot_curves(
+        {LABELS[v]: (lrs, scores["test"].T) for v, scores in results.items()},
+        xlabel="learning rate eps (SGD)",
+        ylabel="test accuracy (eval mode)",
+    )
+    ax = fig.axes[0]
+    for line in ax.lines:
+        line.set_marker("o")
+    for variant, scores in results.items():
+        diverged = scores["diverged_at"].any(axis=1)
+        if diverged.any():
+            ax.plot(lrs[diverged], scores["test"].mean(axis=1)[diverged], "x", color="k",
+                    markersize=10, label=f"{LABELS[variant]}: a seed diverged")  # fmt: skip
+    ax.axhline(reference, color="gray", ls="--", lw=1, label="logistic regression (sklearn)")
+    ax.set(xscale="log", ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    return fig
 
 
 def rates(values) -> str:
     return ", ".join(f"{lr:.3g}" for lr in sorted(values)) or "none"
 
 
-def best_by_validation(rows) -> int:
-    """The learning rate (index) whose seed-mean validation accuracy is highest."""
-    return int(np.argmax([np.mean(r["val_accuracy"]) for r in rows]))
-
-
 def train_and_evaluate(config, workdir):
-    if config.lr_max < config.lr_min:
-        raise ConfigError(f"config.lr_max={config.lr_max} is below config.lr_min={config.lr_min}")
+    check_config(config)
     splits = data.standardize(data.load(config.dataset, seed=config.data_seed))
     lrs = learning_rates(config)
     names = variants(config)
     results = {v: sweep_variant(config, v, splits, lrs, workdir) for v in names}
-    reference = reference_accuracy(splits)
-    good = {
-        v: good_rates(lrs, [r["test_accuracy"] for r in results[v]], config.good_accuracy)
-        for v in names
-    }
+    # scikit-learn's logistic regression on the same standardized split: a well-trained,
+    # shallow baseline that any usable learning rate should approach.
+    reference = baselines.logistic_regression(splits.train, splits.test)
+    good = {v: good_rates(lrs, results[v]["test"], config.good_accuracy) for v in names}
     main = names[1]  # the affine form when it runs, else the literal one
     only_bn = sorted(set(good[main]) - set(good["plain"]))
-    best = {v: best_by_validation(results[v]) for v in names}
+    best = {v: int(np.argmax(results[v]["val"].mean(axis=1))) for v in names}  # by validation
 
     report = Report(workdir, "Batch normalization across learning rates")
     report.text(
@@ -245,8 +213,8 @@ def train_and_evaluate(config, workdir):
         [
             (
                 f"{lr:.3g}",
-                *(mean_std(results[v][i]["test_accuracy"]) for v in names),
-                " / ".join(f"{np.count_nonzero(results[v][i]['diverged_at'])}" for v in names),
+                *(mean_std(results[v]["test"][i]) for v in names),
+                " / ".join(f"{np.count_nonzero(results[v]['diverged_at'][i])}" for v in names),
             )
             for i, lr in enumerate(lrs)
         ],
@@ -263,13 +231,13 @@ def train_and_evaluate(config, workdir):
         f"{rates(only_bn)}. "
         + " ".join(
             f"Best by validation, {LABELS[v]}: rate {lrs[best[v]]:.3g}, test accuracy "
-            f"{mean_std(results[v][best[v]]['test_accuracy'])}."
+            f"{mean_std(results[v]['test'][best[v]])}."
             for v in names
         )
     )
     largest = compare(
-        results[main][-1]["test_accuracy"],
-        results["plain"][-1]["test_accuracy"],
+        results[main]["test"][-1],
+        results["plain"]["test"][-1],
         paired=True,
         names=("with batch norm", "without"),
     )
@@ -277,8 +245,8 @@ def train_and_evaluate(config, workdir):
     if "literal" in results and "batch_norm" in results:
         rate = best["batch_norm"]
         gamma_beta = compare(
-            results["batch_norm"][rate]["test_accuracy"],
-            results["literal"][rate]["test_accuracy"],
+            results["batch_norm"]["test"][rate],
+            results["literal"]["test"][rate],
             paired=True,
             names=("gamma, beta", "literal"),
         )
@@ -297,11 +265,11 @@ def train_and_evaluate(config, workdir):
     report.write()
     out = {"learning_rates": lrs, "rates_only_batch_norm_trains": only_bn, "reference": reference}
     for v in names:
-        out[f"{v}_accuracy"] = np.stack([r["test_accuracy"] for r in results[v]])
-        out[f"{v}_diverged_at"] = np.stack([r["diverged_at"] for r in results[v]])
+        out[f"{v}_accuracy"] = results[v]["test"]
+        out[f"{v}_diverged_at"] = results[v]["diverged_at"]
         out[f"{v}_best_rate"] = float(lrs[best[v]])
         out[f"{v}_best_accuracy"] = Figure(
-            results[v][best[v]]["test_accuracy"],
+            results[v]["test"][best[v]],
             reference=reference,
             source="scikit-learn logistic regression, same split",
         )

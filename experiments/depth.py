@@ -20,23 +20,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lexicon import baselines, cli, losses, optim, train
+from lexicon import baselines, cli, losses, optim, runs, sawtooth, train
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
+from lexicon.report import figure as report_figure
 from lexicon.rules import ConfigError, Range, check_batch_size, positive
-from lexicon.sawtooth import (
-    count_parameters,
-    deep_construction,
-    exact_sizes,
-    matched_width,
-    mlp_parameters,
-    plot_sizes,
-    relu_net,
-    sawtooth_data,
-    shallow_construction,
-    sizes_table,
-)
 
 NOTHING_LEARNED_MSE = 1.0 / 12.0  # T^k maps U(0, 1) to U(0, 1), whose variance is 1/12
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.003,0.03': every net's rates x seeds as one program
 
 
 def get_config():
@@ -107,7 +97,7 @@ def make_task(config, widths, example):
     layer breakpoint -b / w inside [0, 1]; with the usual zero biases they would all sit at
     x = 0 and the net would start as a linear function of x.
     """
-    model = relu_net(widths)
+    model = sawtooth.relu_net(widths)
     steps = config.epochs * (config.num_train // (config.batch_size or config.num_train))
     tx = optim.adam(optim.linear_decay(config.lr, config.lr / 100, max(steps, 1)))
 
@@ -131,20 +121,23 @@ def make_task(config, widths, example):
     return model, train.Task(init=init, make_step=train.gradient_step(loss_fn), evaluate=evaluate)
 
 
-def make_data(config):
-    return sawtooth_data(config.k, config.num_train, config.num_test, config.data_seed)
-
-
 def fit_net(config, workdir, name, widths, data_split, test):
-    model, task = make_task(config, widths, data_split["x"][:1])
+    """Trains the net of hidden ``widths`` (a sweep: every grid point); its test MSE per
+    replica and the function the first replica computes on the test grid."""
+    model, _ = make_task(config, widths, data_split["x"][:1])
+
+    def task(run):  # a builder: a sweep traces the rate of each grid point
+        return make_task(run, widths, data_split["x"][:1])[1]
+
     result = train.fit(config, task, data_split, workdir / name, eval_splits={"test": test})
-    first_seed = jax.tree.map(lambda a: a[0], result.state.params)
+    first_seed = runs.replica(result.state.params)
     return {
         "name": name,
         "widths": tuple(widths),
-        "parameters": mlp_parameters(widths),
+        "parameters": sawtooth.mlp_parameters(widths),
         "mse": result.final("test/mse"),
         "prediction": np.asarray(model.apply({"params": first_seed}, test["x"]))[:, 0],
+        "result": result,
     }
 
 
@@ -161,11 +154,11 @@ def plot_results(config, shallow, deep, svr, exact, sizes, test):
         "shallow (1 layer), trained": shallow,
         f"deep ({len(deep[0]['widths'])} layers), trained": deep,
     }
-    runs = {
+    curves = {
         k: ([r["parameters"] for r in v], np.stack([r["mse"] for r in v], 1))
         for k, v in trained.items()
     }
-    plot_curves(runs, xlabel="parameters", ylabel="test MSE", ax=ax, log_y=True)
+    plot_curves(curves, xlabel="parameters", ylabel="test MSE", ax=ax, log_y=True)
     ax.plot([r["parameters"] for r in svr], [r["mse"] for r in svr], "s-", color="C2",
             label="kernel machine (RBF SVR)")  # fmt: skip
     for key, marker in (("deep", "*"), ("shallow", "P")):
@@ -175,20 +168,14 @@ def plot_results(config, shallow, deep, svr, exact, sizes, test):
     ax.axhline(NOTHING_LEARNED_MSE, color="gray", ls="--", lw=1, label="predicting the mean (1/12)")
     ax.set(xscale="log", title=f"fitting the sawtooth T^{config.k}")
     ax.legend(fontsize=7)
-    plot_sizes(axes[1], sizes)
+    sawtooth.plot_sizes(axes[1], sizes)
     ax, grid = axes[2], test["x"][:, 0]
     ax.plot(grid, test["y"][:, 0], color="k", lw=2, label=f"T^{config.k}")
     best_svr = min(svr, key=lambda r: r["mse"])
     for name, r, colour in (("shallow", shallow[-1], "C0"), ("deep", deep[-1], "C3"),
                             ("SVR", best_svr, "C2")):  # fmt: skip
-        seed = " (seed 0)" if name != "SVR" else ""
-        ax.plot(
-            grid,
-            r["prediction"],
-            color=colour,
-            lw=1,
-            label=f"{name}, {r['parameters']} params{seed}",
-        )
+        label = f"{name}, {r['parameters']} params" + (" (seed 0)" if name != "SVR" else "")
+        ax.plot(grid, r["prediction"], color=colour, lw=1, label=label)
     ax.set(xlabel="x", title="fitted functions (largest budget)")
     ax.legend(fontsize=7)
     return fig
@@ -197,36 +184,31 @@ def plot_results(config, shallow, deep, svr, exact, sizes, test):
 def train_and_evaluate(config, workdir):
     check_config(config)
     depth = config.deep_depth or config.k
-    data_split, test = make_data(config)
-
+    swept = train.sweep.of(config) is not None
+    over = "seeds and grid points; per point: the sweep tables" if swept else "seeds"
+    data_split, test = sawtooth.sawtooth_data(
+        config.k, config.num_train, config.num_test, config.data_seed
+    )
     exact = {}
-    for key, build in (("deep", deep_construction), ("shallow", shallow_construction)):
+    constructions = {"deep": sawtooth.deep_construction, "shallow": sawtooth.shallow_construction}
+    for key, build in constructions.items():
         model, params = build(config.k)
         prediction = model.apply({"params": params}, test["x"])
         exact[key] = {
-            "parameters": count_parameters(params),
+            "parameters": sawtooth.count_parameters(params),
             "mse": float(losses.mean_squared_error(prediction, test["y"])),
         }
-
+    # Shallow nets of doubling widths, each beside a deep net of (nearly) the same size.
     shallow, deep = [], []
-    for i in range(config.num_widths):
-        width = config.min_width * 2**i
+    for width in [config.min_width * 2**i for i in range(config.num_widths)]:
         shallow.append(fit_net(config, workdir, f"shallow-{width}", [width], data_split, test))
-        deep_width = matched_width(shallow[-1]["parameters"], depth)
-        deep.append(
-            fit_net(
-                config,
-                workdir,
-                f"deep-{depth}x{deep_width}",
-                [deep_width] * depth,
-                data_split,
-                test,
-            )
-        )
+        deep_width = sawtooth.matched_width(shallow[-1]["parameters"], depth)
+        name = f"deep-{depth}x{deep_width}"
+        deep.append(fit_net(config, workdir, name, [deep_width] * depth, data_split, test))
     svr = baselines.kernel_machines(data_split, test, config.svr_gamma, config.svr_c,
                                     np.geomspace(config.svr_eps_max, config.svr_eps_min,
                                                  config.num_svr), config.svr_train)  # fmt: skip
-    sizes = exact_sizes(config.max_k)
+    sizes = sawtooth.exact_sizes(config.max_k)
 
     report = Report(workdir, "Shallow vs deep: fitting a sawtooth")
     report.text(
@@ -266,28 +248,29 @@ def train_and_evaluate(config, workdir):
     report.table(
         ["model", "parameters", "test MSE", "best seed"],
         rows,
-        caption=f"Test MSE on T^{config.k} (trained nets: mean ± std over seeds)",
+        caption=f"Test MSE on T^{config.k} (trained nets: mean ± std over {over})",
     )
-    sizes_table(report, sizes)
+    sawtooth.sizes_table(report, sizes)
     # Deep and shallow nets of a seed share the data order but not their initialization.
     judged = [
         compare(d["mse"], s["mse"], paired=False, higher_is_better=False, names=("deep", "shallow"))
         for s, d in zip(shallow, deep)
     ]
     wins = sum(np.mean(d["mse"]) < np.mean(s["mse"]) for s, d in zip(shallow, deep))
-    best = {
-        n: min(np.mean(r["mse"]) for r in runs)
-        for n, runs in (("shallow", shallow), ("deep", deep))
-    }
+    # per kind, the budget with the lowest seed-mean test MSE
+    trained = {"shallow": shallow, "deep": deep}
+    best = {n: min(nets, key=lambda r: np.mean(r["mse"])) for n, nets in trained.items()}
+    best_mse = {n: np.mean(r["mse"]) for n, r in best.items()}
     summary_text = (
         f"The hand-set deep net computes T^{config.k} with {exact['deep']['parameters']} "
         f"parameters (test MSE {exact['deep']['mse']:.1g}); the shallow construction needs "
         f"{exact['shallow']['parameters']}. Trained deep nets have the lower mean test MSE at "
         f"{wins} of {len(shallow)} matched budgets, and a lower MSE across seeds (Welch "
         f"interval below 0) at {sum(c.holds for c in judged)}. Best mean test MSE: shallow "
-        f"{best['shallow']:.2e}, deep {best['deep']:.2e}, SVR {min(r['mse'] for r in svr):.2e}."
+        f"{best_mse['shallow']:.2e}, deep {best_mse['deep']:.2e}, SVR "
+        f"{min(r['mse'] for r in svr):.2e}."
     )
-    closest = min(best.values())
+    closest = min(best_mse.values())
     if closest > config.solved_mse:
         summary_text += (
             f" No trained net gets below MSE {config.solved_mse:g} on average: depth makes the "
@@ -308,12 +291,13 @@ def train_and_evaluate(config, workdir):
             tolerance=1e-10,  # computes the sawtooth exactly, up to float32 rounding
         )
         figures[f"{key}_construction_params"] = exact[key]["parameters"]
-    for name, runs in (("shallow", shallow), ("deep", deep)):
-        # per-seed test MSE of the budget with the lowest seed mean
-        figures[f"best_{name}_mse"] = min((r["mse"] for r in runs), key=np.mean)
+    for name, net in best.items():
+        figures[f"best_{name}_mse"] = net["mse"]  # per seed
     figures["deep_wins"] = int(wins)  # budgets (of num_widths) where deep's mean is lower
     figures["deep_wins_across_seeds"] = sum(c.holds for c in judged)  # by report.compare
     figures["best_svr_mse"] = min(r["mse"] for r in svr)
+    if swept:  # every net's test MSE at every grid point
+        figures.update({r["name"]: report_figure(r["result"], "test/mse") for r in shallow + deep})
     return figures
 
 
