@@ -27,29 +27,16 @@ the start), and hints then distillation (L_HT for the first epochs, then L_KD).
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-
-from lexicon import baselines, cli, data, optim, train
-from lexicon.distillation import GuidedStudent, hint_layer_index, plan, with_teacher
-from lexicon.nn.layers import MLP
+from lexicon import baselines, cli, data, rules, runs, train
+from lexicon.distillation import GuidedStudent, fit_teacher, hint_layer_index, plan, with_teacher
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
-from lexicon.rules import (
-    Choice,
-    ConfigError,
-    Range,
-    check_batch_size,
-    positive,
-    probability,
-    widths,
-)
 
-STUDENTS = ("scratch", "kd", "hints_kd")
 LABELS = {
     "scratch": "student from scratch",
     "kd": "student + distillation",
     "hints_kd": "student + hints + distillation",
 }
+STUDENTS = tuple(LABELS)
 
 
 def get_config():
@@ -71,16 +58,16 @@ def get_config():
 
 
 RULES = {
-    "dataset": Choice("digits", "mnist1d"),
-    "teacher_epochs": Range(1, cli.MAX_EPOCHS),
-    "guided": Range(1),
-    "hint_epochs": Range(0, cli.MAX_EPOCHS),
-    "temperature": positive(),
-    "alpha": probability(),
-    "lr": positive(),
-    "train_size": Range(0, 10_000_000),
-    "teacher_hidden": widths(),
-    "student_hidden": widths(),
+    "dataset": rules.Choice("digits", "mnist1d"),
+    "teacher_epochs": rules.Range(1, cli.MAX_EPOCHS),
+    "guided": rules.Range(1),
+    "hint_epochs": rules.Range(0, cli.MAX_EPOCHS),
+    "temperature": rules.positive(),
+    "alpha": rules.probability(),
+    "lr": rules.positive(),
+    "train_size": rules.Range(0, 10_000_000),
+    "teacher_hidden": rules.widths(),
+    "student_hidden": rules.widths(),
 }
 
 
@@ -88,56 +75,23 @@ def check_config(config):
     """Cross-key rules; cli.run checks them before anything compiles."""
     layers = len(config.student_hidden)
     if not 1 <= config.guided <= layers:
-        raise ConfigError(
+        raise rules.ConfigError(
             f"config.guided={config.guided} must name a hidden layer of the student, in "
             f"[1, {layers}]"
         )
     n = cli.train_examples(config.dataset, seed=config.data_seed)
-    check_batch_size(config, min(n, config.train_size or n))
-
-
-def joined(results: dict) -> list[dict]:
-    """One history over the stages of a student (train.stages counts epochs across them)."""
-    return [record for result in results.values() for record in result.history]
+    rules.check_batch_size(config, min(n, config.train_size or n))
 
 
 # --- the experiment ----------------------------------------------------------------------------
 
 
-def parameter_count(params) -> int:
-    return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
-
-
-def train_teacher(config, workdir, splits):
-    """One teacher (seed config.seed); returns its model, params and test accuracy."""
-    model = MLP(features=(*config.teacher_hidden, splits.num_classes), activation="relu")
-    teacher_config = config.copy_and_resolve_references()
-    teacher_config.seeds, teacher_config.epochs = 1, config.teacher_epochs
-    task = train.classifier(model, optim.adam(config.lr), splits.train["x"][:1])
-    result = train.fit(
-        teacher_config, task, splits.train, workdir / "teacher", eval_splits={"test": splits.test}
-    )
-    params = jax.tree.map(lambda p: p[0], result.state.params)
-    return model, params, float(result.final("test/accuracy")[0])
-
-
-def reference_accuracy(config, splits) -> float:
-    """scikit-learn's MLPClassifier with the student's layers, trained on the labels."""
-    return baselines.mlp_classifier(splits.train, splits.test, config.student_hidden, seed=0)
-
-
-def accuracy_at(history, epoch: int) -> np.ndarray:
-    """Per-seed test accuracy at the last evaluation made at or before ``epoch``."""
-    records = [r for r in history if "test/accuracy" in r and r["epoch"] <= epoch]
-    return np.asarray(records[-1]["test/accuracy"])
-
-
 def plot_students(results, hint_epochs):
     """Test accuracy of every student, and the hints student's test hint loss, per epoch."""
     fig, (left, right) = panels(2, size=(5.5, 3.8))
-    accuracy = {LABELS[m]: joined_curve(r, "test/accuracy") for m, r in results.items()}
+    accuracy = {LABELS[m]: runs.joined_curve(r, "test/accuracy") for m, r in results.items()}
     plot_curves(accuracy, ylabel="test accuracy", ax=left)
-    hint = {LABELS["hints_kd"]: joined_curve(results["hints_kd"], "test/hint_loss")}
+    hint = {LABELS["hints_kd"]: runs.joined_curve(results["hints_kd"], "test/hint_loss")}
     plot_curves(hint, ylabel="test hint loss L_HT (regressor on the guided layer)", ax=right)
     right.set_yscale("log")
     for ax in (left, right):
@@ -146,12 +100,6 @@ def plot_students(results, hint_epochs):
         ax.set_xlabel("epoch (dotted: end of the hint stage)")
         ax.legend(fontsize=8)
     return fig
-
-
-def joined_curve(staged: dict, key: str):
-    """(epochs, values (seeds, points)) of ``key`` over the stages of one student."""
-    parts = [result.curve(key) for result in staged.values()]
-    return np.concatenate([x for x, _ in parts]), np.concatenate([v for _, v in parts], axis=1)
 
 
 def claim_line(name: str, a, b, names) -> str:
@@ -167,39 +115,50 @@ def train_and_evaluate(config, workdir):
     splits = data.load(config.dataset, seed=config.data_seed, train_size=config.train_size or None)
     if config.dataset == "mnist1d":
         splits = data.standardize(splits)
-    num_classes = splits.num_classes
 
-    teacher, teacher_params, teacher_accuracy = train_teacher(config, workdir, splits)
+    # One teacher (seed config.seed).
+    teacher, result = fit_teacher(runs.derived(config, seeds=1), config.teacher_hidden,
+                                  splits.train, workdir / "teacher", lr=config.lr,
+                                  epochs=config.teacher_epochs, num_classes=splits.num_classes,
+                                  eval_splits={"test": splits.test})  # fmt: skip
+    teacher_params = runs.replica(result.state.params)
+    teacher_accuracy = float(result.final("test/accuracy")[0])
     layer = hint_layer_index(config.teacher_hidden)
     splits = with_teacher(splits, teacher, teacher_params, layer)
     hint_size = splits.train["hint"].shape[1]
 
-    student = GuidedStudent(hidden, config.guided, hint_size, num_classes)
+    student = GuidedStudent(hidden, config.guided, hint_size, splits.num_classes)
     n = len(splits.train["y"])
     steps_per_epoch = train.steps_per_epoch(config, n)
     hint_epochs = min(config.hint_epochs, config.epochs - 1)
-    runs, results, staged, test = {}, {}, {}, {"test": splits.test}
+    staged, test = {}, {"test": splits.test}
     for mode in STUDENTS:
         stages = plan(student, splits.train["x"][:1], mode, config.epochs, hint_epochs,
                       config.lr, temperature=config.temperature, alpha=config.alpha)  # fmt: skip
         staged[mode] = train.stages(config, stages, splits.train, workdir / mode, eval_splits=test)
-        runs[mode], results[mode] = joined(staged[mode]), list(staged[mode].values())[-1]
+    results = {m: list(staged[m].values())[-1] for m in STUDENTS}  # the last stage of each
     accuracy = {m: results[m].final("test/accuracy") for m in STUDENTS}
     # The hints student trains its outputs for epochs - hint_epochs; the others, read at that
     # epoch, have had as many steps on the output loss (but no hint stage).
     output_epochs = config.epochs - hint_epochs
-    same_output = {m: accuracy_at(runs[m], output_epochs) for m in ("scratch", "kd")}
+    same_output = {
+        m: runs.value_at(runs.joined(staged[m]), "test/accuracy", output_epochs)
+        for m in ("scratch", "kd")
+    }
     same_output["hints_kd"] = accuracy["hints_kd"]
     agreement = {m: results[m].final("test/teacher_agreement") for m in STUDENTS}
     final_hint = {m: results[m].final("test/hint_loss") for m in STUDENTS}
-    reference = reference_accuracy(config, splits)
+    # scikit-learn's MLPClassifier with the student's layers, trained on the labels
+    reference = baselines.mlp_classifier(splits.train, splits.test, config.student_hidden, seed=0)
 
-    student_params = jax.tree.map(lambda p: p[0], results["scratch"].state.params)
-    student_size = parameter_count({k: v for k, v in student_params.items() if k != "regressor"})
+    student_params = runs.replica(results["scratch"].state.params)
+    student_size = runs.parameter_count(
+        {k: v for k, v in student_params.items() if k != "regressor"}
+    )
     report = Report(workdir, "FitNets: hints and distillation from a wide, shallow teacher")
     report.text(
         f"`{config.dataset}` ({n} training examples). Teacher: ReLU MLP "
-        f"{tuple(config.teacher_hidden)} ({parameter_count(teacher_params)} parameters); hint "
+        f"{tuple(config.teacher_hidden)} ({runs.parameter_count(teacher_params)} parameters); hint "
         f"= its hidden layer {layer + 1} ({hint_size} units). Student: ReLU MLP {hidden} "
         f"({student_size} parameters, regressor not counted); guided layer = hidden layer "
         f"{config.guided}, regressor {hidden[config.guided - 1]} -> {hint_size}. Adam (eps = "

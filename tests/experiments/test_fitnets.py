@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import fitnets
+from lexicon import runs
 from lexicon.rules import ConfigError
 
 
@@ -64,7 +65,7 @@ def test_hints_student_through_train_stages(tmp_path):
     np.testing.assert_array_equal(distill.state.opt_state[0].count, 2 * steps)
     regressor = hints.state.params["regressor"], distill.state.params["regressor"]
     jax.tree.map(np.testing.assert_array_equal, *regressor)
-    history = fitnets.joined(staged)
+    history = runs.joined(staged)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["step"] for r in history] == [steps, 2 * steps, 3 * steps]
     assert (tmp_path / "hints" / "metrics.jsonl").exists()
