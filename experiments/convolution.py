@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
-import scipy.signal
 
-from lexicon import baselines, cli, data, train
-from lexicon.nn import conv, conv_matrix
-from lexicon.nn.cnn import LeNet5, lenet5_for
-from lexicon.report import Figure, Report, compare, mean_std, plot_curves, plot_heatmap
+from lexicon import baselines, cli, data, runs, train
+from lexicon.conv_studies import filter_gaps, matrix_section, picture_grid, shape_rule, signed
+from lexicon.nn import conv
+from lexicon.nn.cnn import lenet5_for
+from lexicon.report import Figure, Report, compare, mean_std, plot_curves
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, ConfigError, Range, check_batch_size, positive
 
 EMBOSS = ((-2.0, -2.0, 0.0), (-2.0, 6.0, 0.0), (0.0, 0.0, 0.0))
@@ -39,6 +39,8 @@ EMBOSS = ((-2.0, -2.0, 0.0), (-2.0, 6.0, 0.0), (0.0, 0.0, 0.0))
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # (stride, padding) rows of the shape table; an int pads that many zeros on each side.
 SHAPE_CASES = ((1, "valid"), (1, "same"), (1, "full"), (2, "valid"), (2, "same"), (4, 3))
+GRAY = {"cmap": "gray", "vmin": 0, "vmax": 1}
+SWEEPABLE = ("lr",)  # --config.sweep='lr=1e-3,3e-3': the LeNet-5's rates x seeds
 
 
 def get_config():
@@ -102,168 +104,81 @@ def filter_bank(blur_size: int) -> dict[str, np.ndarray]:
     }
 
 
-def filter_checks(images: dict[str, np.ndarray], kernels: dict[str, np.ndarray]) -> list[dict]:
-    """Per filter: kernel sum, mean-intensity ratio and the largest gap to scipy.signal.
-
-    The ratio mean(valid output) / mean(image) is 1 for a kernel summing to 1 on a smooth
-    image, and scales with the kernel sum otherwise. scipy works in float64 on the same image.
-    """
+def filter_pictures(images: dict[str, np.ndarray], kernels: dict[str, np.ndarray]) -> list:
+    """One row per image: the image and every filter output, each in a colour map that suits
+    it (signed Sobel derivatives diverge around 0)."""
     rows = []
-    extra = {"box (undivided)": conv.box_kernel(len(kernels["blur"]), normalized=False)}
-    for name, kernel in {**kernels, **extra}.items():
-        conv_gap = corr_gap = 0.0
-        ratios = []
-        for image in images.values():
-            reference = image.astype(np.float64)
-            ours = conv.filter_image(image, kernel)
-            theirs = scipy.signal.convolve2d(reference, kernel.astype(np.float64), mode="same")
-            conv_gap = max(conv_gap, float(np.max(np.abs(ours - theirs))))
-            ours = conv.filter_image(image, kernel, correlate=True)
-            theirs = scipy.signal.correlate2d(reference, kernel.astype(np.float64), mode="same")
-            corr_gap = max(corr_gap, float(np.max(np.abs(ours - theirs))))
-            valid = conv.filter_image(image, kernel, padding="valid")
-            ratios.append(float(valid.mean() / image.mean()))
-        rows.append({"filter": name, "size": "x".join(map(str, kernel.shape)),
-                     "kernel_sum": float(kernel.sum()), "intensity_ratio": float(np.mean(ratios)),
-                     "convolve_gap": conv_gap, "correlate_gap": corr_gap})  # fmt: skip
-    return rows
-
-
-def filtered_images(images: dict[str, np.ndarray], kernels: dict[str, np.ndarray]) -> dict:
-    """image name -> {panel title: 2-D array} of the original and every filter output."""
-    panels = {}
     for name, image in images.items():
-        panels[name] = {
-            "grayscale": image,
-            "Sobel x": conv.filter_image(image, kernels["sobel_x"]),
-            "Sobel y": conv.filter_image(image, kernels["sobel_y"]),
-            "Sobel magnitude": conv.gradient_magnitude(image),
-            "emboss": conv.filter_image(image, kernels["emboss"]),
-            f"blur {len(kernels['blur'])}x{len(kernels['blur'])}": conv.filter_image(
-                image, kernels["blur"]
-            ),
-        }
-    return panels
-
-
-def filter_figure(panels: dict):
-    rows, cols = len(panels), len(next(iter(panels.values())))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
-    for ax_row, (image_name, outputs) in zip(axes, panels.items()):
-        for ax, (title, values) in zip(ax_row, outputs.items()):
-            if title.startswith("Sobel ") and title != "Sobel magnitude":
-                limit = np.percentile(np.abs(values), 99.5)
-                ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            elif title == "emboss":
-                # The emboss kernel sums to 0: mid-gray marks flat regions, as in photo editors.
-                ax.imshow(np.clip(values + 0.5, 0, 1), cmap="gray", vmin=0, vmax=1)
-            elif title == "Sobel magnitude":
-                ax.imshow(values, cmap="gray", vmin=0, vmax=np.percentile(values, 99.5))
-            else:
-                ax.imshow(values, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{image_name}: {title}", fontsize=8)
-            ax.axis("off")
-    fig.tight_layout()
-    return fig
+        sobel = {f"Sobel {a}": conv.filter_image(image, kernels[f"sobel_{a}"]) for a in "xy"}
+        magnitude = conv.gradient_magnitude(image)
+        # The emboss kernel sums to 0: mid-gray marks flat regions, as in photo editors.
+        emboss = np.clip(conv.filter_image(image, kernels["emboss"]) + 0.5, 0, 1)
+        size = len(kernels["blur"])
+        pictures = [
+            ("grayscale", image, GRAY),
+            *((title, values, signed(values, 99.5)) for title, values in sobel.items()),
+            ("Sobel magnitude", magnitude,
+             {"cmap": "gray", "vmin": 0, "vmax": np.percentile(magnitude, 99.5)}),
+            ("emboss", emboss, GRAY),
+            (f"blur {size}x{size}", conv.filter_image(image, kernels["blur"]), GRAY),
+        ]  # fmt: skip
+        rows.append([(f"{name}: {title}", values, style) for title, values, style in pictures])
+    return rows
 
 
 # --- 2. the shape rule -------------------------------------------------------------------------
 
 
 def shape_table(config, image: np.ndarray) -> list[dict]:
-    """Output maps of a random kernel bank on a square crop, by running it and by the rule.
-
-    The run uses lexicon.nn.conv.cross_correlate_2d (gathered windows); jax.lax's convolution
-    on the same operands is the independent reference for the values.
-    """
+    """A random normal bank of config.num_kernels kernels (k x k) on the centred square crop
+    (config.image_size) of ``image``: its maps by running, by the rule and by jax.lax
+    (lexicon.conv_studies.shape_rule) for every case of SHAPE_CASES."""
     n, k = config.image_size, config.kernel_size
     top, left = (image.shape[0] - n) // 2, (image.shape[1] - n) // 2
-    if top < 0 or left < 0:
-        raise ValueError(f"image_size={n} exceeds the sample image {image.shape}")
     x = jnp.asarray(image[top : top + n, left : left + n])[None, :, :, None]
     bank = jax.random.normal(jax.random.key(config.seed), (k, k, 1, config.num_kernels))
-    bank = bank / k  # keeps the map values O(1)
-    rows = []
-    for stride, padding in SHAPE_CASES:
-        maps = conv.cross_correlate_2d(x, bank, stride, padding)
-        pads = conv.resolve_padding((n, n), (k, k), (stride, stride), padding)
-        reference = jax.lax.conv_general_dilated(
-            x, bank, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            precision=jax.lax.Precision.HIGHEST,
-        )  # fmt: skip
-        side = conv.output_size(n, k, stride, padding)
-        lo, hi = pads[0]
-        rows.append({"stride": stride, "padding": f"{padding} ({lo}, {hi})",
-                     "run": tuple(int(d) for d in maps.shape[1:]),
-                     "rule": (side, side, config.num_kernels),
-                     "formula": f"floor(({n} + {lo} + {hi} - {k}) / {stride}) + 1 = {side}",
-                     "gap": float(jnp.max(jnp.abs(maps - reference))),
-                     "lax_shape": tuple(int(d) for d in reference.shape[1:])})  # fmt: skip
-    return rows
+    return shape_rule(x, bank / k, SHAPE_CASES)  # dividing by k keeps the map values O(1)
 
 
 # --- 3. learned kernels ------------------------------------------------------------------------
 
 
-def make_model(config, num_classes: int) -> LeNet5:
-    """LeNet-5 with "same" padding, so 8x8 digits go 8 -> 4 -> 2 through its two stages."""
-    return lenet5_for(8, num_classes, config.activation)
-
-
 def linear_references(splits) -> dict[str, float]:
     """Test accuracy of logistic regression on raw pixels and on pixels + Sobel features
     (standardized with training statistics: it only speeds up L-BFGS)."""
-
-    def features(split, with_edges):
-        images = split["x"][..., 0]
-        flat = images.reshape(len(images), -1)
-        x = np.concatenate([flat, conv.sobel_features(images)], axis=1) if with_edges else flat
-        return {"x": x, "y": split["y"]}
-
+    images = {"train": splits.train["x"][..., 0], "test": splits.test["x"][..., 0]}
+    pixels = {k: v.reshape(len(v), -1) for k, v in images.items()}
+    edges = {k: np.concatenate([pixels[k], conv.sobel_features(v)], 1) for k, v in images.items()}
     return {
-        label: baselines.logistic_regression(
-            features(splits.train, edges), features(splits.test, edges), standardize=True
-        )
-        for label, edges in (("raw pixels", False), ("pixels + Sobel x, y maps", True))
+        label: baselines.linear_probe(x["train"], splits.train["y"], x["test"], splits.test["y"])
+        for label, x in (("raw pixels", pixels), ("pixels + Sobel x, y maps", edges))
     }
 
 
-def kernel_figure(kernels: np.ndarray, maps: np.ndarray, digit: np.ndarray):
-    """Top row: the first-layer kernels of seed 0; bottom: their maps of one test digit."""
-    count = kernels.shape[-1]
-    fig, axes = plt.subplots(2, count + 1, figsize=(1.6 * (count + 1), 3.4))
-    for ax in axes.ravel():
-        ax.axis("off")
-    axes[0, 0].imshow(digit, cmap="gray_r")
-    axes[0, 0].set_title("input digit", fontsize=8)
-    for index in range(count):
-        kernel = kernels[:, :, 0, index]
-        limit = np.abs(kernel).max()
-        axes[0, index + 1].imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[0, index + 1].set_title(f"kernel {index}", fontsize=8)
-        axes[1, index + 1].imshow(maps[:, :, index], cmap="magma")
-        axes[1, index + 1].set_title(f"map {index}", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def learn_kernels(config, workdir):
+    """A LeNet-5 with "same" padding (8x8 digits go 8 -> 4 -> 2 through its two stages) learns
+    its kernels; returns its fit, the pictures of the first replica's C1 kernels (top row)
+    and of their maps of one test digit (bottom row), and the linear references."""
     splits = data.load("digits", seed=config.data_seed, flatten=False)
-    model = make_model(config, splits.num_classes)
-    task = train.classifier(model, optax.adam(config.lr), jnp.zeros((1, 8, 8, 1)))
+    model = lenet5_for(8, splits.num_classes, config.activation)
     result = train.fit(
         config,
-        task,
+        # A task builder (config -> Task): in a sweep, each grid point gets its own rate.
+        lambda c: train.classifier(model, optax.adam(c.lr), jnp.zeros((1, 8, 8, 1))),
         splits.train,
         workdir / "lenet5",
         eval_splits={"val": splits.val, "test": splits.test},
     )
-    first = jax.tree.map(lambda a: a[0], result.state.params)
-    kernels = np.asarray(first["conv1"]["kernel"])
+    first = runs.replica(result.state.params)
+    kernels = np.asarray(first["conv1"]["kernel"])[:, :, 0]
     digit = splits.test["x"][:1]
     _, sown = model.apply({"params": first}, digit, mutable=["intermediates"])
     maps = np.asarray(sown["intermediates"]["c1"][0][0])
-    return result, kernels, maps, digit[0, :, :, 0], linear_references(splits)
+    top = [("input digit", digit[0, :, :, 0], {"cmap": "gray_r"})]
+    top += [(f"kernel {i}", k, signed(k)) for i, k in enumerate(np.moveaxis(kernels, -1, 0))]
+    bottom = [(f"map {i}", m, {"cmap": "magma"}) for i, m in enumerate(np.moveaxis(maps, -1, 0))]
+    pictures = [top, [None, *bottom]]
+    return result, pictures, linear_references(splits)
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -273,9 +188,10 @@ def train_and_evaluate(config, workdir):
     check_config(config)  # an even blur has no centre pixel: "same" would shift by half a pixel
     images = {name: grayscale(rgb) for name, rgb in data.sample_images().items()}
     kernels = filter_bank(config.blur_size)
-    checks = filter_checks(images, kernels)
+    undivided = {"box (undivided)": conv.box_kernel(config.blur_size, normalized=False)}
+    checks = filter_gaps(images, {**kernels, **undivided})
     shapes = shape_table(config, next(iter(images.values())))
-    result, learned, maps, digit, references = learn_kernels(config, workdir)
+    result, learned, references = learn_kernels(config, workdir)
     test_acc = result.final("test/accuracy")
 
     report = Report(workdir, "Convolution: hand-made filters, the shape rule, learned kernels")
@@ -287,7 +203,7 @@ def train_and_evaluate(config, workdir):
         f"a {config.blur_size}x{config.blur_size} box divided by its size."
     )
     report.figure(
-        filter_figure(filtered_images(images, kernels)),
+        picture_grid(filter_pictures(images, kernels), cell=(2.6, 2.0)),
         "filters",
         "hand-made kernels applied by lexicon.nn.conv.convolve_2d",
     )
@@ -315,7 +231,7 @@ def train_and_evaluate(config, workdir):
         caption="Output-size rule",
     )  # fmt: skip
     report.figure(
-        kernel_figure(learned, maps, digit),
+        picture_grid(learned, cell=(1.6, 1.7)),
         "learned_kernels",
         f"LeNet-5 C1 kernels (5x5) learned on digits, seed {config.seed}, and their maps",
     )
@@ -328,12 +244,8 @@ def train_and_evaluate(config, workdir):
         caption="Feature learning vs hand-made features on the digits test split",
     )  # fmt: skip
     edges = references["pixels + Sobel x, y maps"]
-    verdict = compare(
-        test_acc,
-        np.full(test_acc.shape, edges),
-        paired=True,
-        names=("learned kernels", "Sobel features + linear classifier"),
-    )
+    names = ("learned kernels", "Sobel features + linear classifier")
+    verdict = compare(test_acc, np.full(test_acc.shape, edges), paired=True, names=names)
     report.text(f"Test accuracy on the same split: {verdict.sentence}.")
     curves = {k.split("/")[0]: result.curve(k) for k in ("train/accuracy", "val/accuracy")}
     report.figure(
@@ -341,53 +253,27 @@ def train_and_evaluate(config, workdir):
         "curves",
         "LeNet-5 on digits: seed mean with a ±1 std band",
     )
-    n, matrix = config.matrix_size, conv_matrix.summary(config.matrix_size, config.seed)
-    report.text(
-        f"Convolution as a matrix product: on a {n}x{n} image vec(S) = M vec(I), with M[(i, j), "
-        '(r, c)] = K[r - i + 1, c - j + 1] for the 3x3 Sobel x kernel and "same" zeros. Block '
-        f"(i, r) depends on r - i only, and each block is Toeplitz (gap {matrix['defect']:g}). The "
-        "table checks M vec(x), the backward pass M^T delta and the kernel gradient (input "
-        "correlated with delta) in float64 on standard-normal operands (NumPy seed "
-        f"{config.seed}); with one channel, scipy.signal is the second reference."
-    )
-    labels = [f"({i},{j})" for i in range(n) for j in range(n)]
-    report.figure(
-        plot_heatmap(matrix["matrix"], row_labels=labels, col_labels=labels, cmap="RdBu_r",
-                     title="M: rows output (i, j), columns input (r, c)"),
-        "conv_matrix", f"the matrix of the Sobel x cross-correlation on a {n}x{n} image",
-    )  # fmt: skip
-    report.table(matrix["headers"], matrix["rows"], caption="Convolution as a matrix product")
+    matrix = matrix_section(report, config.matrix_size, config.seed)
     report.write()
 
     valid = next(r for r in shapes if r["stride"] == 1 and r["padding"].startswith("valid"))
+    filter_gap = max(max(r["convolve_gap"], r["correlate_gap"]) for r in checks)
+    lax_gap = max(r["gap"] for r in shapes)
+    rule = "floor((n + lo + hi - k) / s) + 1 and jax.lax"
+    mismatches = sum(not r["run"] == r["rule"] == r["lax_shape"] for r in shapes)
+    sobel = {
+        "reference": edges,
+        "source": "scikit-learn logistic regression on pixels + Sobel maps",
+    }
     return {
-        "max_filter_gap": Figure(
-            max(max(r["convolve_gap"], r["correlate_gap"]) for r in checks),
-            reference=0.0,
-            source="scipy.signal convolve2d / correlate2d",
-            tolerance=1e-4,  # equal up to float32 rounding
-        ),
-        "valid_map_side": Figure(
-            valid["run"][0], reference=valid["rule"][0], source="n - k + 1", tolerance=0.0
-        ),
-        "shape_mismatches": Figure(
-            sum(not r["run"] == r["rule"] == r["lax_shape"] for r in shapes),
-            reference=0.0,
-            source="floor((n + lo + hi - k) / s) + 1 and jax.lax",
-            tolerance=0.0,
-        ),
-        "max_lax_gap": Figure(
-            max(r["gap"] for r in shapes),
-            reference=0.0,
-            source="jax.lax.conv_general_dilated",
-            tolerance=1e-4,
-        ),
-        # learned kernels against hand-made Sobel features under a linear classifier
-        "test_accuracy": Figure(
-            test_acc,
-            reference=edges,
-            source="scikit-learn logistic regression on pixels + Sobel maps",
-        ),
+        # equal up to float32 rounding
+        "max_filter_gap": Figure(filter_gap, 0.0, "scipy.signal convolve2d / correlate2d", 1e-4),
+        "valid_map_side": Figure(valid["run"][0], valid["rule"][0], "n - k + 1", 0.0),
+        "shape_mismatches": Figure(mismatches, 0.0, rule, 0.0),
+        "max_lax_gap": Figure(lax_gap, 0.0, "jax.lax.conv_general_dilated", 1e-4),
+        # learned kernels against hand-made Sobel features under a linear classifier (in a
+        # sweep, one figure per grid point)
+        "test_accuracy": report_figure(result, "test/accuracy", **sobel),
         "logistic_regression_pixels": references["raw pixels"],
         # M vec(x), M^T delta and the kernel gradient against the references, float64
         "max_matrix_gap": Figure(matrix["max_gap"], 0.0, "conv, jax.vjp, scipy.signal", 1e-12),
