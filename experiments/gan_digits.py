@@ -19,6 +19,7 @@ lexicon.train (an MLP; its hidden layer is the feature space) [add]:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import cli, data, report, train
+from lexicon import cli, data, report, sweeping, train
 from lexicon.gan_metrics import class_spread, feature_frechet
 from lexicon.nn import gan
 from lexicon.nn.layers import MLP
@@ -38,6 +39,7 @@ ARCHITECTURES = ("dense", "dcgan")
 IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1)}
 ACCEPTANCE = "issue 14: conditional samples read as the requested digit >= 80% of the time"
 CLASSES = 10
+SWEEPABLE = ("lr", "beta1", "r1")  # --config.sweep='r1=0,10': both GANs, one program each
 
 
 def get_config():
@@ -102,6 +104,7 @@ def train_classifier(config, splits, workdir):
     task = train.classifier(model, optax.adam(1e-3), jnp.zeros((1, splits.train["x"].shape[1])))
     run = config.copy_and_resolve_references()
     run.update(dict(seeds=1, epochs=config.classifier_epochs, batch_size=64))
+    run = sweeping.without(run)  # the judge trains once, whatever the GANs' grid
     result = train.fit(
         run, task, splits.train, workdir / "classifier", eval_splits={"test": splits.test}
     )
@@ -139,16 +142,22 @@ def make_gan(config, conditional: bool) -> gan.GAN:
         prior=config.prior,
         objective=config.objective,
         disc_steps=config.disc_steps,
-        r1=config.r1,
+        # A swept gamma is traced: a constant schedule, so every grid point computes R1.
+        r1=config.r1 if isinstance(config.r1, float) else lambda _: config.r1,
         num_classes=classes,
     )
 
 
+def gan_task(config, conditional: bool, example) -> train.Task:
+    """The GAN's task from the config (a sweep's grid point: traced lr, beta1 and gamma)."""
+    tx = gan.optimizer("adam", config.lr, config.beta1)
+    return make_gan(config, conditional).task(tx, tx, example)
+
+
 def train_gan(config, conditional: bool, images: dict, workdir):
     model = make_gan(config, conditional)
-    tx = gan.optimizer("adam", config.lr, config.beta1)
     example = images["x"][: config.batch_size // config.disc_steps]
-    task = model.task(tx, tx, example)
+    task = functools.partial(gan_task, conditional=conditional, example=example)
     name = "conditional" if conditional else "unconditional"
     result = train.fit(config, task, images, workdir / name)
     return model, result
@@ -207,6 +216,7 @@ def train_and_evaluate(config, workdir):
         f"training images (test accuracy {judge_accuracy:.4f}); features = its hidden layer. "
         f"{config.samples} samples per seed."
     )
+    sweeping.note(rep, config)
     rows = []
     for name, (_, m, _) in runs.items():
         accuracy = mean_std(m["accuracy"]) if "accuracy" in m else "-"
@@ -268,19 +278,25 @@ def train_and_evaluate(config, workdir):
     cond, free_m = runs["conditional"][1], runs["unconditional"][1]
     d_gap = {n: r.final("train/d_real") - r.final("train/d_fake") for n, (r, _, _) in runs.items()}
     real_source = "the real training images against the same test set"
+    # One figure per grid point in a sweep.
+    conditional, unconditional = (
+        functools.partial(sweeping.figure, runs[n][0]) for n in ("conditional", "unconditional")
+    )
     return {
         "conditional": {
-            "accuracy": Figure(cond["accuracy"], 0.8, ACCEPTANCE, claim="at_least"),
-            "frechet": Figure(cond["frechet"], real_frechet, real_source, claim="at_least"),
-            "d_real_minus_d_fake": Figure(d_gap["conditional"]),
+            "accuracy": conditional(cond["accuracy"], 0.8, ACCEPTANCE, claim="at_least"),
+            "frechet": conditional(cond["frechet"], real_frechet, real_source, claim="at_least"),
+            "d_real_minus_d_fake": conditional(d_gap["conditional"]),
         },
         "unconditional": {
-            "class_entropy": Figure(
+            "class_entropy": unconditional(
                 free_m["entropy"], math.log(10), "uniform over 10 classes", claim="at_most"
             ),
-            "coverage": Figure(free_m["coverage"], 10.0, "all 10 classes", claim="at_most"),
-            "frechet": Figure(free_m["frechet"], real_frechet, real_source, claim="at_least"),
-            "d_real_minus_d_fake": Figure(d_gap["unconditional"]),
+            "coverage": unconditional(free_m["coverage"], 10.0, "all 10 classes", claim="at_most"),
+            "frechet": unconditional(
+                free_m["frechet"], real_frechet, real_source, claim="at_least"
+            ),
+            "d_real_minus_d_fake": unconditional(d_gap["unconditional"]),
         },
         "judge_test_accuracy": Figure(judge_accuracy),
     }

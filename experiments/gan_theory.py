@@ -18,6 +18,7 @@ with the value -2 log 2 (nats) at the optimum p_g = p_r. Goodfellow et al. (2014
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import cli, train
+from lexicon import cli, sweeping, train
 from lexicon.data import mixtures
 from lexicon.nn import gan
 from lexicon.report import Figure, Report, mean_std, plot_curves
@@ -35,6 +36,7 @@ LOG4 = math.log(4.0)
 SOURCE_DSTAR = "D*(x) = p_r(x) / (p_r(x) + p_g(x)), document 003"
 SOURCE_VALUE = "-2 log 2 at p_g = p_r, document 003 (in nats)"
 SOURCE_JSD = "C(G) = -log 4 + 2 JSD(p_r || p_g), Goodfellow et al. 2014, Theorem 1"
+SWEEPABLE = ("lr",)  # --config.sweep='lr=1e-3,3e-3,1e-2': both discriminators, one program each
 
 
 def get_config():
@@ -110,7 +112,11 @@ def train_discriminator(config, p_g, workdir):
         "real": REAL.sample(key_r, config.mc_samples),
         "fake": p_g.sample(key_g, config.mc_samples),
     }
-    model, task = discriminator_task(config, p_g)
+    model, _ = discriminator_task(config, p_g)
+
+    def task(run):  # a task builder: a sweep builds each grid point's D with its own step size
+        return discriminator_task(run, p_g)[1]
+
     result = train.fit(config, task, None, workdir, eval_splits={"eval": split})
     apply = jax.vmap(lambda p: jax.nn.sigmoid(model.apply({"params": p}, split["grid"])))
     return result, np.asarray(apply(result.state.params)), split
@@ -166,6 +172,7 @@ def train_and_evaluate(config, workdir):
         f"Adam {config.lr} (cosine to 0), {config.epochs * config.steps_per_epoch} updates of "
         f"{config.batch_size} fresh real and fake samples, {config.seeds} seeds."
     )
+    sweeping.note(rep, config)
     grid = split["grid"][:, 0]
     rep.figure(
         plot_curves(
@@ -223,14 +230,15 @@ def train_and_evaluate(config, workdir):
     rep.write()
 
     far = gradients[-1]
-    return {
-        "d_max_error": Figure(d_error, 0.0, SOURCE_DSTAR, config.tolerance, "at_most"),
+    trained, trained_equal = (functools.partial(sweeping.figure, r) for r in (result, equal))
+    return {  # the trained D's figures: one per grid point in a sweep
+        "d_max_error": trained(d_error, 0.0, SOURCE_DSTAR, config.tolerance, "at_most"),
         "value_equal_quadrature": Figure(equal_quadrature, -LOG4, SOURCE_VALUE, 1e-6),
         "value_equal_mc_d_star": Figure(equal_mc, -LOG4, SOURCE_VALUE, 1e-6),
-        "value_equal_mc_learned": Figure(equal_value, -LOG4, SOURCE_VALUE, 0.01),
+        "value_equal_mc_learned": trained_equal(equal_value, -LOG4, SOURCE_VALUE, 0.01),
         "c_of_g_quadrature": Figure(c_quadrature, -LOG4 + 2 * jsd, SOURCE_JSD, 1e-6),
         "c_of_g_mc": Figure(c_mc, c_quadrature, "quadrature of V(G, D*)", 0.01),
-        "learned_value_gap": Figure(
+        "learned_value_gap": trained(
             learned_value - c_quadrature, 0.0, "V(G, D) <= C(G)", 0.01, "at_most"
         ),
         "saturation_ratio_far": Figure(

@@ -18,15 +18,16 @@ next. Updates follow Hinton's practical guide [add] (momentum 0.5 then 0.9, weig
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lexicon import cli, data, report, train
+from lexicon import cli, data, report, sweeping, train
 from lexicon.nn import rbm
-from lexicon.report import Figure, Report, compare, mean_std
+from lexicon.report import Report, compare, mean_std
 from lexicon.rules import Choice, ConfigError, Names, Range, nonnegative, positive
 
 METHODS = ("cd1", "cdk", "pcd")
@@ -44,6 +45,7 @@ PCD_NOTE = (
     "as CD-k ones (recalled, no figure quoted here)"
 )
 PAPER = {"large_hidden": 500, "k": 25, "large_epochs": 100, "ais_betas": 14500, "ais_runs": 100}
+SWEEPABLE = ("lr", "weight_decay", "gaussian_lr")  # e.g. --config.sweep='lr=0.01,0.02,0.05'
 
 
 def get_config():
@@ -153,13 +155,15 @@ def train_methods(config, splits, hidden, workdir, *, exact):
     steps = train.steps_per_epoch(config, len(x))
     out = {}
     for method in Names(METHODS).parse(config.methods):
-        task = method_task(config, method, x, hidden, exact=exact, steps=steps)
+        task = functools.partial(  # a task builder: a sweep traces each grid point's rates
+            method_task, method=method, x=x, hidden=hidden, exact=exact, steps=steps
+        )
         evals = {"train": splits.train, "test": splits.test} if exact else {"test": splits.test}
         result = train.fit(config, task, {"x": x}, workdir / method, eval_splits=evals)
-        start = None
-        if exact:  # the same initial states every method starts from (seed s's init)
+        task, start = task(config), None
+        if exact:  # the same initial states every method (and grid point) starts from
             evaluate = jax.jit(jax.vmap(task.evaluate, in_axes=(0, None)))
-            initial = train.init_states(config, task)
+            initial = sweeping.tile(config, train.init_states(config, task))
             start = np.asarray(
                 evaluate(initial, {"x": jnp.asarray(splits.test["x"])})["log_likelihood"]
             )
@@ -220,10 +224,11 @@ def exact_part(config, name, splits, workdir, rep, figures):
             f"curve can break down before the decaying rate brings it back; "
             f"--config.switch_epoch={config.epochs} keeps the momentum at 0.5."
         )
-    for method, run in runs.items():
-        figures[f"{name}/{method}/test_log_likelihood"] = Figure(finals[method])
+    for method, run in runs.items():  # one figure per grid point in a sweep
+        figure = functools.partial(sweeping.figure, run["result"])
+        figures[f"{name}/{method}/test_log_likelihood"] = figure(finals[method])
         gain = finals[method] - run["start"]
-        figures[f"{name}/{method}/test_gain"] = Figure(
+        figures[f"{name}/{method}/test_gain"] = figure(
             gain, reference=0.0, claim="at_least", source="the initial RBM (rises in training)"
         )
 
@@ -232,7 +237,7 @@ def exact_part(config, name, splits, workdir, rep, figures):
 
 
 def ais_log_likelihood(config, params, x_train, x_test):
-    """Per seed: AIS log Z (base rates of the training data as the base model), the test
+    """Per replica: AIS log Z (base rates of the training data as the base model), the test
     log-likelihood it gives, and log Z's 3-sigma interval."""
     base = rbm.base_rate_bias(x_train)
     betas = rbm.ais_betas(config.ais_betas)
@@ -241,7 +246,7 @@ def ais_log_likelihood(config, params, x_train, x_test):
         log_z, log_w = rbm.ais(p, key, runs=config.ais_runs, betas=betas, base_visible_bias=base)
         return log_z, log_w, -rbm.free_energy(p, x_test).mean() - log_z
 
-    keys = jax.random.split(jax.random.key(config.seed + 17), config.seeds)
+    keys = jax.random.split(jax.random.key(config.seed + 17), len(jax.tree.leaves(params)[0]))
     log_z, log_w, ll = jax.jit(jax.vmap(one))(params, keys)
     spread = [rbm.ais_interval(z, w) for z, w in zip(np.asarray(log_z), np.asarray(log_w))]
     return np.asarray(log_z), np.asarray(ll), np.asarray(spread)
@@ -258,12 +263,13 @@ def large_part(config, name, splits, workdir, rep, figures):
         reference, source = (
             PUBLISHED.get(method, (None, None)) if name == "mnist5k" else (None, None)
         )
-        figures[f"{name}/large_{method}/test_log_likelihood_ais"] = Figure(
+        figure = functools.partial(sweeping.figure, out["result"])  # one per grid point
+        figures[f"{name}/large_{method}/test_log_likelihood_ais"] = figure(
             ll, reference=reference, source=source
         )
         if config.large_hidden <= 20:  # small enough to check AIS against the exact value
             exact = jax.jit(jax.vmap(rbm.log_likelihood, (0, None)))(params, splits.test["x"])
-            figures[f"{name}/large_{method}/test_log_likelihood_exact"] = Figure(
+            figures[f"{name}/large_{method}/test_log_likelihood_exact"] = figure(
                 np.asarray(exact).mean(1)
             )
         upper = spread[:, 1] - log_z  # log(1 + 3 se / Z): finite, unlike the lower end
@@ -331,10 +337,14 @@ def gaussian_part(config, workdir, rep, figures):
     run = config.copy_and_resolve_references()
     run.epochs = config.gaussian_epochs
     steps = train.steps_per_epoch(run, len(x))
-    tx = guide(run, config.gaussian_lr, steps)
-    task = rbm.task(
-        64, config.gaussian_hidden, tx, visible="gaussian", visible_bias=x.mean(0), exact=True
-    )
+
+    def task(run):  # a task builder: a sweep's grid point gets its traced gaussian_lr
+        tx = guide(run, run.gaussian_lr, steps)
+        bias = x.mean(0)
+        return rbm.task(
+            64, run.gaussian_hidden, tx, visible="gaussian", visible_bias=bias, exact=True
+        )
+
     result = train.fit(run, task, {"x": x}, workdir / "gaussian", eval_splits={"test": splits.test})
     ll = result.final("test/log_likelihood")
     test = np.asarray(splits.test["x"], np.float64)
@@ -356,8 +366,8 @@ def gaussian_part(config, workdir, rep, figures):
         f"{independent:.2f} for the independent unit-variance Gaussian it starts from (w = 0). "
         "The energy carries +1/2 sum (v_i - b_i)^2: with the slide's sign Z diverges."
     )
-    figures["digits_gaussian/test_log_likelihood"] = Figure(
-        ll, reference=independent, claim="at_least", source="independent N(b, I) (w = 0)"
+    figures["digits_gaussian/test_log_likelihood"] = sweeping.figure(
+        result, ll, reference=independent, claim="at_least", source="independent N(b, I) (w = 0)"
     )
 
 
@@ -372,6 +382,7 @@ def train_and_evaluate(config, workdir):
         f"{config.chains} persistent chains; {config.seeds} seeds (seed s: the same initial "
         "RBM for every method)."
     )
+    sweeping.note(rep, config)
     figures = {}
     names = data_names(config)
     for name in names:

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import optax
 
-from lexicon import cli, recsys, report, train
+from lexicon import cli, recsys, report, sweeping, train
 from lexicon.data import DataError, movielens
 from lexicon.nn import ncf
 from lexicon.report import Figure, Report, mean_std
@@ -39,8 +39,10 @@ from lexicon.rules import (
     probability,
     widths,
 )
+from lexicon.train.sweep import of as sweep_of
 
 SCALES = ("default", "paper")
+SWEEPABLE = ("lr",)  # e.g. --config.models=gmf,mlp,neumf_scratch,bpr --config.sweep='lr=1e-3,5e-3'
 MODELS = ("gmf", "mlp", "neumf", "neumf_scratch", "bpr")
 TOWERS = ("gmf", "mlp", "neumf")  # the models of the predictive-factors sweep
 # He et al. (WWW 2017), Table 2: NeuMF with pretraining on MovieLens 1M, 64 predictive
@@ -56,7 +58,7 @@ PUBLISHED_SOURCE = (
 # factors 8 to 64, pretrained NeuMF fine-tuned with plain SGD.
 PAPER = {
     "factors": 64,
-    "sweep": (8, 16, 32, 64),
+    "factor_sizes": (8, 16, 32, 64),
     "layers": 3,
     "batch_size": 51,
     "lr": 1e-3,
@@ -87,7 +89,7 @@ def get_config():
     config.dataset = "ml-100k"  # ml-100k (synthetic if it cannot be prepared) | ml-1m | synthetic
     config.models = "all"  # all, or some of gmf,mlp,neumf (pretrained),neumf_scratch,bpr
     config.factors = 8  # predictive factors of the main table (GMF size, last MLP layer)
-    config.sweep = (8, 16, 32, 64)  # predictive factors of the sweep (GMF, MLP, NeuMF)
+    config.factor_sizes = (8, 16, 32, 64)  # predictive factors of the sweep (GMF, MLP, NeuMF)
     config.layers = 3  # hidden layers of the MLP tower, halving down to `factors`
     config.negatives = 4  # sampled negatives per positive, afresh every epoch
     config.k = 10  # cut-off of HR@k and NDCG@k
@@ -107,7 +109,7 @@ RULES = {
     "dataset": Choice(*movielens.SOURCES),
     "models": Names(MODELS, everything="all"),
     "factors": Range(1, 1024),
-    "sweep": widths(max_width=1024, max_layers=8),
+    "factor_sizes": widths(max_width=1024, max_layers=8),
     "layers": Range(1, 6),
     "negatives": Range(1, 100),
     "k": Range(1, movielens.TEST_NEGATIVES + 1),
@@ -135,8 +137,15 @@ def check_config(config):
     models = RULES["models"].parse(run.models)
     if "neumf" in models and not {"gmf", "mlp"} <= set(models):
         raise ConfigError("config.models: neumf starts from gmf and mlp; name all three")
-    if run.factors not in run.sweep:
-        raise ConfigError(f"config.factors={run.factors} must be one of config.sweep={run.sweep}")
+    if run.factors not in run.factor_sizes:
+        raise ConfigError(
+            f"config.factors={run.factors} must be one of config.factor_sizes={run.factor_sizes}"
+        )
+    if "neumf" in models and sweep_of(run) is not None:
+        raise ConfigError(
+            "config.sweep: the pretrained NeuMF starts each seed from one GMF and MLP, which a "
+            "sweep trains per grid point; sweep --config.models=gmf,mlp,neumf_scratch,bpr"
+        )
     if run.dataset == "synthetic" or movielens.available(run.dataset):
         data, _ = load(run)
         check_batch_size(run, len(data.user) - data.num_users, of="training interactions")
@@ -171,12 +180,15 @@ def load(config):
 # --- training through lexicon.train -------------------------------------------------------------
 
 
-def fit(config, model, split, workdir, *, tx, loss="bce", negatives=None, initial_state=None):
-    task = recsys.task(
-        model, split, tx, negatives=negatives or config.negatives, loss=loss, k=config.k
-    )
+def fit(config, model, split, workdir, *, loss="bce", negatives=None, initial_state=None):
+    def task(run):  # a task builder: a sweep's grid point gets its traced Adam rate
+        tx = optax.adam(run.lr)
+        return recsys.task(
+            model, split, tx, negatives=negatives or run.negatives, loss=loss, k=run.k
+        )
+
     if initial_state is not None:
-        initial_state = initial_state(task)
+        initial_state = initial_state(task(config))
     return train.fit(
         config,
         task,
@@ -206,28 +218,23 @@ def train_models(config, split, workdir):
     NeuMF from scratch and BPR. Returns {(model, factors): Result}."""
     users, items = split.num_users, split.num_items
     models = RULES["models"].parse(config.models)
-    adam = optax.adam(config.lr)
     runs = {}
-    for f in config.sweep:
+    for f in config.factor_sizes:
         for name in ("gmf", "mlp"):
             if name in models:
                 model = ncf.build(name, users, items, f, config.layers)
-                runs[name, f] = fit(config, model, split, workdir / f"{name}{f}", tx=adam)
+                runs[name, f] = fit(config, model, split, workdir / f"{name}{f}")
         if "neumf" in models:
             start = pretrained(config, runs["gmf", f], runs["mlp", f])
             neumf = ncf.build("neumf", users, items, f, config.layers)
-            runs["neumf", f] = fit(
-                config, neumf, split, workdir / f"neumf{f}", tx=adam, initial_state=start
-            )
+            runs["neumf", f] = fit(config, neumf, split, workdir / f"neumf{f}", initial_state=start)
     f = config.factors
     if "neumf_scratch" in models:
         neumf = ncf.build("neumf", users, items, f, config.layers)
-        runs["neumf_scratch", f] = fit(config, neumf, split, workdir / f"neumf_scratch{f}", tx=adam)
+        runs["neumf_scratch", f] = fit(config, neumf, split, workdir / f"neumf_scratch{f}")
     if "bpr" in models:
         mf = ncf.MF(users, items, f)
-        runs["bpr", f] = fit(
-            config, mf, split, workdir / f"bpr{f}", tx=adam, loss="bpr", negatives=1
-        )
+        runs["bpr", f] = fit(config, mf, split, workdir / f"bpr{f}", loss="bpr", negatives=1)
     return runs
 
 
@@ -262,19 +269,19 @@ def beats(rep, config, final, fixed) -> dict:
             f"HR@{config.k}: {verdict.sentence}. Margin {margin:+.4f} against a seed spread "
             f"(std) of {np.std(hr):.4f}."
         )
-        out[f"{name}_minus_{rival}_hr"] = Figure(hr - fixed[rival]["hr"])
+        out[f"{name}_minus_{rival}_hr"] = sweeping.figure(config, hr - fixed[rival]["hr"])
     return out
 
 
 def sweep_report(rep, config, runs, data):
     """HR@k and NDCG@k against the predictive factors (He et al.'s figure 4)."""
-    towers = [n for n in TOWERS if all((n, s) in runs for s in config.sweep)]
-    if not towers or len(config.sweep) < 2:
+    sizes = config.factor_sizes
+    towers = [n for n in TOWERS if all((n, s) in runs for s in sizes)]
+    if not towers or len(sizes) < 2:
         return
-    xs, k = np.asarray(config.sweep), config.k
+    xs, k = np.asarray(sizes), config.k
     sweep = {
-        NAMES[n]: (xs, np.stack([runs[n, s].final("test/hr") for s in config.sweep], 1))
-        for n in towers
+        NAMES[n]: (xs, np.stack([runs[n, s].final("test/hr") for s in sizes], 1)) for n in towers
     }
     rep.figure(
         report.plot_curves(sweep, xlabel="predictive factors", ylabel=f"HR@{k}", title=data.name),
@@ -283,7 +290,7 @@ def sweep_report(rep, config, runs, data):
     )
     rows = [
         (s, *(mean_std(runs[n, s].final(f"test/{m}")) for n in towers for m in ("hr", "ndcg")))
-        for s in config.sweep
+        for s in sizes
     ]
     headers = ["factors"] + [f"{NAMES[n]} {m}@{k}" for n in towers for m in ("HR", "NDCG")]
     rep.table(headers, rows, caption="the predictive-factors sweep")
@@ -323,9 +330,9 @@ def train_and_evaluate(config, workdir):
     data, note = load(config)
     split = movielens.leave_one_out(data, seed=config.data_seed)
     f, k = config.factors, config.k
-    fixed = {  # the classic recommenders are deterministic: one value, repeated per seed
+    fixed = {  # the classic recommenders are deterministic: one value, repeated per replica
         name: {
-            m: np.full(config.seeds, float(np.mean(v)))
+            m: np.full(sweeping.replicas(config), float(np.mean(v)))
             for m, v in recsys.ranking_metrics(
                 recsys.baseline_scores(name, split, data.item_features, config.neighbors), k
             ).items()
@@ -346,6 +353,7 @@ def train_and_evaluate(config, workdir):
         f"MLP tower {ncf.tower(f, config.layers)}; the pretrained NeuMF is fine-tuned with "
         f"{config.pretrained_optimizer} {config.pretrained_lr}, alpha = {config.alpha}."
     )
+    sweeping.note(rep, config)
     rep.table(
         ["recommender", f"HR@{k}", f"NDCG@{k}"],
         [(NAMES[n], mean_std(v["hr"]), mean_std(v["ndcg"])) for n, v in table.items()],
@@ -365,8 +373,8 @@ def train_and_evaluate(config, workdir):
     sweep_report(rep, config, runs, data)
     figures.update(published(rep, config, runs, data))
     rep.write()
-    for n, v in table.items():
-        figures[n] = {f"hr@{k}": Figure(v["hr"]), f"ndcg@{k}": Figure(v["ndcg"])}
+    for n, v in table.items():  # one figure per grid point in a sweep
+        figures[n] = {f"{m}@{k}": sweeping.figure(config, v[m]) for m in ("hr", "ndcg")}
     figures["_data"] = data.name
     return figures
 

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import cli, data, losses, train
+from lexicon import cli, data, losses, report, sweeping, train
 from lexicon.data import sequences
 from lexicon.nn import rnn
-from lexicon.report import Figure, Report, compare, mean_std, plot_curves
+from lexicon.report import Report, compare, mean_std, plot_curves
 from lexicon.rules import Choice, ConfigError, Items, Names, Range, positive, probability
 
 PARTS = ("mnist1d", "adding", "forcing")
@@ -50,6 +50,7 @@ PAPER = dict(
     mnist_val_fraction=0.0,
     clip=0.0,
 )
+SWEEPABLE = ("lr", "mnist_lr")  # --config.sweep='lr=1e-3,3e-3': every network of a part at once
 
 
 def get_config():
@@ -136,23 +137,28 @@ def part_config(config, epochs, batch_size):
     return run
 
 
-def sequence_task(model, tx, example, loss, metrics, make_batch=None):
-    """A Task for a sequence model: ``loss(outputs, batch)`` is minimized on the step's batch
-    (``make_batch(key)`` draws a fresh one in a data-free run); ``metrics(outputs, split)``
-    evaluates a split."""
+def sequence_task(model, lr_key, example, loss, metrics, make_batch=None):
+    """A task builder (config -> Task, so a sweep traces config[lr_key]): ``loss(outputs,
+    batch)`` minimized by ``optimizer(config, config[lr_key])`` on the step's batch (or a fresh
+    ``make_batch(key)`` in a data-free run); ``metrics(outputs, split)`` evaluates a split."""
 
-    def init(key):
-        params = model.init(key, example)["params"]
-        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    def build(config):
+        tx = optimizer(config, config[lr_key])
 
-    def objective(params, model_state, batch, key):
-        batch = batch if make_batch is None else make_batch(key)
-        return loss(model.apply({"params": params}, batch["x"]), batch), ({}, model_state)
+        def init(key):
+            params = model.init(key, example)["params"]
+            return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    def evaluate(state, split):
-        return metrics(model.apply({"params": state.params}, split["x"]), split)
+        def objective(params, model_state, batch, key):
+            batch = batch if make_batch is None else make_batch(key)
+            return loss(model.apply({"params": params}, batch["x"]), batch), ({}, model_state)
 
-    return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
+        def evaluate(state, split):
+            return metrics(model.apply({"params": state.params}, split["x"]), split)
+
+        return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
+
+    return build
 
 
 def mse(out, batch):
@@ -173,7 +179,7 @@ def mnist1d_part(config, workdir, rep: Report) -> dict:
     )
     run = part_config(config, config.mnist_epochs, config.mnist_batch)
     evals = {"test": splits.test} | ({"val": splits.val} if len(splits.val["y"]) else {})
-    curves, figures = {}, {}
+    curves, figures, accuracy = {}, {}, {}
     for kind in Names(CELLS).parse(config.mnist_cells):
         model = rnn.SequenceToOne(
             rnn.make_cell(kind, config.mnist_hidden),
@@ -181,16 +187,15 @@ def mnist1d_part(config, workdir, rep: Report) -> dict:
             readout=config.mnist_readout,
             bidirectional=config.mnist_bidirectional,
         )
-
-        tx = optimizer(config, config.mnist_lr)
         loss = lambda logits, batch: classification(logits, batch)["loss"]  # noqa: E731
-        task = sequence_task(model, tx, splits.train["x"][:1], loss, classification)
+        task = sequence_task(model, "mnist_lr", splits.train["x"][:1], loss, classification)
         result = train.fit(run, task, splits.train, workdir / "mnist1d" / kind, eval_splits=evals)
-        curves[kind] = result.curve("test/accuracy")
+        curves[kind], accuracy[kind] = result.curve("test/accuracy"), result.final("test/accuracy")
         paper = kind == "gru" and config.scale == "paper"
         figures[kind] = {
-            "test_accuracy": Figure(
-                result.final("test/accuracy"),
+            "test_accuracy": report.figure(  # one figure per grid point in a sweep
+                result,
+                "test/accuracy",
                 reference=PUBLISHED_GRU if paper else None,
                 source=PUBLISHED_SOURCE if paper else None,
                 tolerance=0.03 if paper else None,
@@ -198,9 +203,7 @@ def mnist1d_part(config, workdir, rep: Report) -> dict:
             "parameters": rnn.count_params(jax.tree.map(lambda a: a[0], result.state.params)),
         }
     published = {"gru": f"{PUBLISHED_GRU} (Greydanus 2020)"} if config.scale == "paper" else {}
-    rows = [
-        (k, mean_std(f["test_accuracy"].values), published.get(k, "")) for k, f in figures.items()
-    ]  # noqa: E501
+    rows = [(k, mean_std(v), published.get(k, "")) for k, v in accuracy.items()]
     rep.text(
         f"## (a) MNIST-1D as a sequence\nEach 40-sample signal is read one scalar per step; "
         f"{config.mnist_hidden} units, a linear readout of {READOUTS[config.mnist_readout]}"
@@ -219,7 +222,6 @@ def mnist1d_part(config, workdir, rep: Report) -> dict:
 def adding_part(config, workdir, rep: Report) -> dict:
     run = part_config(config, config.adding_epochs, 0)
     threshold = config.solved * sequences.ADDING_BASELINE_MSE
-    tx = optimizer(config, config.lr)
     cells = Names(CELLS).parse(config.adding_cells)
     errors = {kind: [] for kind in cells}
     gradients = {}
@@ -235,12 +237,12 @@ def adding_part(config, workdir, rep: Report) -> dict:
                 return sequences.adding_problem(key, config.adding_batch, n)
 
             metrics = lambda out, split: {"mse": mse(out, split)}  # noqa: E731
-            task = sequence_task(model, tx, test["x"][:1], mse, metrics, make_batch=draw)
+            task = sequence_task(model, "lr", test["x"][:1], mse, metrics, make_batch=draw)
             where = workdir / "adding" / f"{kind}_T{length}"
             result = train.fit(run, task, None, where, eval_splits={"test": test})
             errors[kind].append(result.final("test/mse"))
             if length == longest:
-                gradients[kind] = gradient_flow(model, run, task, result.state.params, test)
+                gradients[kind] = gradient_flow(model, run, task(run), result.state.params, test)
     errors = {k: np.stack(v, axis=1) for k, v in errors.items()}  # (seeds, lengths)
     solved = {k: np.all(v < threshold, axis=0) for k, v in errors.items()}
     crossover = crossover_length(config.lengths, errors, threshold)
@@ -276,12 +278,13 @@ def adding_part(config, workdir, rep: Report) -> dict:
             f"gradient flow through time: the norm of the gradient that reaches the state at step "
             f"t from the loss at step {longest} ({when}), seed mean ± std",
         )
-    figures = {
-        kind: {f"test_mse_T{n}": Figure(v) for n, v in zip(config.lengths, errors[kind].T)}
-        for kind in cells
+    figures = {  # one figure per grid point in a sweep
+        kind: {f"test_mse_T{n}": sweeping.figure(result, v) for n, v in zip(config.lengths, e.T)}
+        for kind, e in errors.items()
     }
     for kind, g in gradients.items():  # gradient at step 1 over gradient at step T
-        figures[kind] |= {f"gradient_ratio_{w}": Figure(v[:, 0] / v[:, -1]) for w, v in g.items()}
+        ratios = {w: sweeping.figure(result, v[:, 0] / v[:, -1]) for w, v in g.items()}
+        figures[kind] |= {f"gradient_ratio_{w}": r for w, r in ratios.items()}
     figures["crossover_length"] = crossover or 0
     if crossover:
         i = list(config.lengths).index(crossover)
@@ -303,7 +306,7 @@ def crossover_length(lengths, errors, threshold):
 
 def gradient_flow(model, config, task, trained, test, batch=256):
     """Per seed: || d loss / d h(t) || for t = 1..T at init and after training."""
-    initial = train.init_states(config, task).params
+    initial = sweeping.tile(config, train.init_states(config, task).params)
     split = jax.tree.map(lambda a: a[:batch], test)
 
     def norms(params):
@@ -343,12 +346,11 @@ def forcing_part(config, workdir, rep: Report) -> dict:
     results, figures = {}, {}
     for mode, force in (("teacher_forcing", forced), ("free_running", primed)):
         draw = lambda key, force=force: batch_of(key, config.forcing_batch, force)  # noqa: E731
-        tx = optimizer(config, config.lr)
-        task = sequence_task(model, tx, tests["free"]["x"], mse, metrics, make_batch=draw)
+        task = sequence_task(model, "lr", tests["free"]["x"], mse, metrics, make_batch=draw)
         results[mode] = train.fit(run, task, None, workdir / "forcing" / mode, eval_splits=tests)
-        figures[mode] = {
-            "free_run_mse": Figure(results[mode].final("free/mse")),
-            "one_step_mse": Figure(results[mode].final("forced/mse")),
+        figures[mode] = {  # one figure per grid point in a sweep
+            "free_run_mse": report.figure(results[mode], "free/mse"),
+            "one_step_mse": report.figure(results[mode], "forced/mse"),
         }
     a, b = (results[m].final("free/mse") for m in ("free_running", "teacher_forcing"))
     names = ("free running", "teacher forcing")
@@ -362,7 +364,9 @@ def forcing_part(config, workdir, rep: Report) -> dict:
         f"free-running forecast of {config.horizon} steps against the clean signal (and on "
         f"one-step forecasts fed the observations). Free-running MSE: {verdict.sentence}."
     )
-    rows = [(m, *(mean_std(f[k].values) for k in f)) for m, f in figures.items()]
+    rows = [
+        (m, *(mean_std(r.final(k)) for k in ("free/mse", "forced/mse"))) for m, r in results.items()
+    ]
     header = ["trained with", "free-running forecast MSE", "one-step MSE"]
     rep.table(header, rows, caption="forecast errors against the clean signal, mean ± std")
     one = jax.tree.map(lambda a: a[:1], tests["free"])
@@ -384,6 +388,7 @@ def train_and_evaluate(config, workdir):
     rep = Report(
         workdir, "Recurrent networks (documents 000, 001; LSTM, GRU, BPTT, teacher forcing [add])"
     )
+    sweeping.note(rep, config)
     parts = RULES["parts"].parse(config.parts)
     builders = {"mnist1d": mnist1d_part, "adding": adding_part, "forcing": forcing_part}
     figures = {part: builders[part](config, workdir, rep) for part in parts}

@@ -21,6 +21,7 @@ units, Adam, batch 20, 3,280 epochs, dynamic binarization, k = 5,000).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -28,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lexicon import cli, data, report, train
+from lexicon import cli, data, report, sweeping, train
 from lexicon.nn import vae
-from lexicon.report import Figure, Report, mean_std
+from lexicon.report import Report, mean_std
 from lexicon.rules import Choice, ConfigError, Range, check_batch_size, positive, widths
 
 SOURCES = ("mnist5k", "digits", "mnist", "fashion_mnist")  # grey levels in [0, 1]
@@ -59,6 +60,7 @@ PAPER = {
     "binarize": "dynamic",
     "eval_samples": 5000,
 }
+SWEEPABLE = ("lr", "adam_eps")  # --config.sweep='lr=3e-4,1e-3,3e-3': every VAE, one program each
 
 
 def get_config():
@@ -210,7 +212,8 @@ def train_one(config, latent: int, splits, eval_splits, workdir):
         decoder_log_var=config.decoder_log_var,
     )
     steps = train.steps_per_epoch(config, len(splits.train["x"]))
-    task = make_task(config, model, features, steps)
+    # A task builder: a sweep builds each grid point's task with its own (traced) Adam settings.
+    task = functools.partial(make_task, model=model, features=features, steps_per_epoch=steps)
     result = train.fit(
         config,
         task,
@@ -299,6 +302,7 @@ def train_and_evaluate(config, workdir):
         f"{config.epochs} epochs, {config.seeds} seeds, one sample of eps per example and step. "
         f"-log p(x) is the importance-sampled estimate with k = {config.eval_samples}."
     )
+    sweeping.note(rep, config)
     for latent, run in runs.items():
         result = run["result"]
         rep.figure(
@@ -341,19 +345,20 @@ def train_and_evaluate(config, workdir):
     for latent, run in runs.items():
         published = latent == compared
         curve = run["test_elbo_curve"]
+        figure = functools.partial(sweeping.figure, run["result"])  # one per grid point
         figures[f"z{latent}"] = {
-            "test_neg_elbo": Figure(
+            "test_neg_elbo": figure(
                 run["neg_elbo"],
                 reference=PUBLISHED_NLL if published else None,
                 source=PUBLISHED_SOURCE + " (an ELBO lies above -log p)" if published else None,
             ),
-            "test_neg_log_px": Figure(
+            "test_neg_log_px": figure(
                 run["neg_log_px"],
                 reference=PUBLISHED_NLL if published else None,
                 source=PUBLISHED_SOURCE if published else None,
             ),
-            "test_elbo_gain": Figure(curve[:, -1] - curve[:, 0]),  # last - first epoch
-            "active_units": Figure(run["active"]),
+            "test_elbo_gain": figure(curve[:, -1] - curve[:, 0]),  # last - first epoch
+            "active_units": figure(run["active"]),
         }
     return figures
 

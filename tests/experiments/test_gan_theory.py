@@ -1,5 +1,6 @@
 """The GAN theory experiment: D*, the value -2 log 2, C(G) = -log 4 + 2 JSD, saturation."""
 
+import json
 import math
 
 import numpy as np
@@ -53,3 +54,20 @@ def test_default_run_meets_d_star(tmp_path):
     config.progress = False
     figures = experiment.train_and_evaluate(config, tmp_path)
     assert figures["d_max_error"].verdict() == "holds", figures["d_max_error"].values
+
+
+def test_a_step_size_sweep_trains_both_discriminators_per_grid_point(tmp_path):
+    """--config.sweep='lr=1e-3,1e-2', 2 seeds, one program per discriminator: the larger step
+    brings D closer to D* in every seed, each grid point has its own figure, and the sweep
+    picks the larger step by the training loss (there is no validation split)."""
+    argv = ["gan_theory", f"--workdir={tmp_path}", "--config.sweep=lr=1e-3,1e-2"]
+    argv += ["--config.seeds=2", "--config.epochs=2", "--config.steps_per_epoch=300"]
+    argv += ["--config.mc_samples=20000", "--config.progress=false"]
+    cli.run(experiment.get_config, experiment.train_and_evaluate, experiment.RULES, argv)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    slow, fast = (saved["figures"][f"d_max_error/lr={v}"]["per_seed"] for v in ("0.001", "0.01"))
+    assert np.all(np.asarray(fast) < np.asarray(slow)), (slow, fast)
+    sweep = saved["sweeps"]["d_star"]
+    assert sweep["select"]["metric"] == "train/loss" and sweep["best"] == 1
+    assert set(saved["sweeps"]) == {"d_star", "equal"}
+    assert "A sweep over lr" in (tmp_path / "report.md").read_text()

@@ -19,7 +19,7 @@ def tiny_config(**changes):
             synthetic_users=300,
             synthetic_items=300,
             models="neumf_scratch",
-            sweep=(8,),
+            factor_sizes=(8,),
             seeds=2,
             epochs=5,
             batch_size=256,
@@ -35,7 +35,7 @@ def test_bad_input_stops_with_one_line(capsys):
     for flag, word in (
         ("--config.dataset=netflix", "ml-100k"),
         ("--config.models=neumf", "gmf and mlp"),
-        ("--config.factors=12", "config.sweep"),
+        ("--config.factors=12", "config.factor_sizes"),
         ("--config.models=svd", "neumf_scratch"),
     ):
         with pytest.raises(SystemExit) as stop:
@@ -54,7 +54,7 @@ def test_paper_preset_is_he_et_al():
     config = experiment.get_config()
     config.scale = "paper"
     run = experiment.settings(config)
-    assert run.sweep == (8, 16, 32, 64) and run.factors == 64 and run.negatives == 4
+    assert run.factor_sizes == (8, 16, 32, 64) and run.factors == 64 and run.negatives == 4
     assert run.batch_size * (1 + run.negatives) == 255  # ~256 training instances per step
     assert run.lr == 1e-3 and run.pretrained_optimizer == "sgd" and run.alpha == 0.5
     assert experiment.PUBLISHED == {"hr": 0.730, "ndcg": 0.447}
@@ -100,7 +100,7 @@ def test_tiny_run_neumf_beats_popularity_and_item_cf(tmp_path):
 def test_default_models_on_synthetic(tmp_path):
     """Every model and the sweep (8, 16) on the synthetic data: pretrained NeuMF beats the
     popularity and item-CF baselines; the sweep figure is written."""
-    config = tiny_config(models="all", sweep=(8, 16), seeds=3, epochs=8)
+    config = tiny_config(models="all", factor_sizes=(8, 16), seeds=3, epochs=8)
     figures = experiment.train_and_evaluate(config, tmp_path)
     for rival in ("most_popular", "item_knn"):
         margin = np.asarray(figures[f"neumf_minus_{rival}_hr"].values)
