@@ -29,19 +29,20 @@ program, which iterates until its slowest seed stops).
 
 from __future__ import annotations
 
-import time
+import functools
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from lexicon import cli, data, losses, optim, train
+from lexicon import cli, optim, train
+from lexicon.bench import median_time
 from lexicon.optim import problems
-from lexicon.report import Figure, Report, band, mean_std
-from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_names
+from lexicon.optim.second_order import convergence_ratios, outcomes
+from lexicon.report import Figure, Report, mean_std, panels, plot_curves
+from lexicon.rules import Choice, ConfigError, Names, Range, check, positive, split_names
 
 METHODS = ("newton", "newton_cg", "bfgs", "lbfgs", "cg_fr", "cg_pr")
 CG_BETAS = {"cg_fr": "fletcher_reeves", "cg_pr": "polak_ribiere"}  # optim.nonlinear_cg's rules
@@ -98,26 +99,7 @@ def check_config(config):
         raise ConfigError("config.methods and config.first_order are both empty; name a method")
 
 
-# --- the problem ------------------------------------------------------------------------------
-
-
-def load_problem(config):
-    """Standardized digits (float64) and targets: odd/even (binary) or the digit (multiclass)."""
-    splits = data.standardize(data.load("digits", seed=config.data_seed))
-    x = splits.train["x"].astype(np.float64)
-    y = splits.train["y"]
-    targets = (y % 2).astype(np.int32) if config.classes == "binary" else y
-    return x, targets, (1 if config.classes == "binary" else splits.num_classes)
-
-
-def objective(params, x, t, l2):
-    """J(theta) = mean cross-entropy + (lambda/2)||theta||^2; binary when w is a vector."""
-    z = x @ params["w"] + params["b"]
-    if params["w"].ndim == 1:
-        data_term = losses.binary_cross_entropy_with_logits(z, t)
-    else:
-        data_term = losses.softmax_cross_entropy_with_integer_labels(z, t)
-    return data_term + 0.5 * l2 * (jnp.sum(params["w"] ** 2) + jnp.sum(params["b"] ** 2))
+# --- the problem (J above is problems.logistic_objective) and its starting points -----------------
 
 
 def initial_params(config, num_features, num_outputs):
@@ -139,157 +121,96 @@ def initial_params(config, num_features, num_outputs):
 
 def solver(config, method: str):
     """A jitted ``(starts, x, t, l2, tol) -> OptimizeResult`` over the seed axis of ``starts``."""
-    if method in METHODS:
-        options = {"max_iter": config.newton_max_iter}
-        if method in ("bfgs", "lbfgs", *CG_BETAS):
-            options = {"max_iter": config.max_iter}
-        if method == "lbfgs":
-            options["memory_size"] = config.memory
-        if method in CG_BETAS:
-            options["beta"] = CG_BETAS[method]
-        minimize = optim.nonlinear_cg if method in CG_BETAS else getattr(optim, method)
+    options = {"max_iter": config.max_iter}  # BFGS, L-BFGS and nonlinear CG
+    if method in ("newton", "newton_cg"):
+        options["max_iter"] = config.newton_max_iter
+    if method == "lbfgs":
+        options["memory_size"] = config.memory
+    if method in CG_BETAS:
+        minimize, options["beta"] = optim.nonlinear_cg, CG_BETAS[method]
+    elif method in METHODS:
+        minimize = getattr(optim, method)
+    else:  # a first-order method on the full batch
+        minimize = functools.partial(
+            optim.minimize, optim.get(method, learning_rate=config.lr[method])
+        )
+        options["max_iter"] = config.first_order_max_iter
 
-        def solve(params0, x, t, l2, tol):
-            return minimize(objective, params0, x, t, l2, tol=tol, **options)
-
-    else:
-        tx = optim.get(method, learning_rate=config.lr[method])
-        max_iter = config.first_order_max_iter
-
-        def solve(params0, x, t, l2, tol):
-            return optim.minimize(tx, objective, params0, x, t, l2, tol=tol, max_iter=max_iter)
+    def solve(params0, x, t, l2, tol):
+        return minimize(problems.logistic_objective, params0, x, t, l2, tol=tol, **options)
 
     return jax.jit(jax.vmap(solve, in_axes=(0, None, None, None, None)))
-
-
-def timed(run, *args, repeats: int):
-    """(result, median seconds of ``repeats`` runs), all measured after a compiling run."""
-    result = jax.block_until_ready(run(*args))
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run(*args))
-        seconds.append(time.perf_counter() - start)
-    return result, float(np.median(seconds))
-
-
-def newton_errors(run_newton, starts, x, t, l2):
-    """e_k = ||theta_k - theta*|| per seed, theta* being Newton's limit (tol = 0)."""
-    polished = run_newton(starts, x, t, l2, 0.0)
-    history = np.asarray(polished.params_history)  # (seeds, rows, n)
-    limit = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(polished.params))
-    return np.linalg.norm(history - limit[:, None], axis=2), limit
-
-
-def iterations_to(norms, tol) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed: the first k with ||g_k|| <= tol (or -1), and whether it was reached."""
-    reached = np.nan_to_num(norms, nan=np.inf) <= tol
-    return np.where(reached.any(axis=1), reached.argmax(axis=1), -1), reached.any(axis=1)
 
 
 # --- the experiment -----------------------------------------------------------------------------
 
 
+@jax.enable_x64(True)
 def train_and_evaluate(config, workdir):
+    check(config, RULES)  # the method lists, for callers that do not go through cli.run
+    check_config(config)
     methods, first_order = split_names(config.methods), split_names(config.first_order)
-    for key, rule in (("methods", RULES["methods"]), ("first_order", RULES["first_order"])):
-        message = rule.check(key, config[key])
-        if message:
-            raise ConfigError(message)
-    if not methods + first_order:
-        raise ConfigError("config.methods and config.first_order are both empty; name a method")
-    with jax.enable_x64(True):
-        return _run(config, workdir, methods, first_order)
-
-
-def _run(config, workdir, methods, first_order):
-    x_np, t_np, num_outputs = load_problem(config)
+    x_np, t_np, num_outputs = problems.digits_logistic(config.classes, config.data_seed)
     reference = problems.scipy_optimum(config.l2, x_np, t_np, num_outputs)
-    x, t, l2 = jnp.asarray(x_np), jnp.asarray(t_np), jnp.asarray(config.l2)
+    problem = (jnp.asarray(x_np), jnp.asarray(t_np), jnp.asarray(config.l2))
     starts = initial_params(config, x_np.shape[1], num_outputs)
     theta_scipy = np.asarray(ravel_pytree(jax.tree.map(jnp.asarray, reference["params"]))[0])
-    size = theta_scipy.size
 
-    results, seconds, errors = {}, {}, {}
+    results, seconds, histories = {}, {}, {}
     for method in methods + first_order:
         run = solver(config, method)
-        results[method], seconds[method] = timed(
-            run, starts, x, t, l2, config.tol, repeats=config.repeats
+        results[method] = run(starts, *problem, config.tol)
+        seconds[method] = median_time(
+            lambda run=run: jax.block_until_ready(run(starts, *problem, config.tol)), config.repeats
         )
-        if method == "newton":
-            errors["newton"], limit = newton_errors(run, starts, x, t, l2)
-    # Errors of the other second-order methods, from Newton's limit when it ran (it is sharper
-    # than scipy's), else from scipy's solution.
-    limit = limit if "newton" in errors else np.broadcast_to(theta_scipy, (config.seeds, size))
-    for method in methods:
-        if method != "newton":
-            history = np.asarray(results[method].params_history)
-            errors[method] = np.linalg.norm(history - limit[:, None], axis=2)
+        histories[method] = results[method].params_history
+    # e_k = ||theta_k - theta*||, theta* being Newton's own limit when Newton ran (iterated with
+    # tol = 0, it is sharper than scipy's), else scipy's solution.
+    limit = np.broadcast_to(theta_scipy, (config.seeds, theta_scipy.size))
+    if "newton" in methods:
+        polished = solver(config, "newton")(starts, *problem, 0.0)
+        histories["newton"], limit = polished.params_history, outcomes(polished, 0.0)["params"]
+    errors = {m: np.linalg.norm(np.asarray(histories[m]) - limit[:, None], axis=2) for m in methods}
 
     rows, headline = [], {"iterations": {}, "objective_gap": {}}
     for method, result in results.items():
-        norms = np.asarray(result.grad_norm_history)
-        iterations, reached = iterations_to(norms, config.tol)
-        taken = np.asarray(result.num_iterations)
-        final = np.asarray(result.loss_history)[np.arange(config.seeds), taken]
-        final_theta = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(result.params))
-        if reached.all():
-            count = mean_std(iterations, 1)
-        else:
-            count = f"not reached in {int(taken.max())} ({int(reached.sum())}/{config.seeds} seeds)"
+        end = outcomes(result, config.tol)
+        reached, taken = np.isfinite(end["iterations"]), int(end["steps"].max())
+        count = f"not reached in {taken} ({int(reached.sum())}/{config.seeds} seeds)"
+        gap = end["loss"] - reference["objective"]
         rows.append(
             (
                 method,
-                count,
+                mean_std(end["iterations"], 1) if reached.all() else count,
                 f"{seconds[method] * 1e3:.2f}",
-                f"{seconds[method] / max(int(taken.max()), 1) * 1e6:.1f}",
-                f"{np.nanmax(norms[np.arange(config.seeds), taken]):.1e}",
-                f"{np.mean(final - reference['objective']):+.2e}",
-                f"{np.max(np.linalg.norm(final_theta - theta_scipy, axis=1)):.1e}",
+                f"{seconds[method] / max(taken, 1) * 1e6:.1f}",
+                f"{np.nanmax(end['grad_norm']):.1e}",
+                f"{np.mean(gap):+.2e}",
+                f"{np.max(np.linalg.norm(end['params'] - theta_scipy, axis=1)):.1e}",
             )
         )
         # iterations to ||g|| <= tol per seed, NaN where a seed did not get there
-        headline["iterations"][method] = np.where(reached, iterations, np.nan)
+        headline["iterations"][method] = end["iterations"]
         headline["objective_gap"][method] = Figure(
-            final - reference["objective"],
+            gap,
             reference=0.0,
             source="J* of scipy.optimize.minimize L-BFGS-B",
             tolerance=1e-10,  # the optimum to float64 precision at ||g|| <= 1e-8
         )
-    rows.append(
-        (
-            "**reference: scipy L-BFGS-B (NumPy, float64)**",
-            f"{reference['iterations']} (one start at 0)",
-            f"{reference['seconds'] * 1e3:.2f} (not compiled)",
-            "",
-            f"{reference['grad_norm']:.1e}",
-            "0",
-            "0",
-        )
-    )
-
+    rows.append(reference_row("scipy L-BFGS-B", reference, reference, theta_scipy))
     if set(methods) & set(CG_BETAS):
         cg = problems.scipy_optimum(config.l2, x_np, t_np, num_outputs, "CG", gtol=config.tol)
-        rows.append(
-            (
-                "**reference: scipy CG, Polak-Ribiere+ (NumPy, float64)**",
-                f"{cg['iterations']} (one start at 0)",
-                f"{cg['seconds'] * 1e3:.2f} (not compiled)",
-                "",
-                f"{cg['grad_norm']:.1e}",
-                f"{cg['objective'] - reference['objective']:+.2e}",
-                f"{np.linalg.norm(ravel_pytree(cg['params'])[0] - theta_scipy):.1e}",
-            )
-        )
+        rows.append(reference_row("scipy CG, Polak-Ribiere+", cg, reference, theta_scipy))
+
     report = Report(workdir, "Second-order methods: Newton, Newton-CG, BFGS, L-BFGS, CG")
-    problem = "odd vs even digit" if num_outputs == 1 else "10-way softmax"
+    kind = "odd vs even digit" if num_outputs == 1 else "10-way softmax"
     report.text(
         f"L2-regularized logistic regression on the {len(t_np)} standardized training digits "
-        f"({problem}, {size} parameters, lambda = {config.l2:g}, float64), from {config.seeds} "
-        f"starting points theta_0 ~ N(0, {config.init_scale:g}^2) solved together under vmap. "
-        f"Every method stops once ||grad J|| <= {config.tol:g}. The reference optimum J* = "
-        f"{reference['objective']:.12f} comes from scipy.optimize.minimize (L-BFGS-B) on a NumPy "
-        "transcription of J and its gradient."
+        f"({kind}, {theta_scipy.size} parameters, lambda = {config.l2:g}, float64), from "
+        f"{config.seeds} starting points theta_0 ~ N(0, {config.init_scale:g}^2) solved together "
+        f"under vmap. Every method stops once ||grad J|| <= {config.tol:g}. The reference optimum "
+        f"J* = {reference['objective']:.12f} comes from scipy.optimize.minimize (L-BFGS-B) on a "
+        "NumPy transcription of J and its gradient."
     )
     report.table(
         [
@@ -316,32 +237,31 @@ def _run(config, workdir, methods, first_order):
     return headline
 
 
-def newton_ratios(e):
-    """e_{k+1}/e_k and e_{k+1}/e_k^2 per seed and k, NaN once e_k or e_{k+1} is at the rounding
-    floor 1e-13 max(1, max e); and that floor."""
-    floor = 1e-13 * max(1.0, float(np.nanmax(e)))
-    valid = (e[:, :-1] > floor) & (e[:, 1:] > floor)
-    previous = np.where(valid, e[:, :-1], 1.0)
+def reference_row(label, solution, reference, theta_scipy):
+    """A scipy solution's row of the table, from zero and not compiled; its gap to scipy's
+    L-BFGS-B optimum (``reference``), 0 for that optimum itself."""
+    theta = ravel_pytree(solution["params"])[0]
     return (
-        np.where(valid, e[:, 1:] / previous, np.nan),
-        np.where(valid, e[:, 1:] / previous**2, np.nan),
-        floor,
+        f"**reference: {label} (NumPy, float64)**",
+        f"{solution['iterations']} (one start at 0)",
+        f"{solution['seconds'] * 1e3:.2f} (not compiled)",
+        "",
+        f"{solution['grad_norm']:.1e}",
+        "0" if solution is reference else f"{solution['objective'] - reference['objective']:+.2e}",
+        "0" if solution is reference else f"{np.linalg.norm(theta - theta_scipy):.1e}",
     )
 
 
 def newton_table(report, errors, result, headline):
     """Seed 0's e_k with the ratios e_{k+1}/e_k (-> 0) and e_{k+1}/e_k^2 (bounded)."""
-    e = errors[0]
-    norms = np.asarray(result.grad_norm_history)[0]
-    linear, squared, floor = newton_ratios(errors)
+    linear, squared, floor = convergence_ratios(errors)
     linear, squared = linear[0], squared[0]
     steps = int(result.num_iterations[0])
+    norms = np.asarray(result.grad_norm_history)[0]
     rows = [
-        (k, f"{norms[k]:.3e}", f"{e[k]:.3e}", fmt(linear[k]), fmt(squared[k]))
+        (k, f"{norms[k]:.3e}", f"{errors[0, k]:.3e}", fmt(linear[k]), fmt(squared[k]))
         for k in range(steps + 1)
     ]
-    kept = np.isfinite(squared[: steps + 1])
-    quadratic, linears = squared[: steps + 1][kept].tolist(), linear[: steps + 1][kept].tolist()
     report.text(
         "Newton's quadratic convergence (seed 0): e_k = ||theta_k - theta*||. The ratio "
         "e_{k+1}/e_k falls towards 0 and e_{k+1}/e_k^2 levels off at a constant C; a ratio is "
@@ -353,8 +273,10 @@ def newton_table(report, errors, result, headline):
         caption="Newton's method, iterate by iterate",
     )
     # seed 0's last e_{k+1}/e_k (falls towards 0) and e_{k+1}/e_k^2 (levels off at C)
-    if quadratic:
-        headline["newton_rate"] = {"linear": linears[-1], "quadratic": quadratic[-1]}
+    kept = np.isfinite(squared[: steps + 1])
+    if kept.any():
+        last = np.flatnonzero(kept)[-1]
+        headline["newton_rate"] = {"linear": linear[last], "quadratic": squared[last]}
 
 
 def fmt(value) -> str:
@@ -362,25 +284,22 @@ def fmt(value) -> str:
 
 
 def convergence_figure(results, errors, config):
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    colors = plt.get_cmap("tab10")
-    for i, (method, result) in enumerate(results.items()):
-        norms = np.asarray(result.grad_norm_history)
-        last = int(np.max(result.num_iterations))
-        k = np.arange(last + 1)
-        band(axes[0], k + 1, norms[:, : last + 1], method, color=colors(i))
-        if method in errors:
-            band(axes[1], k + 1, errors[method][:, : last + 1], method, color=colors(i))
-    axes[0].axhline(config.tol, color="k", ls=":", lw=1, label="tolerance")
-    axes[0].set(xscale="log", yscale="log", xlabel="iteration k + 1", ylabel="||grad J(theta_k)||")
-    axes[1].set(
-        xscale="log", yscale="log", xlabel="iteration k + 1", ylabel="e_k = ||theta_k - theta*||"
+    """||g_k|| and e_k of every method (seed mean ± std), and Newton's ratios per seed."""
+    fig, axes = panels(3, size=(16 / 3, 4.2))
+    spans = {m: np.arange(int(np.max(r.num_iterations)) + 1) for m, r in results.items()}
+    norms = {m: (k + 1, np.asarray(results[m].grad_norm_history)[:, k]) for m, k in spans.items()}
+    plot_curves(norms, xlabel="iteration k + 1", ylabel="||grad J(theta_k)||", ax=axes[0])
+    distances = {m: (spans[m] + 1, e[:, spans[m]]) for m, e in errors.items()}
+    plot_curves(
+        distances, xlabel="iteration k + 1", ylabel="e_k = ||theta_k - theta*||", ax=axes[1]
     )
+    axes[0].axhline(config.tol, color="k", ls=":", lw=1, label="tolerance")
+    for ax in axes[:2]:
+        ax.set(xscale="log", yscale="log")
     if "newton" in errors:
-        e = errors["newton"]
-        linear, squared, _ = newton_ratios(e)
-        k = np.arange(e.shape[1] - 1)
-        for seed in range(e.shape[0]):
+        linear, squared, _ = convergence_ratios(errors["newton"])
+        k = np.arange(linear.shape[1])
+        for seed in range(len(linear)):
             label = seed == 0
             axes[2].plot(k, linear[seed], "o-", color="C0", label="e_{k+1}/e_k" if label else None)
             axes[2].plot(
@@ -389,7 +308,6 @@ def convergence_figure(results, errors, config):
         axes[2].set(yscale="log", xlabel="k", ylabel="ratio", title="Newton: quadratic convergence")
         axes[2].set_xlim(-0.5, np.isfinite(linear).any(axis=0).nonzero()[0].max() + 0.5)
     for ax in axes:
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Convergence on L2-regularized logistic regression (seed mean ± std)")
     return fig

@@ -313,6 +313,32 @@ def logistic_value_and_grad(theta, x, t, l2, num_outputs):
     return value + 0.5 * l2 * theta @ theta, grad + l2 * theta
 
 
+def logistic_objective(params, x, t, l2):
+    """J(theta) = mean cross-entropy + (lambda/2)||theta||^2 in JAX, biases penalized too: the
+    twin of :func:`logistic_value_and_grad` on ``{"w", "b"}``. Binary (sigmoid, t in {0, 1})
+    when ``params["w"]`` is a vector, a softmax over the columns of W otherwise."""
+    z = x @ params["w"] + params["b"]
+    if params["w"].ndim == 1:
+        data_term = losses.binary_cross_entropy_with_logits(z, t)
+    else:
+        data_term = losses.softmax_cross_entropy_with_integer_labels(z, t)
+    return data_term + 0.5 * l2 * (jnp.sum(params["w"] ** 2) + jnp.sum(params["b"] ** 2))
+
+
+def digits_logistic(classes: str, data_seed: int):
+    """The standardized digits' training split in float64 and its targets: the odd digits
+    against the even ones (``classes="binary"``, t = 1 for odd) or the digit itself
+    (``"multiclass"``); returns (x, t, num_outputs), num_outputs 1 for binary."""
+    from lexicon import data
+
+    splits = data.standardize(data.load("digits", seed=data_seed))
+    x = splits.train["x"].astype(np.float64)
+    y = splits.train["y"]
+    if classes == "binary":
+        return x, (y % 2).astype(np.int32), 1
+    return x, y, splits.num_classes
+
+
 def scipy_optimum(
     l2: float, x, t, num_outputs: int, method: str = "L-BFGS-B", gtol: float = 1e-12
 ) -> dict:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -35,10 +36,12 @@ __all__ = [
     "OptimizeResult",
     "bfgs",
     "conjugate_gradient",
+    "convergence_ratios",
     "lbfgs",
     "newton",
     "newton_cg",
     "nonlinear_cg",
+    "outcomes",
 ]
 
 BETAS = ("fletcher_reeves", "polak_ribiere")
@@ -626,4 +629,49 @@ def nonlinear_cg(
         max_iter=max_iter,
         keep_params_history=keep_params_history,
         options=(line_search, c1, c2, max_linesearch_steps, exact_iterations),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the results of a batch of runs
+# --------------------------------------------------------------------------------------------
+
+
+def outcomes(result: OptimizeResult, tol: float) -> dict[str, np.ndarray]:
+    """Where each run of a batch ended, on the host: ``result`` holds runs on a leading axis
+    (a minimizer vmapped over starting points).
+
+    Per run: ``iterations``, the first k with ||g_k|| <= tol (NaN where no iterate got there);
+    ``steps``, the iterations taken; ``loss`` and ``grad_norm``, J and ||g|| at the last
+    iterate; ``params``, the last iterate ravelled (runs, n) in ``ravel_pytree``'s order.
+    """
+    norms = np.asarray(result.grad_norm_history)
+    steps = np.asarray(result.num_iterations)
+    runs = np.arange(len(steps))
+    reached = np.nan_to_num(norms, nan=np.inf) <= tol
+    return {
+        "iterations": np.where(reached.any(axis=1), reached.argmax(axis=1), np.nan),
+        "steps": steps,
+        "loss": np.asarray(result.loss_history)[runs, steps],
+        "grad_norm": norms[runs, steps],
+        "params": np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(result.params)),
+    }
+
+
+def convergence_ratios(errors, floor: float = 1e-13):
+    """The rates of convergence of error sequences e_k = ||theta_k - theta*||, (runs, k).
+
+    Returns (e_{k+1}/e_k, e_{k+1}/e_k^2, the floor used), each ratio NaN where e_k or e_{k+1}
+    lies at or below the rounding floor ``floor`` max(1, max e). Linear convergence keeps the
+    first ratio below a constant r < 1; superlinear drives it to 0; quadratic convergence
+    (Newton's near theta*, e_{k+1} <= C e_k^2) keeps the second bounded by C.
+    """
+    errors = np.asarray(errors)
+    floor = floor * max(1.0, float(np.nanmax(errors)))
+    valid = (errors[:, :-1] > floor) & (errors[:, 1:] > floor)
+    previous = np.where(valid, errors[:, :-1], 1.0)
+    return (
+        np.where(valid, errors[:, 1:] / previous, np.nan),
+        np.where(valid, errors[:, 1:] / previous**2, np.nan),
+        floor,
     )

@@ -307,3 +307,40 @@ def test_step_counts_and_last_finite():
     assert problems.rate(event[:, -1]) == "1/2" and problems.steps_text([np.nan]) == "never"
     values = np.array([[3.0, 2.0, np.nan], [1.0, np.nan, np.nan]])
     np.testing.assert_array_equal(problems.last_finite(values), [2.0, 1.0])
+
+
+def test_logistic_objective_is_its_numpy_twin_and_the_literal_formula(x64):
+    """JAX's J and its gradient against logistic_value_and_grad, and J example by example."""
+    rng = np.random.default_rng(0)
+    x, l2 = rng.normal(size=(9, 4)), 0.07
+    for num_outputs in (1, 5):
+        t = rng.integers(0, 2 if num_outputs == 1 else num_outputs, size=9)
+        shape = (4,) if num_outputs == 1 else (4, num_outputs)
+        params = {"w": rng.normal(size=shape), "b": rng.normal(size=shape[1:])}
+        theta = np.concatenate([np.ravel(params["w"]), np.ravel(params["b"])])  # [w, b]
+        value, grad = problems.logistic_value_and_grad(theta, x, t, l2, num_outputs)
+        jax_value, jax_grad = jax.value_and_grad(problems.logistic_objective)(
+            jax.tree.map(jnp.asarray, params), x, t, l2
+        )
+        assert value == pytest.approx(float(jax_value), rel=1e-13)
+        jax_theta = np.concatenate([np.ravel(jax_grad["w"]), np.ravel(jax_grad["b"])])
+        np.testing.assert_allclose(grad, jax_theta, rtol=1e-11, atol=1e-14)
+        z = x @ params["w"] + params["b"]
+        if num_outputs == 1:
+            p = 1 / (1 + np.exp(-z))
+            data_term = np.mean(
+                [-(ti * np.log(pi) + (1 - ti) * np.log(1 - pi)) for ti, pi in zip(t, p)]
+            )
+        else:
+            data_term = np.mean([np.log(np.sum(np.exp(zi))) - zi[ti] for zi, ti in zip(z, t)])
+        penalty = 0.5 * l2 * (np.sum(params["w"] ** 2) + np.sum(params["b"] ** 2))
+        assert value == pytest.approx(data_term + penalty, rel=1e-12)
+
+
+def test_digits_logistic_targets():
+    x, t, outputs = problems.digits_logistic("binary", 0)
+    x10, y, outputs10 = problems.digits_logistic("multiclass", 0)
+    assert x.dtype == np.float64 and (outputs, outputs10) == (1, 10)
+    np.testing.assert_array_equal(x, x10)
+    np.testing.assert_array_equal(t, y % 2)
+    np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=0.2)  # standardized on the split

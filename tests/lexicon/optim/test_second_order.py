@@ -13,6 +13,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from lexicon import optim
+from lexicon.optim.second_order import convergence_ratios, outcomes
 
 L2 = 1e-2
 
@@ -365,3 +366,33 @@ def test_nonlinear_cg_agrees_with_scipy_cg_on_rosenbrock(x64):
         assert float(run.loss_history[k]) <= 1e-12
     with pytest.raises(ValueError, match="beta"):
         optim.nonlinear_cg(rosenbrock, jnp.asarray(START), beta="hestenes")
+
+
+def test_outcomes_read_a_vmapped_batch_of_runs(x64):
+    """Per run: the first k with ||g_k|| <= tol (NaN if none), J and ||g|| at the last iterate."""
+    starts = jnp.asarray([[1.0, 1.0], [-1.2, 1.0]])  # at the minimum; 4 steps short of it
+    runs = jax.vmap(lambda s: optim.newton(rosenbrock, s, tol=1e-8, max_iter=4))(starts)
+    norms = np.asarray(runs.grad_norm_history)
+    found = outcomes(runs, 1e-3)
+    for i in range(len(starts)):
+        steps = int(runs.num_iterations[i])
+        below = np.flatnonzero(norms[i, : steps + 1] <= 1e-3)
+        expected = below[0] if below.size else np.nan
+        np.testing.assert_equal(found["iterations"][i], expected)
+        assert found["steps"][i] == steps and found["grad_norm"][i] == norms[i, steps]
+        assert found["loss"][i] == runs.loss_history[i, steps]
+        assert found["loss"][i] == pytest.approx(float(rosenbrock(found["params"][i])), rel=1e-12)
+    np.testing.assert_equal(found["iterations"], [0.0, np.nan])
+
+
+def test_convergence_ratios_of_linear_and_quadratic_sequences():
+    linear = 0.5 ** np.arange(7)  # e_{k+1} = e_k / 2
+    quadratic = 2.0 ** -(2.0 ** np.arange(7))  # e_{k+1} = e_k^2: 2^-1, 2^-2, 2^-4, ..., 2^-64
+    ratio, squared, floor = convergence_ratios(np.stack([linear, quadratic]))
+    assert floor == 1e-13
+    np.testing.assert_allclose(ratio[0], 0.5)
+    np.testing.assert_allclose(squared[1, :5], 1.0)
+    np.testing.assert_allclose(ratio[1, :5], quadratic[1:6] / quadratic[:5])
+    assert np.isnan(squared[1, 5]) and np.isnan(ratio[1, 5])  # e_6 = 2^-64 < the floor 1e-13
+    _, _, floor = convergence_ratios(np.array([[30.0, 3.0]]))
+    assert floor == pytest.approx(3e-12)
