@@ -17,14 +17,13 @@ variances. With zeros every unit of a layer computes the same value and receives
 
 from __future__ import annotations
 
-import jax
-import matplotlib.pyplot as plt
 import numpy as np
 
 from lexicon import baselines, cli, data, optim, train
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, band, mean_std
+from lexicon.report import Figure, Report, mean_std, panels, plot_curves
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
 INITS = ("zeros", "small_normal", "glorot_uniform", "he_normal")
@@ -35,6 +34,7 @@ LABELS = {
     "glorot_uniform": "Glorot uniform",
     "he_normal": "He normal",
 }
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.01,0.1': every net's rates x seeds as one program
 
 
 def get_config():
@@ -68,37 +68,13 @@ def check_config(config):
     check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
-# --- measurements on a network --------------------------------------------------------------
-
-
-def make_model(config, activation: str, init_name: str, num_classes: int) -> MLP:
+def make_task(config, splits, activation: str, init_name: str):
+    """(model, Task): the deep net started from ``init_name``, trained by SGD at config.lr (a
+    traced value in a sweep); evaluation adds the largest gap between two units of a layer."""
     kernel_init = initializers.get(init_name, small_stddev=config.small_stddev)
-    return MLP([config.width] * config.depth + [num_classes], activation, kernel_init=kernel_init)
-
-
-# --- the experiment --------------------------------------------------------------------------
-
-
-def selected(value: str, names: tuple[str, ...], everything: str) -> tuple[str, ...]:
-    return names if value == everything else (value,)
-
-
-def run_one(config, workdir, splits, activation, init_name):
-    """Measures one (activation, init) at initialization, trains it, measures it again."""
-    model = make_model(config, activation, init_name, splits.num_classes)
+    features = [config.width] * config.depth + [splits.num_classes]
+    model = MLP(features, activation, kernel_init=kernel_init)
     task = train.classifier(model, optim.sgd(config.lr), splits.train["x"][:1])
-
-    def measure_at_init(seed, x, y):
-        # The same key as train.fit uses, so these are the very nets that are trained below.
-        params = task.init(train.stream(seed, "init")).params
-        return initializers.activation_variances(
-            model, params, x
-        ), initializers.weight_gradient_variances(model, params, x, y)
-
-    # Data enter as arguments: arrays closed over would become constants of the program.
-    at_init = jax.jit(jax.vmap(measure_at_init, in_axes=(0, None, None)))
-    seeds = np.arange(config.seed, config.seed + config.seeds)
-    act_var, grad_var = at_init(seeds, splits.train["x"], splits.train["y"])
 
     def evaluate(state, split):
         return {
@@ -106,79 +82,79 @@ def run_one(config, workdir, splits, activation, init_name):
             "unit_spread": initializers.unit_spread(model, state.params, split["x"]),
         }
 
+    return model, train.Task(init=task.init, make_step=task.make_step, evaluate=evaluate)
+
+
+def run_one(config, workdir, splits, activation, init_name):
+    """Measures one (activation, init) at initialization, trains it, measures it again."""
+    model, task = make_task(config, splits, activation, init_name)
+    # train.init_states gives the very nets train.fit starts from (every grid point of a sweep).
+    act_var, grad_var = initializers.variances_at_init(
+        model, train.init_states(config, task).params, splits.train["x"], splits.train["y"]
+    )
     result = train.fit(
         config,
-        train.Task(init=task.init, make_step=task.make_step, evaluate=evaluate),
+        lambda run: make_task(run, splits, activation, init_name)[1],
         splits.train,
         workdir / f"{activation}-{init_name}",
         eval_splits={"test": splits.test},
     )
-    fan_in = splits.train["x"].shape[1]
-    widths = [fan_in] + [config.width] * config.depth
+    widths = [splits.train["x"].shape[1]] + [config.width] * config.depth
     kernel_vars = initializers.kernel_variances(init_name, widths, config.small_stddev)
+    predicted = initializers.mean_field_variances(
+        splits.train["x"], kernel_vars, config.width, activation
+    )
+    first, last = act_var[:, 0], act_var[:, -1]
     return {
-        "activation_variance": np.asarray(act_var),  # (seeds, hidden layers)
-        "gradient_variance": np.asarray(grad_var),  # (seeds, hidden layers + output layer)
-        "predicted_variance": initializers.mean_field_variances(
-            splits.train["x"], kernel_vars, config.width, activation
+        "activation_variance": act_var,  # (seeds, hidden layers)
+        # Var(a_L) / Var(a_1) per seed (0 where the first layer is already exactly 0)
+        "variance_ratio": np.where(first > 0, last / np.where(first > 0, first, 1.0), 0.0),
+        "gradient_variance": grad_var,  # (seeds, hidden layers + output layer)
+        "predicted_variance": predicted,
+        "predicted_ratio": predicted[-1] / predicted[0] if predicted[0] > 0 else 0.0,
+        "linear_gain": initializers.linear_gain(
+            init_name, activation, config.width, config.small_stddev
         ),
-        "test_accuracy": result.final("test/accuracy"),
+        "test_accuracy": result.final("test/accuracy"),  # (grid points x seeds) in a sweep
         "train_accuracy": result.final("train/accuracy"),
         "unit_spread": result.final("test/unit_spread"),
-        "history": result.history,
+        "result": result,
     }
 
 
-def plot_variances(runs, activations, inits, depth):
-    """Row 1: activation variance per layer (solid, measured; dashed, mean field).
-    Row 2: variance of the kernel gradients per layer. Log scale; zeros cannot be drawn."""
-    fig, axes = plt.subplots(2, len(activations), figsize=(5.5 * len(activations), 7.5))
-    axes = np.asarray(axes).reshape(2, len(activations))
-    layers = np.arange(1, depth + 1)
+def plot_variances(runs, activations):
+    """Top row: activation variance per hidden layer (solid, measured; dashed, mean field).
+    Bottom row: variance of the kernel gradients per layer. Log scale: zeros, exactly 0 at
+    every layer, cannot be drawn."""
+    fig, axes = panels(2 * len(activations), columns=len(activations), size=(5.5, 3.75))
+    rows = (
+        ("activation_variance", "hidden layer", "activation variance at init (dashed: mean field)"),
+        ("gradient_variance", "layer (last = output layer)", "variance of dJ/dW at init"),
+    )
     for column, activation in enumerate(activations):
-        top, bottom = axes[0, column], axes[1, column]
-        for init_name in inits:
-            if init_name == "zeros":
-                continue  # exactly 0 at every layer: no point on a log axis
-            run = runs[activation, init_name]
-            colour = f"C{INITS.index(init_name)}"
-            band(top, layers, run["activation_variance"], LABELS[init_name], color=colour)
-            top.plot(layers, run["predicted_variance"], "--", color=colour, lw=1)
-            band(
-                bottom,
-                np.arange(1, depth + 2),
-                run["gradient_variance"],
-                LABELS[init_name],
-                color=colour,
-            )
-        top.set_title(f"{activation}: activation variance at init (dashed: mean field)")
-        bottom.set_title(f"{activation}: variance of dJ/dW at init")
-        bottom.set_xlabel("layer (last = output layer)")
-        top.set_xlabel("hidden layer")
-        for ax in (top, bottom):
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8)
-            else:
+        drawn = {i: r for (a, i), r in runs.items() if a == activation and i != "zeros"}
+        for ax, (key, xlabel, title) in zip(axes[column :: len(activations)], rows):
+            curves = {
+                LABELS[i]: (np.arange(1, r[key].shape[1] + 1), r[key]) for i, r in drawn.items()
+            }
+            plot_curves(curves, xlabel=xlabel, title=f"{activation}: {title}", log_y=True, ax=ax)
+            if not drawn:
                 ax.text(
                     0.5, 0.5, "zeros: exactly 0 everywhere", transform=ax.transAxes, ha="center"
                 )
-    fig.tight_layout()
+        top = axes[column]
+        for line, run in zip(top.lines, drawn.values()):
+            top.plot(
+                line.get_xdata(), run["predicted_variance"], "--", color=line.get_color(), lw=1
+            )
     return fig
-
-
-def variance_ratio(run) -> np.ndarray:
-    """Var(a_L) / Var(a_1) per seed (0 where the first layer is already exactly 0)."""
-    first, last = run["activation_variance"][:, 0], run["activation_variance"][:, -1]
-    return np.where(first > 0, last / np.where(first > 0, first, 1.0), 0.0)
 
 
 def findings(runs, chance: float) -> str:
     """What the measurements say, sentence by sentence, for the inits that were run."""
     lines = []
     for (activation, init_name), run in runs.items():
-        ratio = variance_ratio(run).mean()
+        ratio = run["variance_ratio"].mean()
         if init_name == "zeros":
             lines.append(
                 f"- {activation}, zeros: largest gap between two units of a layer after training "
@@ -198,18 +174,15 @@ def findings(runs, chance: float) -> str:
 
 def train_and_evaluate(config, workdir):
     splits = data.standardize(data.load(config.dataset, seed=config.data_seed))
-    activations = selected(config.activation, ACTIVATIONS, "both")
-    inits = selected(config.init, INITS, "all")
-    runs = {}
-    for activation in activations:
-        for init_name in inits:
-            run = run_one(config, workdir, splits, activation, init_name)
-            predicted = run["predicted_variance"]
-            run["predicted_ratio"] = predicted[-1] / predicted[0] if predicted[0] > 0 else 0.0
-            run["linear_gain"] = initializers.linear_gain(
-                init_name, activation, config.width, config.small_stddev
-            )
-            runs[activation, init_name] = run
+    activations = ACTIVATIONS if config.activation == "both" else (config.activation,)
+    inits = INITS if config.init == "all" else (config.init,)
+    runs = {
+        (activation, init_name): run_one(config, workdir, splits, activation, init_name)
+        for activation in activations
+        for init_name in inits
+    }
+    swept = next(iter(runs.values()))["result"].sweep is not None
+    over = "seeds and grid points; per point: the sweep tables" if swept else "seeds"
     chance = baselines.majority_class_accuracy(splits.test["y"])
 
     report = Report(workdir, "Initialization of deep nets: zeros, small normal, Glorot, He")
@@ -227,7 +200,7 @@ def train_and_evaluate(config, workdir):
         "predict one class whatever the input; the best constant prediction is the reference."
     )
     report.figure(
-        plot_variances(runs, activations, inits, config.depth),
+        plot_variances(runs, activations),
         "variances",
         "activation variance and weight-gradient variance per layer at initialization "
         "(seed mean ± std; dashed: mean-field prediction)",
@@ -248,7 +221,7 @@ def train_and_evaluate(config, workdir):
                 LABELS[init_name],
                 f"{run['activation_variance'][:, 0].mean():.3g}",
                 f"{run['activation_variance'][:, -1].mean():.3g}",
-                f"{variance_ratio(run).mean():.3g}",
+                f"{run['variance_ratio'].mean():.3g}",
                 f"{run['predicted_ratio']:.3g}",
                 f"{run['linear_gain']:.3g}",
             )
@@ -275,7 +248,7 @@ def train_and_evaluate(config, workdir):
             for (activation, init_name), run in runs.items()
         ],
         caption=(
-            "After training (mean ± std over seeds); the best constant prediction scores "
+            f"After training (mean ± std over {over}); the best constant prediction scores "
             f"{chance:.4f} on the test split"
         ),
     )
@@ -290,17 +263,17 @@ def train_and_evaluate(config, workdir):
             figures[f"{name}/unit_spread"] = Figure(
                 run["unit_spread"], reference=0.0, source="identical units", tolerance=0.0
             )
-            figures[f"{name}/test_accuracy"] = Figure(
-                run["test_accuracy"], reference=chance, source="best constant prediction"
+            figures[f"{name}/test_accuracy"] = report_figure(  # one per grid point in a sweep
+                run["result"], "test/accuracy", reference=chance, source="best constant prediction"
             )
         else:
             figures[f"{name}/variance_ratio"] = Figure(
-                variance_ratio(run),
+                run["variance_ratio"],
                 reference=run["predicted_ratio"],
                 source="mean-field recursion",
                 tolerance=0.5 * run["predicted_ratio"],  # within 50% of the mean field
             )
-            figures[f"{name}/test_accuracy"] = run["test_accuracy"]
+            figures[f"{name}/test_accuracy"] = report_figure(run["result"], "test/accuracy")
     return figures
 
 

@@ -230,3 +230,18 @@ def unit_spread(model, params, x) -> jax.Array:
     """
     gaps = [jnp.max(a.max(-1) - a.min(-1)) for a in hidden_activations(model, params, x)]
     return jnp.max(jnp.stack(gaps))
+
+
+def variances_at_init(model, params, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`activation_variances` and :func:`weight_gradient_variances` of a stack of nets
+    (``params`` with a leading axis, e.g. the seeds of ``train.init_states``), as one compiled
+    program: arrays of shape (nets, hidden layers) and (nets, hidden layers + output layer)."""
+
+    def measure(params, x, y):
+        return activation_variances(model, params, x), weight_gradient_variances(
+            model, params, x, y
+        )
+
+    # Data enter as arguments: arrays closed over would become constants of the program.
+    activations, gradients = jax.jit(jax.vmap(measure, in_axes=(0, None, None)))(params, x, y)
+    return np.asarray(activations), np.asarray(gradients)

@@ -1,5 +1,6 @@
 """The initialization experiment: variance formulas, measurements and the run end to end."""
 
+import json
 import math
 
 import jax
@@ -8,6 +9,7 @@ import pytest
 import scipy.integrate
 
 from experiments import initialization as exp
+from lexicon import cli, train
 from lexicon.nn import init as initializers
 
 
@@ -125,4 +127,23 @@ def test_experiment_end_to_end_every_init(tmp_path):
     assert np.all(glorot.values > 0.1)
     assert np.mean(glorot.values) == pytest.approx(glorot.reference, rel=0.5)
     assert glorot.verdict() == "matches" and glorot.source == "mean-field recursion"
-    assert np.mean(results["tanh/glorot_uniform/test_accuracy"]) > 0.5
+    assert np.mean(results["tanh/glorot_uniform/test_accuracy"].values) > 0.5
+
+
+def test_a_learning_rate_sweep_is_one_run(tmp_path):
+    """--config.sweep='lr=0.01,0.3': the He/ReLU net's 2 rates x 2 seeds as one program. After
+    2 epochs the larger rate classifies far better, each grid point has its own figure, and the
+    sweep marks it best (by training loss: the study has no validation split)."""
+    flags = "activation=relu init=he_normal depth=3 width=16 epochs=2 seeds=2 progress=false"
+    argv = ["initialization", "--config.sweep=lr=0.01,0.3", f"--workdir={tmp_path}"]
+    argv += [f"--config.{flag}" for flag in flags.split()]
+    results = cli.run(exp.get_config, exp.train_and_evaluate, exp.RULES, argv=argv)
+    accuracy = results["relu/he_normal/test_accuracy"]
+    slow, fast = accuracy["lr=0.01"].values, accuracy["lr=0.3"].values
+    assert slow.shape == fast.shape == (2,)
+    assert np.all(fast > 0.5) and np.all(fast > slow + 0.1), (slow, fast)  # chance: 0.1
+    run = tmp_path / "relu-he_normal"
+    assert json.loads((run / "sweep.json").read_text())["best"] == 1
+    grid = train.read_metrics(run)[-1]["grid"]
+    assert grid == {"lr": [0.01, 0.01, 0.3, 0.3], "seed": [0, 1, 0, 1]}
+    assert "grid points" in (tmp_path / "report.md").read_text()

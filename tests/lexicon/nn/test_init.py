@@ -180,6 +180,27 @@ def test_weight_gradient_variances_match_hand_written_backprop():
     np.testing.assert_allclose(got, [grad_w1.var(), grad_w2.var()], rtol=1e-4)
 
 
+def test_variances_at_init_measure_every_net_of_a_stack():
+    """Two nets stacked on a leading axis: each row is the per-net measurement."""
+    model = MLP([8, 8, 3], "relu", kernel_init=init.he_normal)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=20)
+    keys = jax.random.split(jax.random.key(6))
+    stack = jax.vmap(lambda k: model.init(k, x[:1])["params"])(keys)
+    activations, gradients = init.variances_at_init(model, stack, x, y)
+    assert activations.shape == (2, 2) and gradients.shape == (2, 3)
+    for i in range(2):
+        params = jax.tree.map(lambda a, i=i: a[i], stack)
+        np.testing.assert_allclose(
+            activations[i], init.activation_variances(model, params, x), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            gradients[i], init.weight_gradient_variances(model, params, x, y), rtol=1e-5
+        )
+    assert not np.allclose(activations[0], activations[1])  # two different nets
+
+
 def test_unit_spread_is_zero_only_for_identical_units():
     x = jnp.asarray(np.random.default_rng(4).normal(size=(20, 64)), jnp.float32)
     for init_name, zero in (("zeros", True), ("glorot_uniform", False)):
