@@ -25,11 +25,13 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, data, losses, optim, train
+from lexicon import cli, data, optim, train
+from lexicon.gradient_flow import gradient_norm_task, unit_health
 from lexicon.nn import activations
 from lexicon.nn import init as initializers
 from lexicon.nn.layers import MLP, Maxout, PReLU
-from lexicon.report import Report, compare, mean_std, plot_curves
+from lexicon.report import Report, compare, mean_std, panels, plot_curves, scientific
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
 NETWORKS = ("sigmoid", "tanh", "relu", "abs", "leaky_relu", "prelu", "maxout")
@@ -39,6 +41,7 @@ RECTIFIERS = ("relu", "leaky_relu", "prelu")  # units that are "active" where in
 PRELU_SLOPE = PReLU().negative_slope_init  # the slope PReLU starts from (and the gallery shows)
 # The gallery's maxout unit of one input: the max of three fixed lines a x + b.
 MAXOUT_SLOPES, MAXOUT_OFFSETS = (-1.0, 0.5, 2.0), (-1.0, 0.0, -2.0)
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.03,0.1': every network at each rate, one program each
 
 
 def get_config():
@@ -81,11 +84,6 @@ def gallery_functions():
     kernel, bias = jnp.array([MAXOUT_SLOPES]), jnp.array(MAXOUT_OFFSETS)
     maxout_params = {"params": {"kernel": kernel, "bias": bias}}
     slopes, offsets = np.array(MAXOUT_SLOPES), np.array(MAXOUT_OFFSETS)
-
-    def maxout_slope(x):
-        return slopes[np.argmax(slopes * x[:, None] + offsets, axis=1)]
-
-    pieces = f"slope of the largest piece; pieces {MAXOUT_SLOPES} x + {MAXOUT_OFFSETS}"
     return {
         **{n: (activations.get(n), *activations.DERIVATIVES[n]) for n in activations.NAMES},
         "prelu": (
@@ -95,109 +93,50 @@ def gallery_functions():
         ),
         "maxout (3 pieces)": (
             lambda x: maxout.apply(maxout_params, x[None, None])[0, 0],
-            maxout_slope,
-            pieces,
+            lambda x: slopes[np.argmax(slopes * x[:, None] + offsets, axis=1)],
+            f"slope of the largest piece; pieces {MAXOUT_SLOPES} x + {MAXOUT_OFFSETS}",
         ),
     }
 
 
-def gallery(x: np.ndarray):
-    """name -> (g(x), jax.grad g at x, closed-form g'(x), its formula) on the float32 points x."""
-    points = jnp.asarray(x, jnp.float32)
-    values = {}
-    for name, (g, closed_form, formula) in gallery_functions().items():
-        value_and_slope = jax.jit(jax.vmap(jax.value_and_grad(g)))
-        value, slope = value_and_slope(points)
-        values[name] = (
-            np.asarray(value),
-            np.asarray(slope),
-            np.asarray(closed_form(np.asarray(points, np.float64)), np.float64),
-            formula,
-        )
-    return values
-
-
 def plot_gallery(values, x):
-    fig, axes = plt.subplots(2, 5, figsize=(16, 6), sharex=True)
-    for ax, (name, (g, derivative, *_)) in zip(axes.ravel(), values.items()):
+    fig, axes = panels(len(values), columns=5, size=(3.2, 3.0), sharex=True)
+    for ax, (name, (g, derivative, *_)) in zip(axes, values.items()):
         ax.plot(x, g, label="g(x)")
         ax.plot(x, derivative, "--", label="g'(x), jax.grad")
         ax.set_title(name)
         ax.axhline(0, color="grey", lw=0.5)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    axes[0].legend(fontsize=8)
     return fig
 
 
 # --- 2. deep networks -------------------------------------------------------------------------
 
 
-def objective(model, params, x, y):
-    logits = model.apply({"params": params}, x)
-    return losses.softmax_cross_entropy_with_integer_labels(logits, y), logits
-
-
-def gradient_norm_task(model, config, example_input):
-    """train.classifier's task, with a step whose loss is ``objective`` and that also logs
-    every layer's gradient norm (train.gradient_step's grad_metrics hook)."""
-
-    def loss_fn(params, model_state, batch, key):
-        del key  # these networks have no dropout
-        loss, logits = objective(model, params, batch["x"], batch["y"])
-        return loss, ({"accuracy": train.accuracy(logits, batch["y"])}, model_state)
-
-    base = train.classifier(model, optim.sgd(config.lr), example_input)
-    step = train.gradient_step(loss_fn, grad_metrics=activations.layer_gradient_norms)
-    return train.Task(init=base.init, make_step=step, evaluate=base.evaluate)
-
-
-def build_model(config, activation, num_classes):
-    return MLP(
-        features=(*[config.width] * config.depth, num_classes),
-        activation=activation,
-        kernel_init=config.init,
-        maxout_pieces=config.maxout_pieces,
-    )
-
-
-def initial_states(config, task):
-    """The states fit starts from (its ``initial_state``): the init stream per seed that
-    lexicon.train uses, so the run is the one fit would make from task.init.
-
-    Run eagerly on purpose: compiling a whole-network init costs XLA seconds per network,
-    while the eager primitives are compiled once and reused by every network of equal shapes.
-    """
-    seeds = jnp.arange(config.seed, config.seed + config.seeds)
-    return jax.vmap(lambda s: task.init(train.stream(s, "init")))(seeds)
-
-
 def run_network(config, splits, activation, workdir):
-    model = build_model(config, activation, splits.num_classes)
-    task = gradient_norm_task(model, config, splits.train["x"][:1])
-    start = initial_states(config, task)
-    result = train.fit(
-        config,
-        task,
-        splits.train,
-        workdir / activation,
-        eval_splits={"val": splits.val, "test": splits.test},
-        initial_state=start,
-    )
+    """Trains one network from the states fit would start from, and measures its units at
+    init and at the end (``run["dead_init"]``, ``run["gradient_norms_final"]``, ...)."""
+    features = (*[config.width] * config.depth, splits.num_classes)
     pieces = config.maxout_pieces if activation == "maxout" else 1
+    model = MLP(features, activation, kernel_init=config.init, maxout_pieces=config.maxout_pieces)
+
+    def task(config):  # a builder: in a sweep, each grid point's rate enters traced
+        return gradient_norm_task(model, optim.sgd(config.lr), splits.train["x"][:1])
+
+    # The init stream per seed that fit uses, run eagerly on purpose: the eager primitives
+    # compile once for every network of equal shapes, a jitted init costs seconds per network.
+    seeds = jnp.arange(config.seed, config.seed + config.seeds)
+    start = jax.vmap(lambda s: task(config).init(train.stream(s, "init")))(seeds)
+    evals = {"val": splits.val, "test": splits.test}
+    result = train.fit(
+        config, task, splits.train, workdir / activation, eval_splits=evals, initial_state=start
+    )
     run = {"result": result}
-    for when, state in (("init", start), ("final", result.state)):
-        found = activations.classifier_diagnostics(model, state.params, splits.val, pieces)
-        found = jax.tree.map(np.asarray, found)
-        run[f"norms_{when}"] = found["gradient_norms"]
-        run[f"dead_{when}"] = (found["activity"] == 0).mean(axis=(1, 2))
-        if when == "init" and activation in SLOPED:
-            pre = jnp.ravel(jnp.asarray(found["pre_activations"]))
-            slope = jnp.abs(jax.vmap(jax.grad(activations.get(activation)))(pre))
-            run["mean_slope_init"] = np.asarray(slope).reshape(config.seeds, -1).mean(axis=1)
-        if when == "final" and activation in RECTIFIERS:
-            never = np.all(found["pre_activations"] <= 0, axis=2)
-            run["never_active_final"] = never.mean(axis=(1, 2))
+    sloped = activation if activation in SLOPED else None  # mean |g'(in)| at init only
+    for when, state, slope in (("init", start, sloped), ("final", result.state, None)):
+        health = unit_health(model, state.params, splits.val, pieces, slope)
+        run.update({f"{key}_{when}": value for key, value in health.items()})
     return run
 
 
@@ -205,19 +144,16 @@ def run_network(config, splits, activation, workdir):
 
 
 def plot_gradient_norms(runs, config):
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    fig, axes = panels(3, size=(5.3, 4.3))
     layers = np.arange(1, config.depth + 2)
-    ylabel = "||dL/dW_l|| on validation"
-    for ax, when, title in zip(
-        axes, ("init", "final"), ("at init", f"after {config.epochs} epochs")
-    ):
-        norms = {name: (layers, run[f"norms_{when}"]) for name, run in runs.items()}
-        plot_curves(norms, xlabel="layer (1 = input side)", ylabel=ylabel, title=title, ax=ax)
+    labels = {"xlabel": "layer (1 = input side)", "ylabel": "||dL/dW_l|| on validation"}
+    titles = {"init": "at init", "final": f"after {config.epochs} epochs"}
+    for ax, (when, title) in zip(axes, titles.items()):
+        norms = {name: (layers, run[f"gradient_norms_{when}"]) for name, run in runs.items()}
+        plot_curves(norms, title=title, ax=ax, log_y=True, **labels)
     first = {name: run["result"].curve("train/grad_norm_01") for name, run in runs.items()}
-    plot_curves(first, ylabel="||dL/dW_1||, mean over the epoch", title="first layer", ax=axes[2])
-    for ax in axes:
-        ax.set_yscale("log")
-    return fig
+    ylabel = "||dL/dW_1||, mean over the epoch"
+    return plot_curves(first, ylabel=ylabel, title="first layer", ax=axes[2], log_y=True)
 
 
 def plot_accuracy_and_dead_units(runs):
@@ -236,20 +172,10 @@ def plot_accuracy_and_dead_units(runs):
     return fig
 
 
-def ratio(norms):
-    """Per seed: the gradient norm of the first hidden layer over that of the last one."""
-    return norms[:, 0] / norms[:, -2]
-
-
-def scientific(values) -> str:
-    values = np.asarray(values, dtype=np.float64)
-    return f"{values.mean():.1e} ± {values.std():.1e}"
-
-
 def vanishing_verdict(runs, depth: int) -> str:
     """What the measured gradient ratios at initialization say about vanishing gradients: is
     sigmoid's ratio (log10, paired seeds) lower than tanh's and ReLU's?"""
-    logs = {n: np.log10(ratio(runs[n]["norms_init"])) for n in ("sigmoid", "tanh", "relu")}
+    logs = {n: np.log10(runs[n]["gradient_ratio_init"]) for n in ("sigmoid", "tanh", "relu")}
     means = {n: 10 ** float(np.mean(v)) for n, v in logs.items()}
     sentences = [
         compare(
@@ -302,9 +228,11 @@ def abs_verdict(runs) -> str:
 
 def train_and_evaluate(config, workdir):
     x = np.linspace(-4, 4, 801)
-    values = gallery(x)
+    values = activations.derivative_table(gallery_functions(), x)
     splits = data.load(config.dataset, seed=config.data_seed)
     runs = {name: run_network(config, splits, name, workdir) for name in NETWORKS}
+    sweep = runs["relu"]["result"].sweep  # in a sweep, tables and verdicts pool its points
+    seeds = f"{config.seeds} seeds" + ("" if sweep is None else f" x the grid {config.sweep}")
 
     report = Report(workdir, "Activations: derivatives, vanishing gradients and dead units")
     report.figure(
@@ -322,7 +250,7 @@ def train_and_evaluate(config, workdir):
         f"Deep network: {config.depth} hidden layers of {config.width} units "
         f"({config.init} init, zero biases) and a linear output layer, trained on "
         f"`{config.dataset}` with cross-entropy and plain SGD (learning rate {config.lr}, "
-        f"batch {config.batch_size}) for {config.epochs} epochs, {config.seeds} seeds "
+        f"batch {config.batch_size}) for {config.epochs} epochs, {seeds} "
         "(mean ± std). Gradient norms are those of the full validation loss. Chance accuracy "
         f"is {1 / splits.num_classes:.2f}."
     )
@@ -331,8 +259,8 @@ def train_and_evaluate(config, workdir):
             name,
             mean_std(run["result"].final("val/accuracy"), 3),
             mean_std(run["result"].final("test/accuracy"), 3),
-            scientific(ratio(run["norms_init"])),
-            scientific(ratio(run["norms_final"])),
+            scientific(run["gradient_ratio_init"]),
+            scientific(run["gradient_ratio_final"]),
             mean_std(run["mean_slope_init"], 3) if "mean_slope_init" in run else "—",
         )
         for name, run in runs.items()
@@ -367,7 +295,7 @@ def train_and_evaluate(config, workdir):
                 name,
                 mean_std(run["dead_init"], 3),
                 mean_std(run["dead_final"], 3),
-                mean_std(run["never_active_final"], 3) if "never_active_final" in run else "—",
+                mean_std(run["never_active_final"], 3) if name in RECTIFIERS else "—",
             )
             for name, run in runs.items()
         ],
@@ -383,8 +311,11 @@ def train_and_evaluate(config, workdir):
     report.write()
     return {
         "max_derivative_error": max(float(np.max(np.abs(v[1] - v[2]))) for v in values.values()),
-        **{f"test_accuracy/{n}": r["result"].final("test/accuracy") for n, r in runs.items()},
-        **{f"gradient_ratio_init/{n}": ratio(r["norms_init"]) for n, r in runs.items()},
+        **{
+            f"test_accuracy/{n}": report_figure(r["result"], "test/accuracy")
+            for n, r in runs.items()
+        },
+        **{f"gradient_ratio_init/{n}": r["gradient_ratio_init"] for n, r in runs.items()},
         **{f"dead_final/{n}": r["dead_final"] for n, r in runs.items()},
         **{f"mean_slope_init/{n}": r["mean_slope_init"] for n, r in runs.items() if n in SLOPED},
     }

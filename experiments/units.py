@@ -28,11 +28,13 @@ from lexicon import cli, optim, train
 from lexicon.nn import activations, units
 from lexicon.nn.layers import MLP
 from lexicon.nn.units import first_zero, perceptron_path, separable_set, smallest_period
-from lexicon.report import Figure, Report, mean_std, plot_curves
+from lexicon.report import Figure, Report, mean_std, plot_curves, scientific
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
 XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_LABELS = np.array([0, 1, 1, 0], np.int32)
+SWEEPABLE = ("lr",)  # the XOR networks' rate (the perceptron and the delta rule run outside fit)
 
 
 def get_config():
@@ -78,12 +80,6 @@ RULES = {
 def check_config(config):
     """Cross-key rules; cli.run checks them before anything compiles."""
     check_batch_size(config, 4 * config.xor_copies, of="XOR examples (4 x config.xor_copies)")
-
-
-def scientific(values) -> str:
-    """'mean ± std' over seeds in scientific notation, for distances that reach 1e-7."""
-    values = np.asarray(values, dtype=np.float64)
-    return f"{values.mean():.2e} ± {values.std():.1e}"
 
 
 def seed_keys(config, stream: str) -> jax.Array:
@@ -139,47 +135,26 @@ def run_perceptron(config):
 # --- 2. the delta rule (LMS) ------------------------------------------------------------------
 
 
-def regression_set(config):
-    """x = [1, z] with z ~ N(0, I); t = x . w_true + noise. Seeded by config.data_seed."""
-    rng = np.random.default_rng(config.data_seed + 1)
-    n, d = config.lms_examples, config.lms_features
-    x = np.hstack([np.ones((n, 1)), rng.normal(size=(n, d - 1))])
-    true_w = rng.normal(size=d)
-    t = x @ true_w + config.lms_noise * rng.normal(size=n)
-    return x.astype(np.float32), t.astype(np.float32)
-
-
 def run_lms(config):
-    x, t = regression_set(config)
-    least_squares = np.linalg.lstsq(x.astype(np.float64), t.astype(np.float64), rcond=None)[0]
-    minimum = 0.5 * np.sum((t - x.astype(np.float64) @ least_squares) ** 2)
-    lambda_max = float(np.linalg.eigvalsh(x.T.astype(np.float64) @ x).max())
+    """Batch LMS at lms_rate x 2 / lambda_max, incremental LMS at lms_alpha and lms_alpha / 10,
+    from the same starts; per rule, the distance to w_lstsq and E(w) after every epoch."""
+    x, t = units.regression_set(
+        config.lms_examples, config.lms_features, config.lms_noise, config.data_seed + 1
+    )
+    least_squares, minimum, lambda_max = units.least_squares(x, t)
     batch_alpha = config.lms_rate * 2.0 / lambda_max
-    xj, tj = jnp.asarray(x), jnp.asarray(t)
+    xj, tj, epochs = jnp.asarray(x), jnp.asarray(t), config.lms_epochs
     starts = jax.vmap(lambda key: jax.random.normal(key, (x.shape[1],)))(seed_keys(config, "init"))
-    orders = seed_keys(config, "data")
-    epochs = config.lms_epochs
-    runs = {
-        "batch": (
-            batch_alpha,
-            jax.vmap(lambda w0: units.lms_batch(xj, tj, w0, batch_alpha, epochs))(starts),
-        )
-    }
+    batch = jax.vmap(lambda w0: units.lms_batch(xj, tj, w0, batch_alpha, epochs))(starts)
+    runs = {"batch": (batch_alpha, batch)}
     for alpha in (config.lms_alpha, config.lms_alpha / 10):
-        runs[f"incremental, alpha={alpha:g}"] = (
-            alpha,
-            jax.vmap(lambda w0, key, a=alpha: units.lms_incremental(xj, tj, w0, a, epochs, key))(
-                starts, orders
-            ),
-        )
+        rule = jax.vmap(lambda w0, key, a=alpha: units.lms_incremental(xj, tj, w0, a, epochs, key))
+        runs[f"incremental, alpha={alpha:g}"] = (alpha, rule(starts, seed_keys(config, "data")))
     results = {}
     for name, (alpha, history) in runs.items():
         weights = np.asarray(history.weights, np.float64)  # (seeds, epochs, d)
-        results[name] = {
-            "alpha": alpha,
-            "distance": np.linalg.norm(weights - least_squares, axis=-1),
-            "error": np.asarray(history.errors),
-        }
+        distance = np.linalg.norm(weights - least_squares, axis=-1)
+        results[name] = {"alpha": alpha, "distance": distance, "error": np.asarray(history.errors)}
     return results, least_squares, minimum, lambda_max
 
 
@@ -190,7 +165,10 @@ def run_xor_network(config, workdir, hidden: bool):
     """Trains the XOR classifier through lexicon.train; with hidden=False it is linear."""
     features = (config.hidden, 2) if hidden else (2,)
     model = MLP(features, activation=config.activation)
-    task = train.classifier(model, optim.sgd(config.lr), jnp.zeros((1, 2)))
+
+    def task(config):  # a builder: in a sweep, each grid point's rate enters traced
+        return train.classifier(model, optim.sgd(config.lr), jnp.zeros((1, 2)))
+
     copies = {
         "x": np.tile(XOR_INPUTS, (config.xor_copies, 1)),
         "y": np.tile(XOR_LABELS, config.xor_copies),
@@ -199,10 +177,6 @@ def run_xor_network(config, workdir, hidden: bool):
     name = "hidden" if hidden else "linear"
     result = train.fit(config, task, copies, workdir / name, eval_splits={"xor": xor})
     return model, result
-
-
-def decision_map(model, params, grid):
-    return jax.nn.softmax(model.apply({"params": params}, grid))[:, 1]
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -240,16 +214,6 @@ def plot_perceptron(perceptron, config):
     return fig
 
 
-def plot_lms(lms, config):
-    epochs = np.arange(1, config.lms_epochs + 1)
-    return plot_curves(
-        {name: (epochs, run["distance"]) for name, run in lms.items()},
-        ylabel="||w - w_lstsq||",
-        title="delta rule vs numpy.linalg.lstsq",
-        log_y=True,
-    )
-
-
 def plot_xor_network(networks):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     accuracy = {name: result.curve("xor/accuracy") for name, (_, result) in networks.items()}
@@ -259,7 +223,8 @@ def plot_xor_network(networks):
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     for ax, (name, (model, result)) in zip(axes[1:], networks.items()):
         params = jax.tree.map(lambda a: a[0], result.state.params)
-        probability = np.asarray(decision_map(model, params, grid)).reshape(gx.shape)
+        probability = jax.nn.softmax(model.apply({"params": params}, grid))[:, 1]
+        probability = np.asarray(probability).reshape(gx.shape)
         image = ax.contourf(gx, gy, probability, levels=np.linspace(0, 1, 11), cmap="RdBu_r")
         ax.contour(gx, gy, probability, levels=[0.5], colors="k")
         ax.scatter(*XOR_INPUTS.T, c=XOR_LABELS, cmap="RdBu_r", edgecolors="k", s=80)
@@ -272,15 +237,12 @@ def plot_xor_network(networks):
 def train_and_evaluate(config, workdir):
     perceptron = run_perceptron(config)
     lms, least_squares, minimum, lambda_max = run_lms(config)
+    hidden = f"{config.hidden} hidden {config.activation} units"
     networks = {
-        f"{config.hidden} hidden {config.activation} units": run_xor_network(
-            config, workdir, hidden=True
-        ),
+        hidden: run_xor_network(config, workdir, hidden=True),
         "no hidden layer": run_xor_network(config, workdir, hidden=False),
     }
     (_, hidden_result), (_, linear_result) = networks.values()
-    hidden_accuracy = hidden_result.final("xor/accuracy")
-    linear_accuracy = linear_result.final("xor/accuracy")
 
     report = Report(workdir, "Single units: perceptron, delta rule (LMS) and XOR")
     report.text(
@@ -307,11 +269,7 @@ def train_and_evaluate(config, workdir):
         ("XOR", "largest abs(w_i) over all epochs",
          mean_std(perceptron["xor_max_weight"], 3), "bounded"),
     ]  # fmt: skip
-    report.table(
-        ["set", "quantity", "measured", "reference"],
-        rows,
-        caption="Perceptron rule",
-    )
+    report.table(["set", "quantity", "measured", "reference"], rows, caption="Perceptron rule")
     report.figure(
         plot_perceptron(perceptron, config),
         "perceptron",
@@ -331,7 +289,7 @@ def train_and_evaluate(config, workdir):
             (
                 name,
                 f"{run['alpha']:.3g}",
-                scientific(run["distance"][:, -1]),
+                scientific(run["distance"][:, -1], 2),
                 mean_std(run["error"][:, -1], 4),
                 f"{minimum:.4f}",
             )
@@ -340,28 +298,26 @@ def train_and_evaluate(config, workdir):
         caption="Delta rule (LMS) against numpy.linalg.lstsq "
         f"(w_lstsq = {np.array2string(least_squares, precision=4)})",
     )
-    report.figure(plot_lms(lms, config), "lms", "distance to the least-squares weights per epoch")
+    epochs = np.arange(1, config.lms_epochs + 1)
+    distances = {name: (epochs, run["distance"]) for name, run in lms.items()}
+    title = "delta rule vs numpy.linalg.lstsq"
+    fig = plot_curves(distances, ylabel="||w - w_lstsq||", title=title, log_y=True)
+    report.figure(fig, "lms", "distance to the least-squares weights per epoch")
+    swept = "" if hidden_result.sweep is None else f" (swept: {config.sweep}; pooled below)"
     report.text(
         f"XOR through lexicon.train: {config.xor_copies} copies of the four points, minibatch "
-        f"{config.batch_size}, plain SGD with learning rate {config.lr}, cross-entropy, "
+        f"{config.batch_size}, plain SGD with learning rate {config.lr}{swept}, cross-entropy, "
         f"{config.epochs} epochs."
     )
-    report.table(
-        ["network", "accuracy on the 4 XOR points", "seeds at 100%", "reference"],
-        [
-            (
-                name,
-                mean_std(result.final("xor/accuracy"), 3),
-                f"{int(np.sum(result.final('xor/accuracy') == 1.0))} / {config.seeds}",
-                reference,
-            )
-            for (name, (_, result)), reference in zip(
-                networks.items(),
-                ("1.0 (one hidden layer suffices)", "<= 0.75 (no line separates XOR)"),
-            )
-        ],
-        caption="A hidden layer solves XOR",
-    )
+    rows = []
+    for (name, (_, result)), reference in zip(
+        networks.items(), ("1.0 (one hidden layer suffices)", "<= 0.75 (no line separates XOR)")
+    ):
+        accuracy = result.final("xor/accuracy")
+        solved = f"{int(np.sum(accuracy == 1.0))} / {len(accuracy)}"
+        rows.append((name, mean_std(accuracy, 3), solved, reference))
+    headers = ["network", "accuracy on the 4 XOR points", "seeds at 100%", "reference"]
+    report.table(headers, rows, caption="A hidden layer solves XOR")
     report.figure(
         plot_xor_network(networks),
         "xor_network",
@@ -388,10 +344,14 @@ def train_and_evaluate(config, workdir):
             source="numpy.linalg.lstsq",
             tolerance=1e-4,  # batch LMS reaches the least-squares weights (float32)
         ),
-        "xor_hidden_accuracy": Figure(
-            hidden_accuracy, reference=1.0, source="one hidden layer solves XOR", tolerance=0.0
+        "xor_hidden_accuracy": report_figure(  # one figure per grid point in a sweep
+            hidden_result,
+            "xor/accuracy",
+            reference=1.0,
+            source="one hidden layer solves XOR",
+            tolerance=0.0,
         ),
-        "xor_linear_accuracy": linear_accuracy,
+        "xor_linear_accuracy": report_figure(linear_result, "xor/accuracy"),
     }
 
 
