@@ -14,11 +14,10 @@ overfitting MLP, methods, seeds and workdir layout); this study draws them over 
 
 from __future__ import annotations
 
-import numpy as np
-
-from lexicon import cli, data, regularized, regularizers, report
+from lexicon import cli, regularized, report
 
 RULES = regularized.RULES
+SWEEPABLE = regularized.SWEEPABLE  # e.g. --config.sweep='l2_alpha=0.001,0.1'
 check_config = regularized.check_config
 
 
@@ -28,25 +27,16 @@ def get_config():
     return config
 
 
-def stopping_epochs(config, result) -> dict[str, np.ndarray]:
-    """Per seed: the best validation epoch, the epoch the rule stops at, and the test
-    accuracy at the best epoch, replayed on the run's recorded curves."""
-    best, stop, at_best = regularizers.replay_early_stopping(
-        result.curve(f"val/{config.monitor}")[1].T,
-        {"test_acc": result.curve("test/accuracy")[1].T},
-        config.patience,
-        "min" if config.monitor == "loss" else "max",
-    )
-    return {"best": best, "stop": stop, "test_acc": at_best["test_acc"]}
+get_config.__wrapped__ = regularized.defaults  # --help reads the key comments there
 
 
 def train_and_evaluate(config, workdir):
-    methods = regularized.check_methods(config)
-    splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
-    runs = {
-        m: r for m, (r, _, _) in regularized.fit_methods(config, workdir, methods, splits).items()
-    }
-    stops = {m: stopping_epochs(config, r) for m, r in runs.items()}
+    splits, fitted = regularized.run_methods(config, workdir)
+    runs = {m: result for m, (result, _, _) in fitted.items()}
+    stops = {}  # per seed: the best validation epoch, the stop epoch, the test acc. at the best
+    for method, result in runs.items():
+        best, stop, at_best = regularized.replay(config, result, {"test_acc": "test/accuracy"})
+        stops[method] = {"best": best, "stop": stop, "test_acc": at_best["test_acc"]}
 
     out = report.Report(workdir, "Early stopping on an overfitting MLP")
     out.text(
@@ -70,8 +60,8 @@ def train_and_evaluate(config, workdir):
         caption=f"Where the patience rule stops each run (mean ± std over {config.seeds} seeds)",
     )
     for metric in ("accuracy", "loss"):
-        fig, axes = report.panels(len(methods), 5, size=(2.9, 2.5), sharey=True)
-        for ax, method in zip(axes, methods):
+        fig, axes = report.panels(len(runs), 5, size=(2.9, 2.5), sharey=True)
+        for ax, method in zip(axes, runs):
             curves = {
                 s: runs[method].curve(f"{k}/{metric}")
                 for s, k in (("train", "train_eval"), ("test", "test"))
@@ -88,8 +78,8 @@ def train_and_evaluate(config, workdir):
         )
     out.write()
     return {
-        "best_epoch": {m: s["best"] for m, s in stops.items()},
-        "stop_epoch": {m: s["stop"] for m, s in stops.items()},
+        f"{name}_epoch": {m: regularized.per_point(runs[m], s[name]) for m, s in stops.items()}
+        for name in ("best", "stop")
     }
 
 

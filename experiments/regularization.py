@@ -30,47 +30,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from lexicon import baselines, cli, data, regularized, report
+from lexicon import cli, regularized, report
 
 
 def get_config():
     return regularized.defaults()  # the keys and their meaning: lexicon.regularized.defaults
 
 
+get_config.__wrapped__ = regularized.defaults  # --help reads the key comments there
+
 RULES = regularized.RULES
+SWEEPABLE = regularized.SWEEPABLE  # e.g. --config.sweep='l2_alpha=0.001,0.01,0.1'
 check_config = regularized.check_config
-
-
-def sklearn_reference(config, splits) -> dict[str, dict[str, np.ndarray]]:
-    """MLPClassifier with the same layers, ReLU and plain SGD, without and with L2, per seed.
-
-    scikit-learn adds (alpha_sk / 2m) ||W||^2 to the mean loss of each minibatch of m
-    examples, so alpha_sk = m alpha gives our (alpha/2) w^T w. Its minibatches keep the
-    remainder of each epoch, so its step count differs slightly from ours.
-    """
-    m = config.batch_size or len(splits.train["y"])
-    out = {}
-    for name, alpha in (("none", 0.0), ("l2", config.l2_alpha * m)):
-        scores = [
-            baselines.mlp_scores(
-                splits.train,
-                {"train": splits.train, "test": splits.test},
-                config.hidden,
-                solver="sgd",
-                seed=seed,
-                max_iter=config.epochs,
-                quiet=True,
-                alpha=alpha,
-                batch_size=m,
-                learning_rate_init=config.lr,
-                momentum=0.0,
-                n_iter_no_change=config.epochs + 1,
-            )
-            for seed in range(config.seed, config.seed + config.seeds)
-        ]
-        train_acc, test_acc = (np.array([s[k] for s in scores]) for k in ("train", "test"))
-        out[name] = {"train": train_acc, "test": test_acc, "gap": train_acc - test_acc}
-    return out
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -89,12 +60,11 @@ def verdicts(methods, values) -> dict[str, dict[str, report.Comparison]]:
 
 
 def train_and_evaluate(config, workdir):
-    methods = regularized.check_methods(config)
-    splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
-    runs = regularized.fit_methods(config, workdir, methods, splits)
+    splits, runs = regularized.run_methods(config, workdir)
+    methods = list(runs)
     values = {m: measures for m, (_, measures, _) in runs.items()}
     early = {m: e for m, (_, _, e) in runs.items() if e is not None}
-    reference = sklearn_reference(config, splits)
+    reference = regularized.sklearn_reference(config, splits)
     judged = verdicts(methods, values) if "none" in methods else {}
 
     out = report.Report(workdir, "Regularization of an overfitting MLP on a small digits split")
@@ -163,19 +133,22 @@ def train_and_evaluate(config, workdir):
         "accuracy gap, loss gap and test accuracy per method (mean ± std over seeds; dashed: none)",
     )
     out.write()
-    return headline_figures(config, methods, values, early, reference, judged)
+    return headline_figures(runs, reference, judged)
 
 
-def headline_figures(config, methods, values, early, reference, judged) -> dict:
+def headline_figures(runs, reference, judged) -> dict:
     """Test accuracy and both gaps per method, each held against 'none' with the verdict of
     its paired comparison ('below' a gap = closes it, 'above' in test accuracy = rises);
-    'none' against scikit-learn; the early-stop epochs."""
+    'none' against scikit-learn; the early-stop epochs. In a sweep: one figure per grid point."""
     names = {"test_acc": "test_accuracy", "accuracy gap": "accuracy_gap", "loss gap": "loss_gap"}
     figures = {name: {} for name in names.values()}
-    for method in methods:
+    values = {m: measures for m, (_, measures, _) in runs.items()}
+    for method, (result, _, early) in runs.items():
         for key, name in names.items():
             ours = values[method][key]
-            if method != "none" and judged:
+            if result.sweep is not None:
+                ours = regularized.per_point(result, ours)
+            elif method != "none" and judged:
                 verdict = judged["test accuracy" if key == "test_acc" else key][method]
                 ours = report.held_against(ours, values["none"][key], verdict, "no regularization")
             elif method == "none" and key == "test_acc":
@@ -187,8 +160,9 @@ def headline_figures(config, methods, values, early, reference, judged) -> dict:
                     tolerance=2 * float(max(ours.std(), theirs.std())),  # both vary by seed
                 )
             figures[name][method] = ours
-    if early:
-        figures["best_epoch"] = {m: e["best"] for m, e in early.items()}
+        if early is not None:
+            best = regularized.per_point(result, early["best"])
+            figures.setdefault("best_epoch", {})[method] = best
     return figures
 
 

@@ -21,21 +21,26 @@ training techniques once: stopping changes which weights are kept, not how they 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lexicon import cli, optim, regularizers, train
+from lexicon import baselines, cli, data, optim, regularizers, report, train
 from lexicon.data import augment
 from lexicon.losses import softmax_cross_entropy_with_integer_labels
 from lexicon.nn.dropout import DropoutMLP
 from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_names, widths
+from lexicon.train import sweep as sweeps
 
 TECHNIQUES = ("l2", "l1", "l1_proximal", "dropout", "weight_noise", "augmentation")
 TECHNIQUES += ("early_stopping",)
 METHODS = ("none", *TECHNIQUES, "combined")
 MONITORS = ("loss", "accuracy")
+# Keys a sweep may change (lexicon.train.sweep): each reaches the compiled step only as a number.
+SWEEPABLE = ("lr", "l2_alpha", "l1_alpha", "weight_sigma")
 
 
 def defaults():
@@ -165,7 +170,7 @@ def classifier_task(config, techniques: frozenset[str], example_input, classes: 
         x, y = batch["x"], batch["y"]
         if "augmentation" in techniques:
             x, y = augment.augment_flat_batch(x, y, augment_key, **augmentation)
-        if sigma > 0:
+        if "weight_noise" in techniques:  # sigma may be a traced (swept) value
             data_loss, (acc, model_state) = noisy_data_term(
                 params, noise_key, model_state, x, y, dropout_key
             )
@@ -188,6 +193,18 @@ MEASURES = {
 GAPS = {"accuracy gap": ("train_acc", "test_acc"), "loss gap": ("test_loss", "train_loss")}
 
 
+def replay(config, result, tracked: dict[str, str]):
+    """The patience rule (config.patience on the validation config.monitor) replayed on a
+    run's recorded curves: per seed, (best epoch, stop epoch, name -> the history key's value
+    at the best epoch) for every ``name: key`` of ``tracked``."""
+    return regularizers.replay_early_stopping(
+        result.curve(f"val/{config.monitor}")[1].T,
+        {name: result.curve(key)[1].T for name, key in tracked.items()},
+        config.patience,
+        "min" if config.monitor == "loss" else "max",
+    )
+
+
 def fit_methods(config, workdir, methods, splits):
     """Trains every method; early stopping reads the run of the same training techniques.
 
@@ -198,7 +215,13 @@ def fit_methods(config, workdir, methods, splits):
         techniques = techniques_of(method, config)
         training = techniques - {"early_stopping"}
         if training not in fitted:
-            task = classifier_task(config, training, splits.train["x"][:1], splits.num_classes)
+            # A task builder, so that a sweep builds each grid point's task with its own values.
+            task = functools.partial(
+                classifier_task,
+                techniques=training,
+                example_input=splits.train["x"][:1],
+                classes=splits.num_classes,
+            )
             print(f"--- {method}: {', '.join(sorted(techniques)) or 'no regularization'}")
             fitted[training] = train.fit(
                 config, task, splits.train, workdir / method, eval_splits=evals
@@ -207,12 +230,7 @@ def fit_methods(config, workdir, methods, splits):
             print(f"--- {method}: selects an epoch of an earlier training run")
         result, early = fitted[training], None
         if "early_stopping" in techniques:
-            best, stop, measures = regularizers.replay_early_stopping(
-                result.curve(f"val/{config.monitor}")[1].T,
-                {name: result.curve(key)[1].T for name, key in MEASURES.items()},
-                config.patience,
-                "min" if config.monitor == "loss" else "max",
-            )
+            best, stop, measures = replay(config, result, MEASURES)
             early = {"best": best, "stop": stop}
         else:
             measures = {name: result.final(key) for name, key in MEASURES.items()}
@@ -222,16 +240,68 @@ def fit_methods(config, workdir, methods, splits):
     return out
 
 
+def run_methods(config, workdir):
+    """(splits, fit_methods' runs) of config.methods on the setting's small digits split."""
+    methods = check_methods(config)
+    splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
+    return splits, fit_methods(config, workdir, methods, splits)
+
+
+def per_point(result, values, **held) -> report.Figure | dict[str, report.Figure]:
+    """Per-replica ``values`` of a run as ``report.figure`` gives its final metrics: as they
+    are, or a Figure if ``held`` (reference, source, tolerance), or one Figure per grid point of
+    a sweep, without a verdict."""
+    if result.sweep is None:
+        return report.Figure(values, **held) if held else values
+    points = np.reshape(values, (result.sweep.size, -1))
+    return {result.sweep.label(g): report.Figure(v) for g, v in enumerate(points)}
+
+
+def sklearn_reference(config, splits) -> dict[str, dict[str, np.ndarray]]:
+    """MLPClassifier with the same layers, ReLU and plain SGD, without and with L2, per seed.
+
+    scikit-learn adds (alpha_sk / 2m) ||W||^2 to the mean loss of each minibatch of m
+    examples, so alpha_sk = m alpha gives our (alpha/2) w^T w. Its minibatches keep the
+    remainder of each epoch, so its step count differs slightly from ours.
+    """
+    m = config.batch_size or len(splits.train["y"])
+    out = {}
+    for name, alpha in (("none", 0.0), ("l2", config.l2_alpha * m)):
+        scores = [
+            baselines.mlp_scores(
+                splits.train,
+                {"train": splits.train, "test": splits.test},
+                config.hidden,
+                solver="sgd",
+                seed=seed,
+                max_iter=config.epochs,
+                quiet=True,
+                alpha=alpha,
+                batch_size=m,
+                learning_rate_init=config.lr,
+                momentum=0.0,
+                n_iter_no_change=config.epochs + 1,
+            )
+            for seed in range(config.seed, config.seed + config.seeds)
+        ]
+        train_acc, test_acc = (np.array([s[k] for s in scores]) for k in ("train", "test"))
+        out[name] = {"train": train_acc, "test": test_acc, "gap": train_acc - test_acc}
+    return out
+
+
 def settings_of(config) -> dict[str, str]:
-    """Each method's hyperparameters in words, for the reports' tables."""
+    """Each method's hyperparameters in words, for the reports' tables ("swept" for the keys
+    of a sweep, whose values are in its table)."""
+    grid = sweeps.parse(config.get("sweep", ""))
+    c = {k: "swept" if grid and k in grid.keys else config[k] for k in config}
     return {
-        "l2": f"alpha = {config.l2_alpha}",
-        "l1": f"alpha = {config.l1_alpha}, subgradient",
-        "l1_proximal": f"alpha = {config.l1_alpha}, soft threshold",
-        "dropout": f"keep {config.input_keep} in, {config.hidden_keep} hidden",
-        "weight_noise": f"sigma = {config.weight_sigma}",
-        "augmentation": f"shift <= {config.max_shift} px, rotation <= {config.max_degrees}°, "
-        f"noise {config.pixel_noise}",
+        "l2": f"alpha = {c['l2_alpha']}",
+        "l1": f"alpha = {c['l1_alpha']}, subgradient",
+        "l1_proximal": f"alpha = {c['l1_alpha']}, soft threshold",
+        "dropout": f"keep {c['input_keep']} in, {c['hidden_keep']} hidden",
+        "weight_noise": f"sigma = {c['weight_sigma']}",
+        "augmentation": f"shift <= {c['max_shift']} px, rotation <= {c['max_degrees']}°, "
+        f"noise {c['pixel_noise']}",
         "early_stopping": f"patience {config.patience}, val {config.monitor}",
         "combined": config.combined.replace(",", " + "),
     }

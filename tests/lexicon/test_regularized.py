@@ -8,6 +8,8 @@ import pytest
 from lexicon import regularized as reg
 from lexicon import regularizers
 from lexicon.rules import ConfigError, check
+from lexicon.train.loop import Result
+from lexicon.train.sweep import Sweep, SweptConfig
 
 
 def small_config(**changes):
@@ -185,3 +187,48 @@ def test_bad_method_lists_stop_before_compiling():
     config = reg.defaults()
     config.methods = "none, dropout"
     assert reg.check_methods(config) == ["none", "dropout"]
+
+
+def test_penalty_weights_can_be_traced_values_as_in_a_sweep():
+    """A sweep hands the builder a config whose swept keys are traced: the step under jit with
+    traced lr, l2_alpha, l1_alpha and weight_sigma equals the step with the plain numbers (the
+    proximal step with the L2 penalty and weight noise reads all four)."""
+    config = small_config(weight_sigma=0.3, combined="l2,l1_proximal,weight_noise")
+
+    def step(values, techniques, batch, key):
+        traced = SweptConfig(config, values)  # what a sweep's builder gets
+        task = reg.classifier_task(traced, techniques, batch["x"][:1], 10)
+        return task.make_step(None)(task.init(jax.random.key(0)), batch, key)[0].params
+
+    values = {k: jnp.float32(config[k]) for k in reg.SWEEPABLE}
+    _, want, batch, key, _ = one_step("combined", config)
+    techniques = reg.techniques_of("combined", config)
+    got = jax.jit(step, static_argnums=1)(values, techniques, batch, key)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_replay_and_per_point_read_a_recorded_run():
+    """replay is regularizers.replay_early_stopping on a run's curves; per_point gives one
+    figure per grid point of a sweep (replica g * seeds + s)."""
+    val = np.array([[1.0, 0.8], [0.7, 0.9], [0.9, 0.95], [0.95, 0.97], [0.96, 0.99]])
+    acc = np.linspace(0.1, 0.5, 10).reshape(5, 2)
+    history = [
+        {"epoch": e + 1, "val/loss": list(val[e]), "test/accuracy": list(acc[e])} for e in range(5)
+    ]
+    result = Result(state=None, history=history, step_metrics=[])
+    config = small_config(patience=2, monitor="loss")
+    best, stop, at_best = reg.replay(config, result, {"acc": "test/accuracy"})
+    want = regularizers.replay_early_stopping(val, {"acc": acc}, 2, "min")
+    np.testing.assert_array_equal(best, want[0])
+    np.testing.assert_array_equal(best, [2, 1])  # the lowest validation loss before the stop
+    np.testing.assert_array_equal(stop, want[1])
+    np.testing.assert_allclose(at_best["acc"], acc[[1, 0], [0, 1]], rtol=1e-6)  # float32
+    assert reg.per_point(result, best) is best  # a plain run: the values as they are
+    result.sweep = Sweep.grid({"l2_alpha": [0.1, 1.0]})
+    figures = reg.per_point(result, np.arange(4.0))
+    assert list(figures) == ["l2_alpha=0.1", "l2_alpha=1"]
+    np.testing.assert_array_equal(figures["l2_alpha=1"].values, [2.0, 3.0])
+    config.sweep = "l2_alpha=0.1,1"
+    assert reg.settings_of(config)["l2"] == "alpha = swept"
+    assert reg.settings_of(config)["l1"] == f"alpha = {config.l1_alpha}, subgradient"
