@@ -19,13 +19,15 @@ Studies, each over seeds trained together:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import optax
 
-from lexicon import cli, data, federated, report, train
+from lexicon import cli, data, federated, report, sweeping, train
 from lexicon.nn.cnn import FedAvgCNN
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, compare, mean_std
+from lexicon.report import Report, compare, mean_std
 from lexicon.rules import Choice, ConfigError, Items, Range, positive, probability
 
 # McMahan et al. 2017, Table 1 (2NN, E = 1, B = 10, MNIST with 60,000 training images,
@@ -33,6 +35,7 @@ from lexicon.rules import Choice, ConfigError, Items, Range, positive, probabili
 PAPER_C = (0.0, 0.1, 0.2, 0.5, 1.0)
 PAPER_ROUNDS = {"iid": (316, 87, 77, 75, 70), "shards": (3275, 664, 619, 443, 380)}
 PAPER_SOURCE = "McMahan et al. 2017, Table 1: 2NN, E=1, B=10, rounds to 97% on 60,000 MNIST"
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.03,0.1,0.3': every federated and centralized run
 
 
 def get_config():
@@ -112,32 +115,24 @@ def run_fedavg(config, splits, parts, workdir, *, fraction, epochs, batch, rule=
     x, y = splits.train["x"], splits.train["y"]
     clients = federated.client_data(x, y, parts)
     model = make_model(config)
-    task = federated.fedavg_task(
-        model,
-        x[:1],
-        num_clients=len(parts),
-        fraction=fraction,
-        epochs=epochs,
-        batch_size=batch,
-        lr=config.lr,
-        rule=rule,
-        server_momentum=config.server_momentum,
-    )
+
+    def task(run):  # a task builder: a sweep's grid point gets its traced client rate
+        return federated.fedavg_task(
+            model,
+            x[:1],
+            num_clients=len(parts),
+            fraction=fraction,
+            epochs=epochs,
+            batch_size=batch,
+            lr=run.lr,
+            rule=rule,
+            server_momentum=run.server_momentum,
+        )
+
     result = train.fit(config, task, clients.as_dict(), workdir, eval_splits={"test": splits.test})
     rounds, accuracy = result.curve("test/accuracy")
-    return {"rounds": rounds, "accuracy": accuracy, "final": accuracy[:, -1]}
-
-
-def rounds_to(run, target: float) -> np.ndarray:
-    """Per seed: the first round at which test accuracy reaches the target (inf: never)."""
-    reached = run["accuracy"] >= target
-    first = np.where(reached.any(axis=1), np.argmax(reached, axis=1), -1)
-    return np.where(first >= 0, run["rounds"][first], np.inf)
-
-
-def censored(values, rounds: int) -> np.ndarray:
-    """Rounds to target for statistics: a run that never reached it counts as rounds + 1."""
-    return np.where(np.isfinite(values), values, rounds + 1)
+    to_target = federated.rounds_to(rounds, accuracy, config.target)  # per replica, inf: never
+    return {"rounds": rounds, "accuracy": accuracy, "final": accuracy[:, -1], "to": to_target}
 
 
 def show_rounds(values) -> str:
@@ -186,6 +181,8 @@ def train_and_evaluate(config, workdir):
         "as one program (each seed its own initialization and client sampling). Target test "
         f"accuracy {config.target}."
     )
+    sweeping.note(rep, config)
+    figure = functools.partial(sweeping.figure, config)  # one per grid point in a sweep
 
     # 1. How the data is split.
     rows, hists = [], {}
@@ -224,7 +221,7 @@ def train_and_evaluate(config, workdir):
     for kind in tabled:
         for batch in config.table_batches:
             for c in config.fractions:
-                table[kind, batch, c] = rounds_to(fedavg(kind, c, 1, batch), config.target)
+                table[kind, batch, c] = fedavg(kind, c, 1, batch)["to"]
     header = ["partition", "C"] + [f"B = {b or 'inf'}" for b in config.table_batches]
     header += ["paper, B = 10 (97%)"]
     rows = []
@@ -248,8 +245,8 @@ def train_and_evaluate(config, workdir):
     )
     if 10 in config.table_batches and 0.1 in config.fractions:
         for kind in tabled:
-            figures[f"rounds_{kind}_C0.1_B10"] = Figure(
-                censored(table[kind, 10, 0.1], config.epochs)
+            figures[f"rounds_{kind}_C0.1_B10"] = figure(
+                federated.censored(table[kind, 10, 0.1], config.epochs)
             )
 
     # 3. FedSGD against FedAvg: accuracy per round for each schedule and partition.
@@ -277,11 +274,7 @@ def train_and_evaluate(config, workdir):
             f"{kind} clients, C = {config.fraction}: test accuracy per round, mean ± std",
         )
     rows = [
-        [label[s]]
-        + [
-            show_rounds(rounds_to(fedavg(k, config.fraction, *s), config.target))
-            for k in config.partitions
-        ]
+        [label[s]] + [show_rounds(fedavg(k, config.fraction, *s)["to"]) for k in config.partitions]
         for s in schedules
     ]
     rep.table(
@@ -293,7 +286,7 @@ def train_and_evaluate(config, workdir):
     sgd, most = schedules[0], max(schedules, key=lambda s: s[0] / (s[1] or 1e9))
     if sgd == (1, 0) and most != sgd and "iid" in config.partitions:
         cost = {
-            s: censored(rounds_to(fedavg("iid", config.fraction, *s), config.target), config.epochs)
+            s: federated.censored(fedavg("iid", config.fraction, *s)["to"], config.epochs)
             for s in (sgd, most)
         }
         verdict = compare(
@@ -305,12 +298,10 @@ def train_and_evaluate(config, workdir):
             digits=1,
         )
         rep.text(f"**More local work, fewer rounds (IID).** {verdict.sentence}.")
-        figures["iid_rounds_fedsgd"] = Figure(cost[sgd])
-        figures["iid_rounds_fedavg"] = Figure(cost[most])
+        figures["iid_rounds_fedsgd"] = figure(cost[sgd])
+        figures["iid_rounds_fedavg"] = figure(cost[most])
         if "shards" in config.partitions:
-            skew = censored(
-                rounds_to(fedavg("shards", config.fraction, *most), config.target), config.epochs
-            )
+            skew = federated.censored(fedavg("shards", config.fraction, *most)["to"], config.epochs)
             verdict = compare(
                 skew,
                 cost[most],
@@ -320,7 +311,7 @@ def train_and_evaluate(config, workdir):
                 digits=1,
             )
             rep.text(f"**Non-IID data costs rounds** ({label[most]}). {verdict.sentence}.")
-            figures["shards_rounds_fedavg"] = Figure(skew)
+            figures["shards_rounds_fedavg"] = figure(skew)
 
     # 4. The document's plain mean against the mean weighted by client size.
     unequal = federated.partition(
@@ -356,7 +347,7 @@ def train_and_evaluate(config, workdir):
         f"E = {config.mean_epochs}, B = {config.mean_batch}: plain vs weighted mean",
     )
     rep.text(f"**Plain or weighted mean.** {verdict.sentence}.")
-    figures["weighted_minus_plain_accuracy"] = Figure(
+    figures["weighted_minus_plain_accuracy"] = figure(
         means["weighted"]["final"] - means["mean"]["final"]
     )
 
@@ -364,9 +355,9 @@ def train_and_evaluate(config, workdir):
     central = config.copy_and_resolve_references()
     central.epochs, central.batch_size = config.central_epochs, 10
     model = make_model(config)
-    result = train.fit(
+    result = train.fit(  # a task builder, as the federated runs': the same rate at each point
         central,
-        train.classifier(model, optax.sgd(config.lr), splits.train["x"][:1]),
+        lambda run: train.classifier(model, optax.sgd(run.lr), splits.train["x"][:1]),
         splits.train,
         workdir / "centralized",
         eval_splits={"test": splits.test},
@@ -388,8 +379,8 @@ def train_and_evaluate(config, workdir):
         f"{size['total'] / 1e6:.1f} MB over {config.epochs} rounds."
     )
     rep.write()
-    figures["centralized_accuracy"] = Figure(result.final("test/accuracy"))
-    figures["best_federated_accuracy"] = Figure(best["final"])
+    figures["centralized_accuracy"] = report.figure(result, "test/accuracy")
+    figures["best_federated_accuracy"] = figure(best["final"])
     return figures
 
 

@@ -20,15 +20,20 @@ Ground truth comes from the environment's own transition table (lexicon.rl.tabul
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from lexicon import cli, report, train
-from lexicon.report import Figure, Report, mean_std
+from lexicon import cli, report, sweeping, train
+from lexicon.report import Report, mean_std
 from lexicon.rl import envs, qlearning, tabular
 from lexicon.rules import ConfigError, Names, Range, positive, probability
 
 TABULAR = tuple(n for n in envs.NAMES if n.startswith("frozenlake") or n == "gridworld")
 TOLERANCE = 0.03  # the success rate must lie this close to the exact optimum
+# --config.sweep='alpha=0.5,1;omega=0.5,0.8': the step size and exploration, one program per
+# environment (gamma also sets the exact Q*, computed on the host: one job per value)
+SWEEPABLE = ("alpha", "omega", "eps_start", "eps_end")
 
 
 def get_config():
@@ -82,15 +87,18 @@ def learn(config, name, workdir):
     q_star = tabular.value_iteration(table, config.gamma)
     horizon = params.max_steps_in_episode
     steps = config.steps_per_epoch * (config.scale_8x8 if env.nrow == 8 else 1)
-    hyper = qlearning.Hyper(
-        gamma=config.gamma,
-        alpha=config.alpha,
-        omega=config.omega,
-        eps_start=config.eps_start,
-        eps_end=config.eps_end,
-        eps_steps=int(config.eps_fraction * steps * config.epochs),
-    )
-    task = qlearning.make_task(env, params, hyper, steps)
+
+    def task(run):  # a task builder: a sweep's grid point gets its own (traced) numbers
+        hyper = qlearning.Hyper(
+            gamma=run.gamma,
+            alpha=run.alpha,
+            omega=run.omega,
+            eps_start=run.eps_start,
+            eps_end=run.eps_end,
+            eps_steps=int(run.eps_fraction * steps * run.epochs),
+        )
+        return qlearning.make_task(env, params, hyper, steps, table=table)
+
     result = train.fit(
         config,
         task,
@@ -128,6 +136,7 @@ def train_and_evaluate(config, workdir):
         f"{config.epochs} epochs. The greedy policy's success rate is computed exactly from "
         "the transition table after every epoch; the optimum is the exact finite-horizon one."
     )
+    sweeping.note(rep, config)
     rep.figure(
         report.plot_curves(
             {
@@ -174,20 +183,21 @@ def train_and_evaluate(config, workdir):
 
     figures = {}
     for name, run in runs.items():
+        figure = functools.partial(sweeping.figure, run["result"])  # one per grid point
         figures[name] = {
-            "success": Figure(
+            "success": figure(
                 run["success"],
                 reference=run["optimum"],
                 source="exact finite-horizon optimum by backward induction on the env's table",
                 tolerance=TOLERANCE,
             ),
-            "success_vs_greedy_q_star": Figure(
+            "success_vs_greedy_q_star": figure(
                 run["success"],
                 reference=run["stationary"],
                 source="the greedy policy of Q* (value iteration), exact",
                 tolerance=TOLERANCE,
             ),
-            "q_error": Figure(run["q_error"]),
+            "q_error": figure(run["q_error"]),
         }
     return figures
 

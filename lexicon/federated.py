@@ -339,3 +339,20 @@ __all__ = [
     "num_bytes",
     "partition",
 ]
+
+
+# --- what the rounds achieved ------------------------------------------------------------------
+
+
+def rounds_to(rounds, accuracy, target: float) -> np.ndarray:
+    """Per replica: the first of ``rounds`` at which ``accuracy`` (replicas x evaluations,
+    measured after those rounds) reaches ``target``; inf where it never does."""
+    reached = np.asarray(accuracy) >= target
+    first = np.where(reached.any(axis=1), np.argmax(reached, axis=1), -1)
+    return np.where(first >= 0, np.asarray(rounds)[first], np.inf)
+
+
+def censored(values, rounds: int) -> np.ndarray:
+    """Rounds to a target for statistics: a run that never reached it (inf) counts as
+    ``rounds + 1``, one more than it trained."""
+    return np.where(np.isfinite(values), values, rounds + 1)

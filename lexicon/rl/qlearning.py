@@ -155,11 +155,15 @@ def make_epoch(env, params, hyper: Hyper, steps: int, per_step: bool = False):
     return epoch
 
 
-def make_task(env, params, hyper: Hyper, steps: int, *, horizon: int | None = None) -> train.Task:
+def make_task(
+    env, params, hyper: Hyper, steps: int, *, horizon: int | None = None, table=None
+) -> train.Task:
     """The Task of tabular Q-learning. Its evaluation gives the greedy policy's exact success
     rate within ``horizon`` steps (default: the env's time limit) and, for a split holding
-    ``q_star``, the largest |Q - Q*| over the states that are acted from."""
-    table = tabular.build(env, params)
+    ``q_star``, the largest |Q - Q*| over the states that are acted from. ``table``: the env's
+    ``tabular.build`` if the caller has it (a task builder that a sweep calls inside a compiled
+    function must pass it: the table is computed on the host)."""
+    table = tabular.build(env, params) if table is None else table
     acted = jnp.asarray(~tabular.terminal_states(table))
     horizon = horizon or params.max_steps_in_episode
 

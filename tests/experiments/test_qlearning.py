@@ -1,5 +1,7 @@
 """The Q-learning experiment: config rules and a tiny run end to end."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,21 @@ def test_slippery_4x4_greedy_success_is_within_0_03_of_the_optimum(tmp_path):
     success = figures["frozenlake-4x4-slippery"]["success"]
     assert round(success.reference, 4) == 0.7442
     assert abs(np.mean(success.values) - 0.7442) <= 0.03, success.values
+
+
+def test_a_step_size_sweep_learns_q_star_faster_at_the_larger_step(tmp_path):
+    """--config.sweep='alpha=0.1,1' on the 3x3 grid world, 2 seeds, one program: with a
+    constant step (omega = 0) after 2,000 steps alpha = 1 lies closer to Q* than alpha = 0.1
+    in every seed; each grid point gets its own figures."""
+    argv = ["qlearning", f"--workdir={tmp_path}", "--config.sweep=alpha=0.1,1"]
+    argv += ["--config.envs=gridworld", "--config.grid_rows=3", "--config.grid_cols=3"]
+    argv += ["--config.seeds=2", "--config.epochs=2", "--config.steps_per_epoch=1000"]
+    argv += ["--config.omega=0", "--config.gamma=0.9", "--config.progress=false"]
+    cli.run(experiment.get_config, experiment.train_and_evaluate, experiment.RULES, argv)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    slow, fast = (
+        saved["figures"][f"gridworld/q_error/alpha={v}"]["per_seed"] for v in ("0.1", "1")
+    )
+    assert np.all(np.asarray(fast) < np.asarray(slow)), (slow, fast)
+    points = saved["sweeps"]["gridworld"]["points"]
+    assert [p["point"] for p in points] == [{"alpha": 0.1}, {"alpha": 1.0}]

@@ -229,3 +229,15 @@ def test_eight_host_devices_give_the_same_rounds_as_one():
     assert out["devices"] == 8
     for a, b in zip(_rounds(), out["params"]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_rounds_to_a_target_is_the_first_round_that_reaches_it():
+    rounds = np.array([2, 4, 6])
+    accuracy = np.array([[0.5, 0.9, 0.95], [0.2, 0.3, 0.4], [0.91, 0.8, 0.99]])
+    found = federated.rounds_to(rounds, accuracy, 0.9)
+    expected = []
+    for row in accuracy:  # a literal scan
+        hits = [r for r, a in zip(rounds, row) if a >= 0.9]
+        expected.append(hits[0] if hits else np.inf)
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_array_equal(federated.censored(found, 6), [4, 7, 2])
