@@ -207,6 +207,8 @@ def train_and_evaluate(config, workdir):
             ["val/accuracy", "test/accuracy", "val/fgsm_accuracy", "test/fgsm_accuracy"],
             name=f"curves_{mode}",
         )
+    if results["standard"].sweep is not None:
+        report.text(runs.SWEEP_NOTE)
     report.write()
     if results["standard"].sweep is not None:  # one figure per grid point
         keys = {"clean_accuracy": "test/accuracy", "fgsm_accuracy": "test/fgsm_accuracy"}

@@ -30,14 +30,11 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import numpy as np
 from scipy.stats import spearmanr
 
 from lexicon import baselines, cli, curriculum, data, optim, runs, train
-from lexicon.adversarial import per_example_cross_entropy
 from lexicon.curriculum import SCHEDULES
-from lexicon.distillation import fit_teacher
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, compare, mean_std, panels, plot_curves, plot_images
 from lexicon.report import figure as report_figure
@@ -89,28 +86,6 @@ def check_config(config):
     check_batch_size(config, seen, of="training examples of a teacher's folds")
 
 
-# --- difficulty from a teacher ----------------------------------------------------------------
-
-
-def teacher_difficulty(config, workdir, x, y) -> np.ndarray:
-    """d_i: held-out cross-entropy of the teachers (mean over teacher seeds), one per example."""
-    folds = curriculum.fold_ids(len(y), config.teacher_folds, config.data_seed)
-    difficulty = np.zeros(len(y))
-
-    def losses_of(model, params, x, y):  # -log softmax(f(x))_y for each example
-        return per_example_cross_entropy(model.apply({"params": params}, x), y)
-
-    for k in range(config.teacher_folds):
-        seen, held_out = folds != k, folds == k
-        model, result = fit_teacher(config, config.teacher_hidden, {"x": x[seen], "y": y[seen]},
-                                    workdir / f"teacher-fold{k}", lr=config.teacher_lr,
-                                    epochs=config.teacher_epochs)  # fmt: skip
-        per_teacher = jax.vmap(functools.partial(losses_of, model), in_axes=(0, None, None))
-        losses = per_teacher(result.state.params, x[held_out], y[held_out])
-        difficulty[held_out] = np.asarray(losses).mean(axis=0)
-    return difficulty
-
-
 # --- the experiment ----------------------------------------------------------------------------
 
 
@@ -127,13 +102,6 @@ def budget_epochs(history) -> list[int]:
     evaluated = [r["epoch"] for r in history if "test/accuracy" in r]
     marks = {1, 2, 3, 5} | {10 * 2**i for i in range(12)}
     return sorted({e for e in evaluated if e in marks} | {evaluated[-1]})
-
-
-def early_accuracy(history, ramp_steps: int) -> np.ndarray:
-    """Per seed: mean test accuracy over the evaluations made while the pool grows."""
-    evaluated = [r for r in history if "test/accuracy" in r]
-    early = [r for r in evaluated if r["step"] <= ramp_steps] or evaluated[:1]
-    return np.mean([r["test/accuracy"] for r in early], axis=0)
 
 
 def plot_schedules(results, ramp_steps):
@@ -178,8 +146,11 @@ def train_and_evaluate(config, workdir):
     total_steps = steps_per_epoch * config.epochs
     ramp_steps = max(1, int(round(config.ramp * total_steps)))
 
-    difficulty = teacher_difficulty(config, workdir, x, y)
     folds = curriculum.fold_ids(len(y), config.teacher_folds, config.data_seed)
+    teachers = dict(
+        hidden=config.teacher_hidden, lr=config.teacher_lr, epochs=config.teacher_epochs
+    )
+    difficulty = curriculum.teacher_difficulty(config, workdir, x, y, folds, **teachers)
     reference = baselines.held_out_log_loss(x, y, folds)  # scikit-learn's logistic regression
     agreement = float(spearmanr(difficulty, reference).statistic)
     easy_to_hard = curriculum.curriculum_order(difficulty, y, config.balanced)
@@ -201,7 +172,8 @@ def train_and_evaluate(config, workdir):
     at = {
         s: {e: runs.value_at(h, "test/accuracy", e) for e in budgets} for s, h in histories.items()
     }
-    early = {s: early_accuracy(h, ramp_steps) for s, h in histories.items()}
+    # per seed: mean test accuracy over the evaluations made while the pool grows
+    early = {s: runs.mean_until(h, "test/accuracy", ramp_steps) for s, h in histories.items()}
     final = {s: at[s][budgets[-1]] for s in SCHEDULES}
     # Every schedule starts from the same initializations: comparisons are paired over seeds.
     versus = {b: compare(early["easy_first"], early[b], paired=True, names=("easy-first", b))
@@ -260,6 +232,8 @@ def train_and_evaluate(config, workdir):
         + f"; there {lead.sentence}, so the curriculum's lead "
         f"{'lasts' if lead.holds else 'does not last'} to the end of training."
     )
+    if results["all"].sweep is not None:
+        report.text(runs.SWEEP_NOTE)
     report.write()
     return {
         "early_accuracy": early,

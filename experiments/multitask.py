@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lexicon import baselines, cli, data, optim, rules, runs, train
-from lexicon.multitask import SECOND_TASKS, TwoHeadNet, two_task_classifier, with_second_task
+from lexicon import cli, data, multitask, optim, rules, runs, train
 from lexicon.report import Report, compare, mean_std, plot_curves
 from lexicon.report import figure as report_figure
 
-SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
 WORDS = {"holds": "helps", "reversed": "hurts", "undecided": "makes no clear difference"}
 SWEEPABLE = ("lr",)  # --config.sweep='lr=3e-3,1e-2': every run's rates x seeds as one program
 
@@ -49,8 +47,8 @@ def get_config():
 
 RULES = {
     "train_size": rules.Range(10),
-    "second_task": rules.Choice(*SECOND_TASKS),
-    "activation": rules.Choice(*SKLEARN_ACTIVATIONS),
+    "second_task": rules.Choice(*multitask.SECOND_TASKS),
+    "activation": rules.Choice(*multitask.SKLEARN_ACTIVATIONS),
     "lr": rules.positive(),
     "weight": rules.nonnegative(),
     "trunk": rules.widths(),
@@ -73,10 +71,12 @@ def check_config(config):
 
 def run(config, workdir, name, splits, weights, epochs):
     """Trains config.seeds replicas with loss weights (w_1, w_2); returns their results."""
-    model = TwoHeadNet(trunk=tuple(config.trunk), activation=config.activation)
+    model = multitask.TwoHeadNet(trunk=tuple(config.trunk), activation=config.activation)
 
     def task(run):  # a builder: the rate is traced in a sweep
-        return two_task_classifier(model, optim.adam(run.lr), splits.train["x"][:1], *weights)
+        return multitask.two_task_classifier(
+            model, optim.adam(run.lr), splits.train["x"][:1], *weights
+        )
 
     eval_every = max(1, round(config.eval_every * epochs / config.epochs))
     run_config = runs.derived(config, epochs=epochs, eval_every=eval_every)
@@ -84,21 +84,6 @@ def run(config, workdir, name, splits, weights, epochs):
     result = train.fit(run_config, task, splits.train, workdir / name, eval_splits=evals)
     tests = {f"test{t}": result.final(f"test/task{t}_accuracy") for t in (1, 2)}
     return {"result": result, **tests}
-
-
-def reference_accuracies(config, splits) -> tuple[float, float]:
-    """scikit-learn MLPClassifier with the same hidden layers, one net per task (single-task)."""
-    activation = SKLEARN_ACTIVATIONS[config.activation]
-    return tuple(
-        baselines.mlp_classifier(
-            {"x": splits.train["x"], "y": splits.train[key]},
-            {"x": splits.test["x"], "y": splits.test[key]},
-            config.trunk,
-            activation=activation,
-            max_iter=3000,
-        )
-        for key in ("y", "y2")
-    )
 
 
 def paired_gain(multi, single) -> str:
@@ -126,7 +111,7 @@ def train_and_evaluate(config, workdir):
     lambdas = sorted({float(w) for w in config.lambdas} | {0.0, float(config.weight)})
     full = data.load("digits", seed=config.data_seed)
     full = full._replace(
-        **{k: with_second_task(s, config.second_task) for k, s in full._asdict().items()}
+        **{k: multitask.with_second_task(s, config.second_task) for k, s in full._asdict().items()}
     )
     small = full._replace(train={k: v[: config.train_size] for k, v in full.train.items()})
     budget = max(1, train.steps_per_epoch(config, config.train_size)) * config.epochs
@@ -145,15 +130,18 @@ def train_and_evaluate(config, workdir):
         runs_full["single-task-2"] = (0.0, 1.0)
         sizes["full"] = (full, *(run(config, workdir, f"full/{name}", full, weights, epochs)
                                  for name, weights in runs_full.items()))  # fmt: skip
-    ref_1, ref_2 = reference_accuracies(config, small)
+    # scikit-learn MLPClassifier with the same hidden layers, one net per task (single-task)
+    ref_1, ref_2 = multitask.reference_accuracies(
+        small, config.trunk, config.activation, max_iter=3000
+    )
 
     report = Report(workdir, "Multi-task learning: a shared trunk with two heads")
     report.text(
         f"Digits; trunk {tuple(config.trunk)} ({config.activation}) shared by head 1 (digit "
-        f"class) and head 2 ({SECOND_TASKS[config.second_task]}). Adam (eps = {config.lr}), "
-        f"batch {config.batch_size}, {budget} steps for every run; {config.seeds} seeds (the "
-        f"same initializations in every run, so gains are paired per seed). Multi-task uses "
-        f"J = L_1 + {config.weight:g} L_2. Test accuracy at the end of training."
+        f"class) and head 2 ({multitask.SECOND_TASKS[config.second_task]}). Adam (eps = "
+        f"{config.lr}), batch {config.batch_size}, {budget} steps for every run; {config.seeds} "
+        f"seeds (the same initializations in every run, so gains are paired per seed). Multi-task "
+        f"uses J = L_1 + {config.weight:g} L_2. Test accuracy at the end of training."
     )
     rows = [
         (f"{size} ({len(sp.train['y'])})", task, mean_std(one[k]), mean_std(m[k]))
@@ -216,6 +204,8 @@ def train_and_evaluate(config, workdir):
         "shared trunk. Measured here (a gain counts when its paired t-interval over seeds "
         "lies above 0):\n" + "\n".join(lines)
     )
+    if multi["result"].sweep is not None:
+        report.text(runs.SWEEP_NOTE)
     report.write()
     source = "scikit-learn MLPClassifier, same layers, single-task"
     figures = {}  # in a sweep: one figure per grid point

@@ -10,11 +10,12 @@ the usual controls, and the pacing function
 sets how much of the sorted list is available at step t. :func:`paced_classifier` draws each
 minibatch uniformly (with replacement) from the first pool(t) examples inside the compiled
 step, with the step's key: a data-free train.fit. :func:`fold_ids` assigns examples to the
-folds whose held-out teachers score the difficulty.
+folds whose held-out teachers score the difficulty (:func:`teacher_difficulty`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -29,6 +30,30 @@ SCHEDULES = ("all", "random", "easy_first", "hard_first")
 def fold_ids(num_examples: int, folds: int, seed: int) -> np.ndarray:
     """A seeded assignment of the examples to ``folds`` folds of (nearly) equal size."""
     return np.random.default_rng(seed).permutation(np.arange(num_examples) % folds)
+
+
+def teacher_difficulty(config, workdir, x, y, folds, *, hidden, lr, epochs, num_classes=10):
+    """d_i = mean over teacher seeds of -log p_teacher(y_i | x_i), x_i held out: each example is
+    scored by the teachers trained on the other folds (``folds``: :func:`fold_ids`), so it is
+    hard when a model of the rest of the data cannot predict it. The teachers of fold k are
+    config.seeds ReLU MLPs with hidden layers ``hidden`` and ``num_classes`` outputs, trained by
+    Adam(lr) for ``epochs`` epochs in ``workdir/teacher-fold{k}`` (``distillation.fit_teacher``)."""
+    from lexicon.distillation import fit_teacher
+
+    def losses_of(model, params, x, y):  # -log softmax(f(x))_y for each example
+        logits = model.apply({"params": params}, x)
+        return losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="none")
+
+    difficulty = np.zeros(len(y))
+    for k in range(int(np.max(folds)) + 1):
+        seen, held_out = folds != k, folds == k
+        model, result = fit_teacher(config, hidden, {"x": x[seen], "y": y[seen]},
+                                    workdir / f"teacher-fold{k}", lr=lr, epochs=epochs,
+                                    num_classes=num_classes)  # fmt: skip
+        per_teacher = jax.vmap(functools.partial(losses_of, model), in_axes=(0, None, None))
+        losses_k = per_teacher(result.state.params, x[held_out], y[held_out])
+        difficulty[held_out] = np.asarray(losses_k).mean(axis=0)
+    return difficulty
 
 
 def curriculum_order(difficulty, labels, balanced: bool) -> np.ndarray:

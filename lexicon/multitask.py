@@ -23,6 +23,7 @@ SECOND_TASKS = {  # name -> what the binary label of task 2 says about the digit
     "ge5": "digit is >= 5",
 }
 LOOP_DIGITS = (0, 6, 8, 9)
+SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}  # ours -> theirs
 
 
 def second_labels(digit_labels, task: str):
@@ -99,3 +100,25 @@ def two_task_classifier(model, tx, example_input, w1: float, w2: float) -> train
         return metrics_of(state.params, split)[1]
 
     return train.Task(init=init, make_step=train.gradient_step(objective), evaluate=evaluate)
+
+
+def reference_accuracies(splits, hidden, activation: str, **options) -> tuple[float, float]:
+    """Single-task references: scikit-learn's MLPClassifier with the hidden layers ``hidden``
+    and the trunk's ``activation`` (relu, tanh or sigmoid), one net per task ("y", then "y2"),
+    fitted on ``splits.train`` and scored on ``splits.test`` (``options``: those of
+    ``baselines.mlp_classifier``)."""
+    from lexicon import baselines
+
+    def task(split, key):
+        return {"x": split["x"], "y": split[key]}
+
+    return tuple(
+        baselines.mlp_classifier(
+            task(splits.train, key),
+            task(splits.test, key),
+            hidden,
+            activation=SKLEARN_ACTIVATIONS[activation],
+            **options,
+        )
+        for key in ("y", "y2")
+    )

@@ -38,6 +38,14 @@ def value_at(history, key: str, epoch: int) -> np.ndarray:
     return np.asarray(records[-1][key])
 
 
+def mean_until(history, key: str, step: int) -> np.ndarray:
+    """Per replica: the mean of ``key`` over the evaluations made at or before ``step`` (the
+    first evaluation if none), a measure of how fast a run learns (e.g. during a ramp)."""
+    evaluated = [r for r in history if key in r]
+    early = [r for r in evaluated if r["step"] <= step] or evaluated[:1]
+    return np.mean([r[key] for r in early], axis=0)
+
+
 def joined(staged: dict) -> list[dict]:
     """One history over the stages of a ``train.stages`` run (its epochs count across them)."""
     return [record for result in staged.values() for record in result.history]
@@ -60,3 +68,9 @@ def held_figure(result, key: str, baseline, comparison, source: str):
     return report.figure(
         result, key, reference=held.reference, source=source, tolerance=held.tolerance
     )
+
+
+SWEEP_NOTE = (
+    "This run is a grid sweep (config.sweep): the tables and figures above pool its grid points "
+    "with the seeds; the sweep sections below give every grid point, mean ± std over seeds."
+)

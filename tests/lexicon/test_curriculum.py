@@ -108,3 +108,41 @@ def test_paced_student_trains_from_the_growing_pool(tmp_path):
     hits = np.concatenate([m["accuracy"] for m in result.step_metrics], axis=1) * 32
     np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)
     assert np.mean(result.final("test/accuracy")) > 0.3  # chance is 0.1
+
+
+def test_teacher_difficulty_is_the_held_out_cross_entropy(tmp_path, monkeypatch):
+    """Each example's d is its cross-entropy (NumPy, float64) under the teachers trained on the
+    other fold (ReLU MLPs by distillation.fit_teacher, out of the students' grid sweep),
+    averaged over the teacher seeds."""
+    from lexicon import distillation
+
+    fitted = []
+
+    def spy(config, hidden, data, workdir, **kw):
+        model, result = fit_teacher(config, hidden, data, workdir, **kw)
+        fitted.append((model, result, data))
+        return model, result
+
+    fit_teacher = distillation.fit_teacher
+    monkeypatch.setattr(distillation, "fit_teacher", spy)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), np.arange(40) % 3
+    folds = curriculum.fold_ids(40, 2, seed=0)
+    config = train.defaults()
+    config.update(seeds=2, epochs=1, batch_size=10, progress=False)
+    config.sweep = "lr=0.1,1"  # the students' grid: the teachers do not take it
+    d = curriculum.teacher_difficulty(
+        config, tmp_path, x, y, folds, hidden=(4,), lr=0.05, epochs=2, num_classes=3
+    )
+    for k, (model, result, seen) in enumerate(fitted):
+        held = folds == k
+        np.testing.assert_array_equal(seen["x"], x[~held])
+        assert (model.features, model.activation) == ((4, 3), "relu") and result.sweep is None
+        assert [r["epoch"] for r in result.history] == [1, 2]  # 2 steps of 10 per epoch
+        np.testing.assert_array_equal(result.state.step, [4, 4])
+        p = jax.tree.map(lambda a: np.asarray(a, np.float64), result.state.params)
+        h = np.maximum(0, x[held] @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"][:, None])
+        z = h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"][:, None]  # (seeds, n, 3)
+        nll = np.log(np.exp(z).sum(-1)) - np.take_along_axis(z, y[held][None, :, None], -1)[..., 0]
+        np.testing.assert_allclose(d[held], nll.mean(axis=0), rtol=1e-5)
+    assert len(fitted) == 2 and (config.epochs, config.sweep) == (1, "lr=0.1,1")  # kept

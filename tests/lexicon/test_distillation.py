@@ -91,20 +91,3 @@ def test_plan_of_each_student():
     assert stages("kd") == [("distill", 7, False)]
     assert stages("hints_kd") == [("hints", 3, False), ("distill", 4, True)]
     assert stages("hints_kd", hint_epochs=0) == [("distill", 7, False)]
-
-
-def test_fit_teacher_trains_a_relu_mlp_out_of_the_students_sweep(tmp_path):
-    from lexicon import train
-
-    config = train.defaults()
-    config.update(seeds=2, batch_size=20, progress=False)
-    config.sweep = "lr=0.1,1"  # the students' grid: the teacher does not take it
-    rng = np.random.default_rng(0)
-    data = {"x": rng.normal(size=(40, 3)).astype(np.float32), "y": rng.integers(0, 4, 40)}
-    model, result = distillation.fit_teacher(
-        config, (5,), data, tmp_path, lr=1e-2, epochs=2, num_classes=4
-    )
-    assert (model.features, model.activation) == ((5, 4), "relu") and result.sweep is None
-    assert result.state.params["Dense_1"]["kernel"].shape == (2, 5, 4)  # seeds, in, out
-    assert [r["epoch"] for r in result.history] == [1, 2] and int(result.state.step[0]) == 4
-    assert config.epochs == 10 and config.sweep == "lr=0.1,1"  # the caller's config is kept

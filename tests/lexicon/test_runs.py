@@ -61,3 +61,9 @@ def test_held_figure_is_held_against_in_a_plain_run_and_per_point_in_a_sweep():
     per_point = runs.held_figure(result, "acc", baseline, comparison, "base")
     assert list(per_point) == ["lr=0", "lr=1"] and per_point["lr=1"].reference is None
     np.testing.assert_allclose(per_point["lr=1"].values, [0.6, 0.8])
+
+
+def test_mean_until_averages_the_evaluations_up_to_a_step():
+    records = history([1, 2, 3])  # steps 10, 20, 30
+    np.testing.assert_allclose(runs.mean_until(records, "test/accuracy", 25), [0.15, 0.3])
+    np.testing.assert_allclose(runs.mean_until(records, "test/accuracy", 5), [0.1, 0.2])  # first
