@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lexicon import cli, data, regularized, regularizers, report
+from lexicon import cli, regularized, regularizers, report
 from lexicon.rules import probability
 
 RULES = {**regularized.RULES, "zero_tol": probability()}
+SWEEPABLE = regularized.SWEEPABLE  # e.g. --config.sweep='l1_alpha=0.0001,0.01'
 check_config = regularized.check_config
 
 
@@ -29,32 +30,8 @@ def get_config():
     return config
 
 
-def plot_weights(weights: dict[str, np.ndarray], tol: float):
-    """Histogram of every weight (log counts) and the fraction below each threshold."""
-    fig, (hist_ax, cdf_ax) = report.panels(2, size=(5.0, 3.6))
-    largest = max(np.abs(w).max() for w in weights.values())
-    bins = np.linspace(-largest, largest, 121)
-    thresholds = np.logspace(-6, np.log10(largest), 200)
-    for name, w in weights.items():
-        hist_ax.hist(w.reshape(-1), bins=bins, histtype="step", lw=1.3, label=name)
-    hist_ax.set(yscale="log", xlabel="weight w (all kernels, all seeds)", ylabel="count")
-    hist_ax.legend(fontsize=8)
-    fractions = {
-        n: (thresholds, (np.abs(w)[:, :, None] < thresholds).mean(axis=1))
-        for n, w in weights.items()
-    }
-    report.plot_curves(
-        fractions, xlabel="threshold t", ylabel="fraction of weights with |w| < t", ax=cdf_ax
-    )
-    cdf_ax.axvline(tol, color="k", ls=":", lw=1)
-    cdf_ax.set_xscale("log")
-    return fig
-
-
 def train_and_evaluate(config, workdir):
-    methods = regularized.check_methods(config)
-    splits = data.load("digits", seed=config.data_seed, train_size=config.train_size)
-    runs = regularized.fit_methods(config, workdir, methods, splits)
+    splits, runs = regularized.run_methods(config, workdir)
     weights = {m: regularizers.kernel_values(r.state.params) for m, (r, _, _) in runs.items()}
     zeros = {m: regularizers.sparsity(w, config.zero_tol) for m, w in weights.items()}
     settings = regularized.settings_of(config)
@@ -63,7 +40,7 @@ def train_and_evaluate(config, workdir):
     out.text(
         f"The runs of experiments/regularization.py ({len(splits.train['y'])} digits, "
         f"{config.epochs} epochs of SGD, eps = {config.lr}, {config.seeds} seeds); all "
-        f"{weights[methods[0]].shape[1]} weights of the kernels after training."
+        f"{next(iter(weights.values())).shape[1]} weights of the kernels after training."
     )
     ms = report.mean_std
     out.table(
@@ -82,16 +59,17 @@ def train_and_evaluate(config, workdir):
         caption=f"Weight sparsity after training, mean ± std over {config.seeds} seeds",
     )
     out.figure(
-        plot_weights(weights, config.zero_tol),
+        regularizers.plot_weights(weights, config.zero_tol),
         "weights",
         "weights after training: histogram (log counts) and the fraction below each "
         "threshold (dotted: zero_tol); only the proximal step sets weights exactly to 0",
     )
     out.write()
-    l1 = [m for m in methods if regularized.techniques_of(m, config) & {"l1", "l1_proximal"}]
+    l1 = [m for m in runs if regularized.techniques_of(m, config) & {"l1", "l1_proximal"}]
+    figure = regularized.per_point  # one figure per grid point in a sweep
     return {
-        "zero_weights": {m: zeros[m][1] for m in l1},  # fraction w = 0
-        "near_zero_weights": {m: near for m, (near, _) in zeros.items()},
+        "zero_weights": {m: figure(runs[m][0], zeros[m][1]) for m in l1},  # fraction w = 0
+        "near_zero_weights": {m: figure(runs[m][0], near) for m, (near, _) in zeros.items()},
     }
 
 

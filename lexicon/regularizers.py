@@ -16,8 +16,9 @@ decided by a filter ``(path, leaf) -> bool``. The default, :func:`is_kernel`, pi
   :func:`add_l1_subgradient` and the proximal form :func:`l1_proximal_step`.
 * Noise on the weights: :func:`perturb_weights` and :func:`noisy_weights_loss` evaluate a loss at
   w + N(0, sigma^2) noise.
-* What they leave: :func:`kernel_values` and :func:`sparsity` (near and exact zeros), and
-  :func:`replay_early_stopping`, the patience rule run over a recorded validation curve.
+* What they leave: :func:`kernel_values` and :func:`sparsity` (near and exact zeros), drawn
+  by :func:`plot_weights`, and :func:`replay_early_stopping`, the patience rule run over a
+  recorded validation curve.
 """
 
 from collections.abc import Callable
@@ -320,6 +321,32 @@ def sparsity(weights: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Per seed (rows of ``weights``): the fraction of weights with |w| < tol, and the
     fraction exactly 0 (what only a proximal L1 step produces)."""
     return (np.abs(weights) < tol).mean(axis=1), (weights == 0).mean(axis=1)
+
+
+def plot_weights(weights: dict[str, np.ndarray], tol: float):
+    """Two panels over every weight of each run (name -> (seeds, weights)): the histogram (log
+    counts), and the fraction of weights with |w| < t against the threshold t (seed mean and
+    std band; dotted: ``tol``)."""
+    from lexicon import report
+
+    fig, (hist_ax, cdf_ax) = report.panels(2, size=(5.0, 3.6))
+    largest = max(np.abs(w).max() for w in weights.values())
+    bins = np.linspace(-largest, largest, 121)
+    thresholds = np.logspace(-6, np.log10(largest), 200)
+    for name, w in weights.items():
+        hist_ax.hist(w.reshape(-1), bins=bins, histtype="step", lw=1.3, label=name)
+    hist_ax.set(yscale="log", xlabel="weight w (all kernels, all seeds)", ylabel="count")
+    hist_ax.legend(fontsize=8)
+    fractions = {
+        n: (thresholds, (np.abs(w)[:, :, None] < thresholds).mean(axis=1))
+        for n, w in weights.items()
+    }
+    report.plot_curves(
+        fractions, xlabel="threshold t", ylabel="fraction of weights with |w| < t", ax=cdf_ax
+    )
+    cdf_ax.axvline(tol, color="k", ls=":", lw=1)
+    cdf_ax.set_xscale("log")
+    return fig
 
 
 def replay_early_stopping(monitored, tracked: dict, patience: int, mode: str):

@@ -1,9 +1,15 @@
 """The sparsity study: the weights the L1 variants leave, end to end at a tiny scale."""
 
+import json
+
 import numpy as np
 import pytest
+from support import run_python
 
 from experiments import sparsity
+
+TINY = ["--config.seeds=2", "--config.hidden=(32,)", "--config.lr=0.3", "--config.epochs=10"]
+TINY += ["--config.train_size=64", "--config.batch_size=8", "--config.progress=false"]
 
 
 def run_tiny(tmp_path, methods):
@@ -16,6 +22,24 @@ def run_tiny(tmp_path, methods):
     return results
 
 
+def test_an_l1_alpha_sweep_is_one_run_and_a_larger_alpha_zeroes_more_weights(tmp_path):
+    """--config.sweep='l1_alpha=0.0001,0.01': 2 penalty weights x 2 seeds as one program. The
+    stronger soft threshold leaves far more exact zeros, and the sweep picks the weaker one by
+    validation accuracy (the stronger one underfits)."""
+    argv = ["-m", "experiments.sparsity", "--config.sweep=l1_alpha=0.0001,0.01", *TINY]
+    result = run_python([*argv, "--config.methods=l1_proximal", f"--workdir={tmp_path}"])
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "results.json").read_text())
+    zeros = {k: v["per_seed"] for k, v in saved["figures"].items() if k.startswith("zero_")}
+    weak, strong = (zeros[f"zero_weights/l1_proximal/l1_alpha={a}"] for a in ("0.0001", "0.01"))
+    assert max(weak) < 0.05 and min(strong) > 0.3, (weak, strong)  # observed 0.005, 0.595
+    sweep = saved["sweeps"]["l1_proximal"]
+    assert [p["point"] for p in sweep["points"]] == [{"l1_alpha": 0.0001}, {"l1_alpha": 0.01}]
+    assert sweep["select"]["metric"] == "val/accuracy" and sweep["best"] == 0
+    assert "alpha = swept" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_the_proximal_step_leaves_exact_zeros(tmp_path):
     results = run_tiny(tmp_path, "none,l1_proximal")  # 'none' is the regularization test's run
     zeros = results["zero_weights"]

@@ -448,3 +448,14 @@ def test_sparsity_counts_small_and_exact_zeros():
     near, exact = regularizers.sparsity(weights, 1e-3)
     np.testing.assert_allclose(near, [0.5, 0.75])
     np.testing.assert_allclose(exact, [0.25, 0.75])
+
+
+def test_plot_weights_draws_the_fraction_below_each_threshold():
+    weights = {"a": np.array([[0.0, 1e-4, -2e-3, 0.5], [0.0, 0.0, 0.0, 1.0]])}
+    fig = regularizers.plot_weights(weights, 1e-3)
+    hist_ax, cdf_ax = fig.axes
+    t, fraction = cdf_ax.lines[0].get_data()  # the seed mean of (|w| < t).mean()
+    want = np.mean([(np.abs(w)[:, None] < t).mean(0) for w in weights["a"]], axis=0)
+    np.testing.assert_allclose(fraction, want)
+    assert cdf_ax.get_xscale() == "log" and hist_ax.get_yscale() == "log"
+    assert cdf_ax.lines[-1].get_xdata()[0] == 1e-3  # the dotted zero_tol line
