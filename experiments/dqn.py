@@ -36,13 +36,14 @@ the last 10% of training beside CleanRL's 498 ± 2 on CartPole-v1 and the solved
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
 import numpy as np
 import optax
 
-from lexicon import cli, report, train
+from lexicon import cli, report, sweeping, train
 from lexicon.report import Figure, Report, mean_std
 from lexicon.rl import dqn, envs
 from lexicon.rules import Choice, ConfigError, Names, Range, positive, probability, widths
@@ -55,6 +56,8 @@ MINATAR_SOURCE = (
     "with sticky actions 0.1 and the full 6-action set"
 )
 SOLVED = {"cartpole": 475.0}  # the return at which CartPole-v1 counts as solved
+# --config.sweep='lr=1e-4,2.5e-4;gamma=0.98,0.99': numbers of the compiled rollout and update
+SWEEPABLE = ("lr", "gamma", "tau", "huber_delta", "eps_start", "eps_end")
 MINATAR = {  # Young & Tian 2019, the DQN of the MinAtar paper (its examples/dqn.py settings)
     "num_envs": 1,
     "train_every": 1,
@@ -172,38 +175,35 @@ def eps_steps(config) -> int:
 def run_env(config, name, workdir):
     env, params = envs.make(name)
     total = config.steps_per_epoch * config.epochs
-    iterations = config.steps_per_epoch // config.num_envs
-    hyper = dqn.Hyper(
-        num_envs=config.num_envs,
-        iterations=iterations,
-        gamma=config.gamma,
-        batch_size=config.batch_size,
-        buffer_size=config.buffer_size,
-        learning_starts=config.learning_starts,
-        train_every=config.train_every,
-        target_every=config.target_every,
-        tau=config.tau,
-        loss=config.loss,
-        huber_delta=config.huber_delta,
-        double=config.double,
-        eps_start=config.eps_start,
-        eps_end=config.eps_end,
-        eps_steps=eps_steps(config),
-    )
     updates = (total - config.learning_starts) // (config.num_envs * config.train_every)
     obs_ndim = len(env.observation_space(params).shape)
     model = dqn.QNetwork(
         env.num_actions, hidden=tuple(config.hidden), conv=config.conv, obs_ndim=obs_ndim
     )
-    task = dqn.make_task(
-        env,
-        params,
-        model,
-        optimizer(config, updates),
-        hyper,
-        eval_envs=config.eval_envs,
-        eval_steps=config.eval_steps,
-    )
+
+    def task(run):  # a task builder: a sweep's grid point gets its own (traced) numbers
+        hyper = dqn.Hyper(
+            num_envs=run.num_envs,
+            iterations=run.steps_per_epoch // run.num_envs,
+            gamma=run.gamma,
+            batch_size=run.batch_size,
+            buffer_size=run.buffer_size,
+            learning_starts=run.learning_starts,
+            train_every=run.train_every,
+            target_every=run.target_every,
+            tau=run.tau,
+            loss=run.loss,
+            huber_delta=run.huber_delta,
+            double=run.double,
+            eps_start=run.eps_start,
+            eps_end=run.eps_end,
+            eps_steps=eps_steps(run),
+        )
+        tx = optimizer(run, updates)
+        return dqn.make_task(
+            env, params, model, tx, hyper, eval_envs=run.eval_envs, eval_steps=run.eval_steps
+        )
+
     start = time.perf_counter()
     result = train.fit(config, task, None, workdir / name, eval_splits={"greedy": {}})
     wall = time.perf_counter() - start
@@ -232,6 +232,7 @@ def train_and_evaluate(config, workdir):
         f"{config.eps_end} over {eps_steps(config):,} steps). "
         f"Device: {jax.devices()[0].platform}."
     )
+    sweeping.note(rep, config)
     for name, run in runs.items():
         x, returns = run["result"].curve("train/episode_return")
         rep.figure(
@@ -254,7 +255,7 @@ def train_and_evaluate(config, workdir):
                 mean_std(run["result"].final("greedy/return"), 1),
                 f"{published[0]:.0f} ± 2 (CleanRL)" if published else "",
                 f"{run['wall']:.1f}",
-                f"{run['wall'] / config.seeds:.1f}",
+                f"{run['wall'] / len(run['final']):.1f}",  # a sweep: its points x seeds
                 f"{published[1]:.0f}" if published else "",
             )
         )
@@ -280,26 +281,27 @@ def train_and_evaluate(config, workdir):
     rep.write()
 
     figures = {}
-    for name, run in runs.items():
+    for name, run in runs.items():  # one figure per grid point in a sweep
         published = CLEANRL.get(name) if run["total"] == 500_000 else None
+        figure = functools.partial(sweeping.figure, run["result"])
         figures[name] = {
-            "final_return": Figure(
+            "final_return": figure(
                 run["final"],
                 reference=published[0] if published else None,
                 source=CLEANRL_SOURCE if published else None,
                 tolerance=4.0,  # twice CleanRL's std over seeds
             ),
-            "greedy_return": Figure(run["result"].final("greedy/return")),
+            "greedy_return": report.figure(run["result"], "greedy/return"),
             "env_steps_per_seed": Figure(float(run["total"])),
             "wall_s_per_seed": Figure(
-                run["wall"] / config.seeds,
+                run["wall"] / len(run["final"]),
                 reference=published[1] if published else None,
                 source=CLEANRL_SOURCE if published else None,
                 claim="at_most",
             ),
         }
         if name in SOLVED:
-            figures[name]["solved"] = Figure(
+            figures[name]["solved"] = figure(
                 run["final"],
                 reference=SOLVED[name],
                 source="CartPole-v1 solved threshold",
