@@ -10,12 +10,14 @@ least-squares solution of numpy.linalg.lstsq.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lexicon import cli, losses, optim, train
-from lexicon.report import Figure, Report, mean_std, panels, plot_curves
+from lexicon import cli, losses, optim, sweeping, train
+from lexicon.report import Report, mean_std, panels, plot_curves, scientific
 from lexicon.rules import Range, positive
 
 
@@ -38,6 +40,9 @@ RULES = {
     "regression_lr": positive(),
 }
 
+# --config.sweep='regression_lr=0.03,0.1': both fits, one program each
+SWEEPABLE = ("regression_lr",)
+
 
 def polynomial_features(x, degree: int):
     """phi(x) = [1, x, x^2, ..., x^degree] for every entry of the 1-D array x."""
@@ -55,13 +60,10 @@ def regression_set(config):
 
 
 def regression_task(config, likelihood: bool):
-    """Fits w (and log sigma when ``likelihood``) by full-batch Adam with linear decay."""
-    degree = config.regression_degree
-    tx = optim.adam(
-        optim.linear_decay(
-            config.regression_lr, config.regression_lr / 100, config.regression_steps
-        )
-    )
+    """Fits w (and log sigma when ``likelihood``) by full-batch Adam with linear decay; a
+    builder, so the rate is traced in a sweep."""
+    degree, lr = config.regression_degree, config.regression_lr
+    tx = optim.adam(optim.linear_decay(lr, lr / 100, config.regression_steps))
 
     def predict(params, x):
         return polynomial_features(x, degree) @ params["w"]
@@ -73,95 +75,85 @@ def regression_task(config, likelihood: bool):
         return train.TrainState.create(apply_fn=predict, params=params, tx=tx)
 
     def objective(params, batch):
+        """The loss (the MSE, or the Gaussian NLL in (w, log sigma)) and the MSE."""
         predictions = predict(params, batch["x"])
         mse = losses.mean_squared_error(predictions, batch["y"])
-        if likelihood:
-            return losses.gaussian_negative_log_likelihood(
-                predictions, batch["y"], params["log_sigma"]
-            ), mse
-        return mse, mse
+        if not likelihood:
+            return {"loss": mse, "mse": mse}
+        nll = losses.gaussian_negative_log_likelihood(predictions, batch["y"], params["log_sigma"])
+        return {"loss": nll, "mse": mse}
 
     def loss_fn(params, model_state, batch, key):
-        loss, mse = objective(params, batch)
-        return loss, ({"mse": mse}, model_state)
+        metrics = objective(params, batch)
+        return metrics["loss"], ({"mse": metrics["mse"]}, model_state)
 
-    def evaluate(state, split):
-        loss, mse = objective(state.params, split)
-        return {"loss": loss, "mse": mse}
-
-    return train.Task(init=init, make_step=train.gradient_step(loss_fn), evaluate=evaluate)
-
-
-def run_regression(config, workdir):
-    x, y, coefficients = regression_set(config)
-    features = np.vander(x.astype(np.float64), config.regression_degree + 1, increasing=True)
-    least_squares = np.linalg.lstsq(features, y.astype(np.float64), rcond=None)[0]
-    residual_std = float(np.sqrt(np.mean((y - features @ least_squares) ** 2)))
-    fit_config = config.copy_and_resolve_references()
-    fit_config.epochs = config.regression_steps
-    fit_config.batch_size = 0  # full batch: one Adam step per epoch
-    fit_config.eval_every = config.regression_steps
-    split = {"x": x, "y": y}
-    fits = {}
-    for name, likelihood in (("MSE", False), ("Gaussian NLL", True)):
-        result = train.fit(
-            fit_config,
-            regression_task(config, likelihood),
-            split,
-            workdir / f"regression_{name.replace(' ', '_').lower()}",
-            eval_splits={"fit": split},
-        )
-        fits[name] = result
-    return {
-        "x": x,
-        "y": y,
-        "true_coefficients": coefficients,
-        "least_squares": least_squares,
-        "residual_std": residual_std,
-        "fits": fits,
-        "minimum": {
-            "MSE": residual_std**2,
-            "Gaussian NLL": 0.5 * np.log(2 * np.pi * residual_std**2) + 0.5,
-        },
-    }
+    return train.Task(
+        init=init,
+        make_step=train.gradient_step(loss_fn),
+        evaluate=lambda state, split: objective(state.params, split),
+    )
 
 
-def plot_regression(regression, config):
+def plot_regression(x, y, coefficients, least_squares, fits, minimum, config):
     fig, axes = panels(2, size=(6, 4))
     ax = axes[0]
-    ax.scatter(regression["x"], regression["y"], s=8, color="grey", label="data")
+    ax.scatter(x, y, s=8, color="grey", label="data")
     grid = np.linspace(-1, 1, 200)
     features = np.vander(grid, config.regression_degree + 1, increasing=True)
-    ax.plot(grid, features @ regression["true_coefficients"], "k:", label="true f")
-    ax.plot(grid, features @ regression["least_squares"], "k", lw=2.5, label="lstsq")
-    for (name, result), style in zip(regression["fits"].items(), ("--", "-.")):
+    ax.plot(grid, features @ coefficients, "k:", label="true f")
+    ax.plot(grid, features @ least_squares, "k", lw=2.5, label="lstsq")
+    for (name, result), style in zip(fits.items(), ("--", "-.")):
         w = np.asarray(result.state.params["w"][0], np.float64)
         ax.plot(grid, features @ w, style, label=f"{name} (seed 0)")
-    nll_params = regression["fits"]["Gaussian NLL"].state.params
+    nll_params = fits["Gaussian NLL"].state.params
     w, sigma = np.asarray(nll_params["w"][0]), float(np.exp(nll_params["log_sigma"][0]))
     mean = features @ w
     ax.fill_between(grid, mean - sigma, mean + sigma, alpha=0.2, label="NLL fit ± sigma")
     ax.set(xlabel="x", ylabel="y", title="the fits")
     ax.legend(fontsize=8)
     gaps = {}
-    for name, result in regression["fits"].items():
+    for name, result in fits.items():
         steps, loss = result.curve("train/loss", x="step")
-        gaps[name] = (steps, np.maximum(loss - regression["minimum"][name], 1e-9))
-    plot_curves(gaps, xlabel="Adam step (full batch)", ylabel="loss - closed-form minimum",
-                title="convergence to the closed-form minima", log_y=True, ax=axes[1])  # fmt: skip
+        gaps[name] = (steps, np.maximum(loss - minimum[name], 1e-9))
+    plot_curves(
+        gaps,
+        xlabel="Adam step (full batch)",
+        ylabel="loss - closed-form minimum",
+        title="convergence to the closed-form minima",
+        log_y=True,
+        ax=axes[1],
+    )
     return fig
 
 
-def regression_section(config, workdir, report) -> dict:
-    """Fits both objectives, adds their table and figure to ``report``; returns the figures."""
-    regression = run_regression(config, workdir)
-    least_squares, rms = regression["least_squares"], regression["residual_std"]
-    weights = {
-        n: np.asarray(r.state.params["w"], np.float64) for n, r in regression["fits"].items()
+def train_and_evaluate(config, workdir):
+    x, y, coefficients = regression_set(config)
+    features = np.vander(x.astype(np.float64), config.regression_degree + 1, increasing=True)
+    least_squares = np.linalg.lstsq(features, y.astype(np.float64), rcond=None)[0]
+    rms = float(np.sqrt(np.mean((y - features @ least_squares) ** 2)))
+    # The closed-form minima: the MSE is the mean squared residual, and the NLL at the
+    # maximum-likelihood sigma = rms is 1/2 log(2 pi rms^2) + 1/2.
+    minimum = {"MSE": rms**2, "Gaussian NLL": 0.5 * np.log(2 * np.pi * rms**2) + 0.5}
+    steps = config.regression_steps  # full batch: one Adam step per epoch
+    fit_config = config.copy_and_resolve_references()
+    fit_config.update(epochs=steps, batch_size=0, eval_every=steps)
+    split = {"x": x, "y": y}
+    fits = {
+        name: train.fit(
+            fit_config,
+            functools.partial(regression_task, likelihood=likelihood),
+            split,
+            workdir / f"regression_{name.replace(' ', '_').lower()}",
+            eval_splits={"fit": split},
+        )
+        for name, likelihood in (("MSE", False), ("Gaussian NLL", True))
     }
+    weights = {n: np.asarray(r.state.params["w"], np.float64) for n, r in fits.items()}
     distance = {n: np.linalg.norm(w - least_squares, axis=1) for n, w in weights.items()}
-    nll = regression["fits"]["Gaussian NLL"].state.params
-    sigma = np.exp(np.asarray(nll["log_sigma"], np.float64))
+    nll = fits["Gaussian NLL"]
+    sigma = np.exp(np.asarray(nll.state.params["log_sigma"], np.float64))
+
+    report = Report(workdir, "MSE as Gaussian maximum likelihood")
     report.text(
         f"Regression: {config.regression_points} points, a degree-{config.regression_degree} "
         f"polynomial with noise std {config.regression_noise}; each fit runs "
@@ -170,39 +162,31 @@ def regression_section(config, workdir, report) -> dict:
         f"w = {np.array2string(least_squares, precision=4)} and a root mean squared residual of "
         f"{rms:.5f}, the maximum-likelihood sigma."
     )
+    sweeping.note(report, config)
     report.table(
         ["objective", "‖w - w_lstsq‖", f"fitted sigma (reference: RMS residual {rms:.5f})"]
         + ["final loss", "closed-form minimum"],
         [
-            (name, f"{distance[name].mean():.1e} ± {distance[name].std():.1e}")
+            (name, scientific(distance[name]))
             + (mean_std(sigma, 5) if name == "Gaussian NLL" else "—",)
-            + (mean_std(r.final("fit/loss"), 6), f"{regression['minimum'][name]:.6f}")
-            for name, r in regression["fits"].items()
+            + (mean_std(r.final("fit/loss"), 6), f"{minimum[name]:.6f}")
+            for name, r in fits.items()
         ],
         caption="MSE and Gaussian NLL give the least-squares fit",
     )
     report.figure(
-        plot_regression(regression, config),
+        plot_regression(x, y, coefficients, least_squares, fits, minimum, config),
         "regression",
         "left: the fits; right: each loss minus its closed-form minimum",
     )
-    lstsq = "numpy.linalg.lstsq"
-    return {  # at the least-squares weights up to float32
-        "mse_distance": Figure(distance["MSE"], reference=0.0, source=lstsq, tolerance=1e-4),
-        "nll_distance": Figure(
-            distance["Gaussian NLL"], reference=0.0, source=lstsq, tolerance=1e-4
-        ),
-        "nll_sigma": Figure(
-            sigma, reference=rms, source=f"RMS residual of {lstsq}", tolerance=1e-4
-        ),
-    }
-
-
-def train_and_evaluate(config, workdir):
-    report = Report(workdir, "MSE as Gaussian maximum likelihood")
-    figures = regression_section(config, workdir, report)
     report.write()
-    return figures
+    lstsq = "numpy.linalg.lstsq"
+    held = {"reference": 0.0, "source": lstsq, "tolerance": 1e-4}
+    return {  # at the least-squares weights up to float32; one figure per grid point in a sweep
+        "mse_distance": sweeping.figure(nll, distance["MSE"], **held),
+        "nll_distance": sweeping.figure(nll, distance["Gaussian NLL"], **held),
+        "nll_sigma": sweeping.figure(nll, sigma, rms, f"RMS residual of {lstsq}", 1e-4),
+    }
 
 
 if __name__ == "__main__":

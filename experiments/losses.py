@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lexicon import cli, data, losses, optim, train
+from lexicon import cli, data, losses, optim, sweeping, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Figure, Report, compare, mean_std, panels, plot_curves
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, Range, check_batch_size, positive
 
 
@@ -47,26 +48,26 @@ RULES = {
 }
 
 
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.1,0.5': each classifier's rates x seeds, one program
+
+
 def check_config(config):
     """Cross-key rules; cli.run checks them before anything compiles."""
     check_batch_size(config, cli.train_examples(config.dataset, seed=config.data_seed))
 
 
-CLASSIFIERS = {
-    "sigmoid outputs + MSE": losses.sigmoid_squared_error_with_integer_labels,
-    "sigmoid outputs + cross-entropy": losses.sigmoid_cross_entropy_with_integer_labels,
-    "softmax + cross-entropy": losses.softmax_cross_entropy_with_integer_labels,  # -log p_y
-}
-SHORT = {  # the classifiers' names in results.json
-    "sigmoid outputs + MSE": "sigmoid_mse",
-    "sigmoid outputs + cross-entropy": "sigmoid_ce",
-    "softmax + cross-entropy": "softmax_ce",
+CLASSIFIERS = {  # the loss of each classifier, and its name in results.json
+    "sigmoid outputs + MSE": (losses.sigmoid_squared_error_with_integer_labels, "sigmoid_mse"),
+    "sigmoid outputs + cross-entropy": (
+        losses.sigmoid_cross_entropy_with_integer_labels,
+        "sigmoid_ce",
+    ),
+    "softmax + cross-entropy": (losses.softmax_cross_entropy_with_integer_labels, "softmax_ce"),
 }
 
 
 def output_gradients(z: np.ndarray, target: float):
     """dE/dz of one sigmoid output at logits z: (jax.grad MSE, jax.grad CE) in float32."""
-    zj = jnp.asarray(z, jnp.float32)
 
     def squared(v):
         return 0.5 * (jax.nn.sigmoid(v) - target) ** 2
@@ -74,9 +75,9 @@ def output_gradients(z: np.ndarray, target: float):
     def cross_entropy(v):
         return losses.binary_cross_entropy_with_logits(v, jnp.float32(target))
 
-    mse = jax.jit(jax.vmap(jax.grad(squared)))(zj)
-    ce = jax.jit(jax.vmap(jax.grad(cross_entropy)))(zj)
-    return np.asarray(mse, np.float64), np.asarray(ce, np.float64)
+    z = jnp.asarray(z, jnp.float32)
+    grads = (jax.jit(jax.vmap(jax.grad(loss)))(z) for loss in (squared, cross_entropy))
+    return tuple(np.asarray(g, np.float64) for g in grads)
 
 
 def closed_form_gradients(z: np.ndarray, target: float):
@@ -85,14 +86,12 @@ def closed_form_gradients(z: np.ndarray, target: float):
     return (o - target) * o * (1 - o), o - target
 
 
-def steps_to_target(history: list[dict], target: float) -> np.ndarray:
+def steps_to_target(result, target: float) -> np.ndarray:
     """Per seed, the training steps done when validation accuracy first reached ``target``
     (measured after every epoch); NaN where it never did."""
-    accuracy = np.array([r["val/accuracy"] for r in history])  # (epochs, seeds)
-    steps = np.array([r["step"] for r in history], np.float64)
+    steps, accuracy = result.curve("val/accuracy", x="step")
     reached = accuracy >= target
-    first = reached.argmax(axis=0)
-    return np.where(reached.any(axis=0), steps[first], np.nan)
+    return np.where(reached.any(axis=1), steps[reached.argmax(axis=1)], np.nan)
 
 
 def speed_verdict(steps: dict, mean_accuracy: dict) -> str:
@@ -113,10 +112,11 @@ def speed_verdict(steps: dict, mean_accuracy: dict) -> str:
 
 
 def run_classifier(config, splits, name, workdir):
-    model = MLP(features=(config.hidden, splits.num_classes), activation="sigmoid")
-    task = train.classifier(
-        model, optim.sgd(config.lr), splits.train["x"][:1], loss=CLASSIFIERS[name]
-    )
+    def task(config):  # a builder: the rate is traced in a sweep
+        model = MLP(features=(config.hidden, splits.num_classes), activation="sigmoid")
+        tx = optim.sgd(config.lr)
+        return train.classifier(model, tx, splits.train["x"][:1], loss=CLASSIFIERS[name][0])
+
     return train.fit(
         config,
         task,
@@ -176,7 +176,7 @@ def train_and_evaluate(config, workdir):
 
     splits = data.load(config.dataset, seed=config.data_seed)
     results = {name: run_classifier(config, splits, name, workdir) for name in CLASSIFIERS}
-    steps = {n: steps_to_target(r.history, config.target_accuracy) for n, r in results.items()}
+    steps = {n: steps_to_target(r, config.target_accuracy) for n, r in results.items()}
     mean_accuracy = {n: r.curve("val/accuracy")[1].mean(axis=1) for n, r in results.items()}
 
     report = Report(workdir, "Losses: MSE against cross-entropy on saturating outputs")
@@ -185,13 +185,14 @@ def train_and_evaluate(config, workdir):
         output_gradients(probes, 1),
         closed_form_gradients(probes, 1),
     )
-    columns = (1 / (1 + np.exp(-probes)), mse, mse_closed, ce, ce_closed)
     report.table(
         ["z", "o = sigmoid(z)", "MSE dE/dz (jax.grad)", "(o - t) o (1 - o)", "CE dE/dz", "o - t"],
         [
-            (f"{v:g}", *(f"{c[i]:.{2 if k == 0 else 3}e}" for k, c in enumerate(columns)))
-            for i, v in enumerate(probes)
-        ],  # fmt: skip
+            (f"{v:g}", f"{o:.2e}", *(f"{c:.3e}" for c in columns))
+            for v, o, *columns in zip(
+                probes, 1 / (1 + np.exp(-probes)), mse, mse_closed, ce, ce_closed
+            )
+        ],
         caption="Gradient at the output's pre-activation, target t = 1 (largest |jax.grad - "
         f"closed form| over z in [-10, 10]: {gradient_error:.1e})",
     )
@@ -210,23 +211,21 @@ def train_and_evaluate(config, workdir):
         "per seed for every loss). Validation accuracy is measured after every epoch, so the "
         "steps to the target are multiples of the steps per epoch."
     )
+    sweeping.note(report, config)
     target = f"{config.target_accuracy:g}"
+    rows = []
+    for name, r in results.items():
+        reached = steps[name][np.isfinite(steps[name])]
+        finals = (mean_accuracy[name], r.final("val/accuracy"), r.final("test/accuracy"))
+        rows.append(
+            (name, f"{reached.size} / {len(steps[name])}")
+            + (mean_std(reached, 1) if reached.size else "never",)
+            + tuple(mean_std(v, 3) for v in finals)
+        )
     report.table(
         ["loss", f"seeds reaching {target}", f"steps to validation accuracy {target}"]
         + ["mean val accuracy over the epochs", "final val accuracy", "final test accuracy"],
-        [
-            (name, f"{np.isfinite(steps[name]).sum()} / {config.seeds}")
-            + (
-                mean_std(steps[name][np.isfinite(steps[name])], 1)
-                if np.isfinite(steps[name]).any()
-                else "never",
-            )
-            + tuple(
-                mean_std(v, 3)
-                for v in (mean_accuracy[name], r.final("val/accuracy"), r.final("test/accuracy"))
-            )
-            for name, r in results.items()
-        ],  # fmt: skip
+        rows,
         caption="Which loss learns faster",
     )
     report.text(speed_verdict(steps, mean_accuracy))
@@ -237,15 +236,16 @@ def train_and_evaluate(config, workdir):
     )
 
     report.write()
+    short = {name: short for name, (_, short) in CLASSIFIERS.items()}
     return {
         # equal up to float32 rounding
         "gradient_error": Figure(gradient_error, reference=0.0, tolerance=1e-5,
                                  source="closed forms (o - t) o (1 - o) and o - t"),
         # dE/dz at z = -10 with target 1: MSE's vanishes, cross-entropy's stays near -1
         "saturated_gradient": {"mse": gradients[0][0], "cross_entropy": gradients[1][0]},
-        # NaN where a seed never reached the target
-        "steps_to_target": {SHORT[name]: s for name, s in steps.items()},
-        "test_accuracy": {SHORT[n]: r.final("test/accuracy") for n, r in results.items()},
+        # NaN where a seed never reached the target; one figure per grid point in a sweep
+        "steps_to_target": {short[n]: sweeping.figure(results[n], s) for n, s in steps.items()},
+        "test_accuracy": {short[n]: report_figure(r, "test/accuracy") for n, r in results.items()},
     }  # fmt: skip
 
 

@@ -9,8 +9,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from experiments import second_order as exp
+from lexicon import cli
 from lexicon.optim import problems
-from lexicon.rules import ConfigError
 
 
 @pytest.mark.slow
@@ -33,11 +33,11 @@ def test_newton_reaches_the_tolerance_within_15_iterations(x64):
     assert np.abs(theta - scipy_theta).max() < 1e-4
 
 
-def test_empty_method_lists_are_refused(tmp_path):
-    config = exp.get_config()
-    config.methods, config.first_order = "", ""
-    with pytest.raises(ConfigError, match="both empty"):
-        exp.train_and_evaluate(config, tmp_path)
+def test_empty_method_lists_are_refused_before_compiling(tmp_path, capsys):
+    argv = ["second_order", "--config.methods=", "--config.first_order=", f"--workdir={tmp_path}"]
+    with pytest.raises(SystemExit) as stop:
+        cli.run(exp.get_config, exp.train_and_evaluate, exp.RULES, argv)
+    assert stop.value.code == 2 and "both empty" in capsys.readouterr().err
     assert exp.RULES["first_order"].check("first_order", "sgd,bogus") is not None
     assert exp.RULES["methods"].check("methods", "newton,bfgs") is None
 
