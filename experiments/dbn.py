@@ -15,13 +15,16 @@ import math
 import numpy as np
 import optax
 
-from lexicon import cli, data, report, train
+from lexicon import cli, data, report, sweeping, train
 from lexicon.nn import dbn, rbm
-from lexicon.report import Figure, Report, compare, mean_std
+from lexicon.report import Report, compare, mean_std
 from lexicon.rules import Choice, ConfigError, Items, Range, nonnegative, positive, widths
 
 DATASETS = ("mnist5k", "digits")
 FIRST_LAYERS = ("gaussian", "bernoulli")
+# --config.sweep='finetune_lr=3e-4,1e-3,3e-3': the fine-tuning of every label count, from the
+# same pretrained stacks (the RBMs train once: their keys set the layers each grid point shares)
+SWEEPABLE = ("finetune_lr",)
 
 
 def get_config():
@@ -81,6 +84,7 @@ def pretrain(config, splits, workdir, rep):
     """Greedy layer-wise RBM training (one train.fit per layer) on every training image."""
     run = config.copy_and_resolve_references()
     run.epochs = config.pretrain_epochs
+    run = sweeping.without(run)  # the swept fine-tuning keys do not reach the RBMs
 
     def tx_for(i):
         steps = train.steps_per_epoch(run, len(splits.train["x"]))
@@ -115,7 +119,10 @@ def fine_tune(config, splits, layers, workdir):
     """Per label count: test accuracy of the pretrained and of the random-init network."""
     classes = splits.num_classes
     model = dbn.DBNClassifier(tuple(config.sizes), classes)
-    task = train.classifier(model, optax.adam(config.finetune_lr), splits.train["x"][:1])
+
+    def task(run):  # a task builder: a sweep's grid point gets its traced Adam rate
+        return train.classifier(model, optax.adam(run.finetune_lr), splits.train["x"][:1])
+
     accuracy = {"pretrained": [], "random init": []}
     for n in config.labels_per_class:
         few = data.per_class_subsets(splits.train, n, train.replica_seeds(config), seed=n)
@@ -124,7 +131,7 @@ def fine_tune(config, splits, layers, workdir):
         per_epoch = train.steps_per_epoch(run, n * classes)
         run.epochs = run.eval_every = math.ceil(config.finetune_steps / per_epoch)
         args = {"eval_splits": {"test": splits.test}, "per_replica": True}
-        start = dbn.fine_tune_state(run, task, layers)
+        start = dbn.fine_tune_state(run, task(run), layers)  # per seed, shared by grid points
         tuned = train.fit(run, task, few, workdir / f"pretrained/n{n}", initial_state=start, **args)
         scratch = train.fit(run, task, few, workdir / f"random/n{n}", **args)
         accuracy["pretrained"].append(tuned.final("test/accuracy"))
@@ -148,6 +155,7 @@ def train_and_evaluate(config, workdir):
         f"labelled images per class, against the same net from random init on the same "
         f"labels; {config.seeds} seeds."
     )
+    sweeping.note(rep, config)
     layers = pretrain(config, splits, workdir, rep)
     accuracy = fine_tune(config, splits, layers, workdir)
     ns = list(config.labels_per_class)
@@ -172,14 +180,15 @@ def train_and_evaluate(config, workdir):
     rep.text("Pretrained vs random init (paired seeds):\n" + "\n".join(lines))
     rep.write()
     figures = {}
-    for n, a, b in zip(ns, pre, scratch):
-        figures[f"accuracy_{n}/pretrained"] = Figure(
+    for n, a, b in zip(ns, pre, scratch):  # one figure per grid point in a sweep
+        figures[f"accuracy_{n}/pretrained"] = sweeping.figure(
+            config,
             a,
             reference=float(np.mean(b)),
             claim="at_least",
             source="the same net from random init, same labels",
         )
-        figures[f"accuracy_{n}/random_init"] = Figure(b)
+        figures[f"accuracy_{n}/random_init"] = sweeping.figure(config, b)
     return figures
 
 
