@@ -95,7 +95,7 @@ def test_experiment_end_to_end(tmp_path):
 
 
 def test_experiment_end_to_end_tiny(tmp_path):
-    config = tiny_config(seeds=1, epochs=1, teacher_epochs=1, batch_size=128)
+    config = tiny_config(seeds=1, epochs=1, teacher_epochs=1, batch_size=128, reference=False)
     out = fitnets.train_and_evaluate(config, tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "curves.png").exists()
     for mode in fitnets.STUDENTS:
@@ -104,6 +104,8 @@ def test_experiment_end_to_end_tiny(tmp_path):
         assert values.shape == (1,) and np.isfinite(values[0]) and values[0] > 0.18
     report = (tmp_path / "report.md").read_text()
     assert report.count("one seed, no interval") == 4  # every claim, by report.compare
+    # config.reference=false: no scikit-learn fit, no reference row or figure reference
+    assert "sklearn" not in report and out["test_accuracy"]["kd"].reference is None
     # One epoch leaves no room for a hint stage: the hints student is the kd student, bitwise.
     assert not (tmp_path / "hints_kd" / "hints").exists()
     kd, hints_kd = (tmp_path / m / "distill" / "metrics.jsonl" for m in ("kd", "hints_kd"))
