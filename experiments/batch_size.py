@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, losses, optim, train
-from lexicon.optim import problems
+from lexicon import cli, optim, train
+from lexicon.optim import problems, studies
 from lexicon.optim.problems import sci
-from lexicon.report import Figure, Report, band, compare, mean_std
+from lexicon.report import Figure, Report, band, mean_std
 from lexicon.rules import ConfigError, Items, Range, check_batch_size, positive
 
 
@@ -35,6 +35,8 @@ def get_config():
     config.noise_draws = 256  # random minibatches per size for E||g_B - g||^2
     return config
 
+
+SWEEPABLE = ("lr",)  # --config.sweep='lr=0.1,0.3': the three batch sizes at every eps
 
 RULES = {
     "l2": positive(),
@@ -55,52 +57,23 @@ def check_config(config):
         )
 
 
-def noise_at(config, logreg, params) -> dict:
-    """E||g_B - g||^2, the 1/m law and the standard error, per seed and size, at ``params``
-    (label -> per-seed parameters)."""
-    n = len(logreg.splits.train["y"])
-
-    def data_loss(params, xb, yb):
-        return losses.softmax_cross_entropy_with_integer_labels(
-            logreg.model.apply({"params": params}, xb), yb
-        )
-
-    seeds = jnp.arange(config.seed, config.seed + config.seeds)
-    keys = jax.vmap(lambda s: jax.random.fold_in(train.stream(s, "data"), 2**20))(seeds)
-    x, y = jnp.asarray(logreg.splits.train["x"]), jnp.asarray(logreg.splits.train["y"])
-    sizes = tuple(sorted({int(m) for m in config.noise_batches if 1 <= int(m) <= n}))
-    noise = jax.jit(
-        jax.vmap(
-            lambda p, k: problems.gradient_noise(data_loss, p, x, y, sizes, config.noise_draws, k)
-        )
-    )
-    return sizes, {where: tuple(map(np.asarray, noise(p, keys))) for where, p in params.items()}
-
-
 def train_and_evaluate(config, workdir):
     report = Report(workdir, "Batch size: batch, minibatch and stochastic gradient descent")
     logreg, optimum = problems.logistic_problem(config, report.workdir)
     n = len(logreg.splits.train["y"])
     minibatch = f"minibatch m={config.batch_size or n}"
     batch_sizes = {"full batch": 0, minibatch: config.batch_size, "one example": 1}
-    tx = optim.sgd(config.lr)
-    runs = {
-        label: logreg.fit(tx, f"sgd_lr{config.lr:g}", batch_size=batch_size)
-        for label, batch_size in batch_sizes.items()
+    runs = {  # eps = config.lr is read inside the program: a sweep trains every grid point
+        label: studies.fit(
+            logreg, lambda config: optim.sgd(config.lr), f"sgd_lr{config.lr:g}", batch_size=m
+        )
+        for label, m in batch_sizes.items()
     }
     regimes = {label: batch_size or n for label, batch_size in batch_sizes.items()}
     gaps = {label: run.final["objective"] - optimum["objective"] for label, run in runs.items()}
-    rows = [
-        (
-            label,
-            regimes[label],
-            n // regimes[label],
-            run.result.history[-1]["step"],
-            mean_std(run.final["objective"], 5),
-            sci(gaps[label]),
-        )
-        for label, run in runs.items()
-    ]
+    settings = {
+        label: [m, n // m, runs[label].result.history[-1]["step"]] for label, m in regimes.items()
+    }
     report.text(
         f"{config.seeds} seeds trained together (vmap); tables give mean ± std over seeds.\n\n"
         f"SGD (eps = {config.lr:g}) on the logistic regression of digits (lambda = "
@@ -110,26 +83,27 @@ def train_and_evaluate(config, workdir):
     )
     report.table(
         ["regime", "m", "updates / epoch", "updates", "final J", "J - J*"],
-        rows,
+        studies.objective_rows(runs, optimum, settings, accuracy=False),
         caption="Batch, minibatch and stochastic gradient descent (mean ± std over seeds)",
     )
     for label in (minibatch, "one example"):
-        verdict = compare(
-            gaps[label],
-            gaps["full batch"],
-            paired=True,
-            higher_is_better=False,
-            names=(label, "full batch"),
-        )
+        verdict = studies.lower(gaps, label, "full batch")
         report.text(f"After the same {config.epochs} passes, J - J*: {verdict.sentence}.")
 
-    init = train.classifier(logreg.model, tx, logreg.splits.train["x"][:1]).init
-    seeds = jnp.arange(config.seed, config.seed + config.seeds)
+    init = train.classifier(logreg.model, optim.sgd(config.lr), logreg.splits.train["x"][:1]).init
+    sweep = runs[minibatch].result.sweep  # replica g * seeds + s: grid point g, seed s
+    seeds = jnp.tile(
+        jnp.arange(config.seed, config.seed + config.seeds), sweep.size if sweep else 1
+    )
     at = {
         "initial": jax.vmap(lambda s: init(train.stream(s, "init")).params)(seeds),
         "trained": runs[minibatch].result.state.params,
     }
-    sizes, measured = noise_at(config, logreg, at)
+    sizes = tuple(sorted({int(m) for m in config.noise_batches if 1 <= int(m) <= n}))
+    measured = {  # per parameter point: E||g_B - g||^2, the 1/m law, the standard error
+        where: studies.gradient_noise_at(logreg, params, seeds, sizes, config.noise_draws)
+        for where, params in at.items()
+    }
     noise_rows = []
     for i, m in enumerate(sizes):
         row = [m]
@@ -163,11 +137,8 @@ def train_and_evaluate(config, workdir):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("SGD on the logistic regression: batch size and gradient noise")
-    report.figure(
-        fig,
-        "batch_size",
-        "J - J* per epoch and per update; minibatch gradient variance against m",
-    )
+    caption = "J - J* per epoch and per update; minibatch gradient variance against m"
+    report.figure(fig, "batch_size", caption)
     ratios = np.concatenate([observed / law for observed, law, _ in measured.values()], axis=1)
     errors = np.concatenate([error / law for _, law, error in measured.values()], axis=1)
     within = np.abs(ratios - 1) <= 2 * errors
@@ -178,14 +149,8 @@ def train_and_evaluate(config, workdir):
         f"the {config.noise_draws}-draw average, median {np.median(errors):.3f} relative)."
     )
     report.write()
-    return {
-        "noise_ratio": Figure(
-            float(ratios.mean()),
-            reference=1.0,
-            source="the 1/m law",
-            tolerance=2 * float(np.median(errors)),  # two standard errors of one ratio
-        )
-    }
+    tolerance = 2 * float(np.median(errors))  # two standard errors of one ratio
+    return {"noise_ratio": Figure(float(ratios.mean()), 1.0, "the 1/m law", tolerance)}
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lexicon import cli, optim, train
-from lexicon.optim import problems
-from lexicon.optim.problems import sci
-from lexicon.report import Figure, Report, compare, mean_std, plot_curves
+from lexicon.optim import problems, studies
+from lexicon.report import Figure, Report, plot_curves
 from lexicon.rules import Range, check_batch_size, positive
 
 
@@ -31,6 +30,8 @@ def get_config():
     config.decay_final = 0.01  # eps_tau / eps_0 (the document suggests 1%)
     return config
 
+
+SWEEPABLE = ("decay_lr",)  # --config.sweep='decay_lr=0.3,1': both schedules at every eps_0
 
 RULES = {
     "l2": positive(),
@@ -52,25 +53,26 @@ def train_and_evaluate(config, workdir):
     n = len(logreg.splits.train["y"])
     tau = config.decay_epochs * (n // (config.batch_size or n))
     eps0, eps_tau = config.decay_lr, config.decay_final * config.decay_lr
-    schedule = optim.linear_decay(eps0, eps_tau, tau)
-    schedules = {"constant": (eps0, f"sgd_lr{eps0:g}"), "linear decay": (schedule, "sgd_decay")}
+
+    def schedule(config):  # eps_k; config.decay_lr is a traced value in a sweep
+        return optim.linear_decay(config.decay_lr, config.decay_final * config.decay_lr, tau)
+
+    schedules = {  # label -> (run name, eps, SGD at that rate)
+        "constant": (f"sgd_lr{eps0:g}", f"{eps0:g}", lambda c: optim.sgd(c.decay_lr)),
+        "linear decay": (
+            "sgd_decay",
+            f"{eps0:g} -> {eps_tau:g} over {tau} steps",
+            lambda c: optim.sgd(schedule(c)),
+        ),
+    }
     runs = {
-        label: logreg.fit(
-            optim.sgd(rate), name, batch_size=config.batch_size, epochs=config.decay_epochs
+        label: studies.fit(
+            logreg, sgd, name, batch_size=config.batch_size, epochs=config.decay_epochs
         )
-        for label, (rate, name) in schedules.items()
+        for label, (name, _, sgd) in schedules.items()
     }
     gaps = {label: run.final["objective"] - optimum["objective"] for label, run in runs.items()}
-    rows = [
-        (
-            label,
-            f"{eps0:g}" if label == "constant" else f"{eps0:g} -> {eps_tau:g} over {tau} steps",
-            mean_std(run.final["objective"], 5),
-            sci(gaps[label]),
-            mean_std(run.final["test_accuracy"]),
-        )
-        for label, run in runs.items()
-    ]
+    settings = {label: [eps] for label, (_, eps, _) in schedules.items()}
     report.text(
         f"{config.seeds} seeds trained together (vmap); tables give mean ± std over seeds.\n\n"
         f"SGD on the logistic regression of digits (lambda = {config.l2:g}, J* = "
@@ -80,37 +82,27 @@ def train_and_evaluate(config, workdir):
     )
     report.table(
         ["schedule", "eps", "final J", "J - J*", "test accuracy"],
-        rows,
+        studies.objective_rows(runs, optimum, settings),
         caption="Constant rate vs linear decay (mean ± std over seeds)",
     )
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     plot_curves(problems.gap_curves(runs, optimum), ylabel="J - J*", log_y=True, ax=axes[0])
     steps = np.arange(tau + 1)
-    rates = {"constant": np.full(steps.shape, eps0), "linear decay": np.asarray(schedule(steps))}
-    plot_curves(
-        {k: (steps, v) for k, v in rates.items()}, xlabel="step k", ylabel="eps_k", ax=axes[1]
-    )
+    rates = {"constant": np.full(steps.shape, eps0), "linear decay": schedule(config)(steps)}
+    rates = {label: (steps, np.asarray(eps)) for label, eps in rates.items()}
+    plot_curves(rates, xlabel="step k", ylabel="eps_k", ax=axes[1])
     fig.suptitle("SGD on the logistic regression: constant rate vs linear decay")
     report.figure(fig, "decay", "J - J* per epoch (mean ± std band), and the two schedules")
-    verdict = compare(
-        gaps["linear decay"],
-        gaps["constant"],
-        paired=True,
-        higher_is_better=False,
-        names=("linear decay", "constant"),
-    )
+    verdict = studies.lower(gaps, "linear decay", "constant")
     report.text(f"Measured J - J*: {verdict.sentence}.")
     report.write()
+    sweep = runs["constant"].result.sweep
+    if sweep is not None:  # per grid point and schedule; the sweep's table ranks the points
+        return {"decay_gap": {label: studies.figures(gap, sweep) for label, gap in gaps.items()}}
     mean = {label: float(np.mean(gap)) for label, gap in gaps.items()}
-    return {
-        "decay_gap": {
-            "constant": mean["constant"],
-            # 'below': the decaying rate settles closer to J* than the constant one
-            "linear_decay": Figure(
-                mean["linear decay"], reference=mean["constant"], source="constant rate"
-            ),
-        }
-    }
+    # 'below': the decaying rate settles closer to J* than the constant one
+    held = Figure(mean["linear decay"], reference=mean["constant"], source="constant rate")
+    return {"decay_gap": {"constant": mean["constant"], "linear_decay": held}}
 
 
 if __name__ == "__main__":

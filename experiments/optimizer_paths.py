@@ -29,12 +29,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from lexicon import cli, optim, train
-from lexicon.optim import problems
+from lexicon import cli, optim, rules, train
+from lexicon.optim import problems, studies
 from lexicon.optim.problems import quadratic, rosenbrock, sci, steps_to
 from lexicon.report import Figure, Report, compare
 from lexicon.rules import ConfigError, Items, Names, Range, nonnegative, positive, split_names
@@ -102,7 +101,8 @@ RULES = {
 
 
 def check_config(config):
-    """A minibatch holds at most the N examples of the finite sums."""
+    """The optimizers' names; a minibatch holds at most the N examples of the finite sums."""
+    rules.check(config, {"optimizers": RULES["optimizers"]})
     if max(config.batch_sizes) > config.examples:
         raise ConfigError(
             f"config.batch_sizes={tuple(config.batch_sizes)} exceed config.examples="
@@ -110,23 +110,23 @@ def check_config(config):
         )
 
 
+SURFACES = {  # name -> (start, known minimizer, plotting window (x0, x1, y0, y1))
+    "quadratic": ((-2.0, 1.5), (0.0, 0.0), (-2.5, 2.5, -2.0, 2.0)),
+    "rosenbrock": ((-1.2, 1.0), (1.0, 1.0), (-2.0, 2.0, -1.0, 3.0)),
+}
+
+
 def surfaces(config) -> dict:
-    """name -> (f, start, known minimizer, steps, plotting window (x0, x1, y0, y1))."""
+    """name -> (f, start, known minimizer, steps, plotting window)."""
+    functions = {
+        "quadratic": functools.partial(
+            quadratic, condition=config.condition, angle_degrees=config.angle
+        ),
+        "rosenbrock": rosenbrock,
+    }
     return {
-        "quadratic": (
-            functools.partial(quadratic, condition=config.condition, angle_degrees=config.angle),
-            np.array([-2.0, 1.5]),
-            np.zeros(2),
-            config.quadratic_steps,
-            (-2.5, 2.5, -2.0, 2.0),
-        ),
-        "rosenbrock": (
-            rosenbrock,
-            np.array([-1.2, 1.0]),
-            np.ones(2),
-            config.rosenbrock_steps,
-            (-2.0, 2.0, -1.0, 3.0),
-        ),
+        name: (functions[name], np.array(start), np.array(minimum), config[f"{name}_steps"], window)
+        for name, (start, minimum, window) in SURFACES.items()
     }
 
 
@@ -139,23 +139,10 @@ def all_paths(config, names, table, nudges) -> dict:
             starts = jnp.asarray(start, jnp.float32) + config.jitter * nudges
             for name in names:
                 tx = problems.optimizer(config, name, f"lr_{surface}", rate_keys=RATE_KEYS)
-                one = functools.partial(problems.descend, f, tx, steps=steps)
-                paths[surface, name] = jax.vmap(one)(starts)
+                paths[surface, name] = problems.descend_all(f, tx, starts, steps=steps)
         return paths
 
     return jax.tree.map(np.asarray, jax.jit(run)(nudges))
-
-
-def contour_figure(table, paths, names):
-    """The paths of seed 0 on the contours of each function (log-spaced levels)."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    for ax, (surface, (f, _, minimum, _, window)) in zip(axes, table.items()):
-        drawn = {name: paths[surface, name][0] for name in names}
-        problems.draw_paths(ax, f, window, drawn, title=surface, log_levels=True)
-        ax.plot(*minimum, "r*", ms=14, label="known minimum")
-        ax.legend(fontsize=7)
-    fig.suptitle("Optimizer paths on the 2-D test functions (seed 0)")
-    return fig
 
 
 # --- the hard landscapes ------------------------------------------------------------------------
@@ -178,55 +165,42 @@ CLAIMS = {  # what each landscape's verdict compares, per seed
 def landscape_runs(config, names, nudges, functions):
     """surface -> label -> (paths (seeds, steps + 1, 2), f along them), one program."""
     seeds = jnp.arange(config.seed, config.seed + config.seeds)
+    sizes = (config.examples, *config.batch_sizes)
+    labels = {m: f"full batch, N = {m}" if m == sizes[0] else f"m = {m}" for m in sizes}
 
     def starts(surface, scale=(0.05, 0.05)):
         return jnp.asarray(LANDSCAPES[surface][1]) + nudges * jnp.asarray(scale)
 
-    def minibatches(surface, lr, noise, steps, scale=(0.05, 0.05)):
-        sizes = (config.examples, *config.batch_sizes)
-        options = {"examples": sizes[0], "scale": noise, "batch_sizes": sizes, "steps": steps}
-        runs = problems.minibatch_runs(
-            functions[surface], lr, starts(surface, scale), seeds, **options
-        )
-        return {f"full batch, N = {m}" if m == sizes[0] else f"m = {m}": r for m, r in runs.items()}
+    def descend(surface, tx, steps):
+        return problems.descend_all(functions[surface], tx, starts(surface), steps=steps)
 
     def run():
         well_lr = optim.linear_decay(config.well_lr, config.well_lr / 100, config.well_steps)
-        plateau = functools.partial(
-            problems.descend_all, problems.plateau, steps=config.plateau_steps
-        )
-        runs = {
-            "local minimum": minibatches(
-                "local minimum", well_lr, config.well_noise, config.well_steps
-            ),
-            "plateau": {
-                name: plateau(
-                    problems.optimizer(config, name, "lr_plateau", rate_keys=RATE_KEYS),
-                    starts("plateau"),
-                )
-                for name in names
-            },
-            "saddle": minibatches(
-                "saddle", config.saddle_lr, config.saddle_noise, config.saddle_steps, (0.05, 1e-3)
-            ),
-        }
-        saddle_starts = starts("saddle", (0.05, 1e-3))
-        newton = jax.vmap(lambda s: optim.newton(problems.saddle, s, tol=0.0, max_iter=20))
-        result = newton(saddle_starts)
-        runs["saddle"][NEWTON] = (result.params_history, result.loss_history)
-        clip = optax.chain(optax.clip_by_global_norm(config.clip_norm), optim.sgd(config.cliff_lr))
-        runs["cliff"] = {
-            label: problems.descend_all(
-                problems.cliff, tx, starts("cliff"), steps=config.cliff_steps
-            )
-            for label, tx in (("no clipping", optim.sgd(config.cliff_lr)), ("clipped", clip))
-        }
+        well, saddle = starts("local minimum"), starts("saddle", (0.05, 1e-3))  # saddle: y ~ 1e-3
+        runs = {}
+        for surface, lr, start, noise, steps in (
+            ("local minimum", well_lr, well, config.well_noise, config.well_steps),
+            ("saddle", config.saddle_lr, saddle, config.saddle_noise, config.saddle_steps),
+        ):
+            options = {"examples": sizes[0], "scale": noise, "batch_sizes": sizes, "steps": steps}
+            by_size = problems.minibatch_runs(functions[surface], lr, start, seeds, **options)
+            runs[surface] = {labels[m]: paths for m, paths in by_size.items()}
+        newton = jax.vmap(lambda s: optim.newton(problems.saddle, s, tol=0.0, max_iter=20))(saddle)
+        runs["saddle"][NEWTON] = (newton.params_history, newton.loss_history)
+        runs["plateau"] = {}
+        for name in names:
+            tx = problems.optimizer(config, name, "lr_plateau", rate_keys=RATE_KEYS)
+            runs["plateau"][name] = descend("plateau", tx, config.plateau_steps)
+        sgd = optim.sgd(config.cliff_lr)
+        clipping = optax.clip_by_global_norm(config.clip_norm)  # g <- g min(1, c / ||g||)
+        txs = {"no clipping": sgd, "clipped": optax.chain(clipping, sgd)}
+        runs["cliff"] = {k: descend("cliff", tx, config.cliff_steps) for k, tx in txs.items()}
         order.update({surface: list(labelled) for surface, labelled in runs.items()})
         return runs
 
     order = {}  # the labels in the order they ran (a pytree's dicts come back sorted)
     runs = jax.jit(run)()
-    return {s: {k: jax.tree.map(np.asarray, runs[s][k]) for k in order[s]} for s in order}
+    return {s: {k: jax.tree.map(np.asarray, runs[s][k]) for k in order[s]} for s in LANDSCAPES}
 
 
 def events(config):
@@ -245,59 +219,19 @@ def events(config):
     }
 
 
-def landscape_tables(config, runs):
-    """surface -> (headers, rows, per label: the event per seed, its first step, the longest
-    step)."""
-    tables = {}
-    for surface, (what, event, when) in events(config).items():
-        rows, per_label = [], {}
-        for label, (paths, values) in runs[surface].items():
-            happened = np.nan_to_num(event(paths, values))
-            counted = happened[:, -1] if when == "end" else happened.any(axis=1)
-            longest = np.nanmax(np.linalg.norm(np.diff(paths, axis=1), axis=2), axis=1)
-            first = problems.first_step(happened)
-            per_label[label] = (counted, first, longest)
-            final = sci(problems.last_finite(values))
-            rows.append(
-                (label, problems.rate(counted), problems.steps_text(first), sci(longest), final)
-            )
-        headers = ["method", f"{'ended' if when == 'end' else 'ever'} {what}", "first step there"]
-        tables[surface] = (headers + ["longest step", "final f"], rows, per_label)
-    return tables
-
-
-def landscape_verdicts(config, tables, names) -> dict:
-    """Each landscape's claim over paired seeds (the same starts, xi_i and minibatch draws)."""
+def landscape_claims(config, names) -> dict:
+    """Each landscape's claim over paired seeds (the same starts, xi_i and minibatch draws):
+    surface -> (label, against, what it compares: 0 the event, 1 its first step, 2 the
+    longest step, the names in the sentence); the event is better high, the others low."""
     full, small = f"full batch, N = {config.examples}", f"m = {min(config.batch_sizes)}"
-    well, saddle, cliff = (tables[s][2] for s in ("local minimum", "saddle", "cliff"))
-    verdicts = {
-        "local minimum": compare(
-            well[small][0], well[full][0], paired=True, names=(f"minibatch {small}", "full batch")
-        ),
-        "saddle": compare(
-            saddle[full][0], saddle[NEWTON][0], paired=True, names=("gradient descent", "Newton")
-        ),
-        "cliff": compare(
-            cliff["clipped"][2],
-            cliff["no clipping"][2],
-            paired=True,
-            higher_is_better=False,
-            names=("clipped", "unclipped"),
-        ),
+    claims = {
+        "local minimum": (small, full, 0, (f"minibatch {small}", "full batch")),
+        "saddle": (full, NEWTON, 0, ("gradient descent", "Newton")),
+        "cliff": ("clipped", "no clipping", 2, ("clipped", "unclipped")),
     }
     if "adam" in names and "sgd" in names:
-        plateau = {
-            k: np.nan_to_num(v[1], nan=config.plateau_steps + 1)
-            for k, v in tables["plateau"][2].items()
-        }
-        verdicts["plateau"] = compare(
-            plateau["adam"],
-            plateau["sgd"],
-            paired=True,
-            higher_is_better=False,
-            names=("adam", "sgd"),
-        )
-    return verdicts
+        claims["plateau"] = ("adam", "sgd", 1, ("adam", "sgd"))
+    return claims
 
 
 def landscapes(config, report, names, nudges) -> dict:
@@ -305,8 +239,6 @@ def landscapes(config, report, names, nudges) -> dict:
     functions = {name: f for name, (f, _, _) in LANDSCAPES.items()}
     functions["local minimum"] = functools.partial(problems.tilted_double_well, tilt=config.tilt)
     runs = landscape_runs(config, names, nudges, functions)
-    tables = landscape_tables(config, runs)
-    verdicts = landscape_verdicts(config, tables, names)
     report.text(
         f"## Hard landscapes\n\n{config.seeds} seeds, each from a fixed start plus N(0, 0.05^2) "
         f"noise (the saddle's y: N(0, 0.001^2)), with its own xi_i (N = {config.examples}) and "
@@ -317,29 +249,38 @@ def landscapes(config, report, names, nudges) -> dict:
         f"SGD eps {config.cliff_lr:g}, {config.cliff_steps} steps, clipping at c = "
         f"{config.clip_norm:g}."
     )
-    for surface, (headers, rows, _) in tables.items():
-        report.table(headers, rows, caption=f"{surface} (rates over seeds)")
-        if surface in verdicts:
+    claims, counted, verdicts = landscape_claims(config, names), {}, {}
+    for surface, (what, event, when) in events(config).items():
+        rows, counted[surface] = studies.event_table(runs[surface], event, when)
+        headers = ["method", f"{'ended' if when == 'end' else 'ever'} {what}", "first step there"]
+        report.table(
+            headers + ["longest step", "final f"], rows, caption=f"{surface} (rates over seeds)"
+        )
+        if surface in claims:
+            label, against, measure, pair = claims[surface]
+            values = [counted[surface][k][measure] for k in (label, against)]
+            if measure == 1:  # a seed that never gets there counts one step past the run
+                values = [np.nan_to_num(v, nan=config.plateau_steps + 1) for v in values]
+            verdicts[surface] = compare(
+                *values, paired=True, higher_is_better=not measure, names=pair
+            )
             report.text(f"Claim ({CLAIMS[surface]}): {verdicts[surface].sentence}.")
-    fig, axes = plt.subplots(1, 4, figsize=(22, 5))
-    thrown = int(np.argmax(tables["cliff"][2]["no clipping"][0]))  # the first seed thrown
-    for ax, (surface, labelled) in zip(axes, runs.items()):
-        paths = {label: p for label, (p, _) in labelled.items()}
+    thrown = int(np.argmax(counted["cliff"]["no clipping"][0]))  # the first seed thrown
+    panels = {}
+    for surface, labelled in runs.items():
         seed = thrown if surface == "cliff" else 0
-        problems.draw_paths(ax, functions[surface], LANDSCAPES[surface][2], paths, seed=seed)
-        ax.set_title(f"{surface} (seed {seed})")
-        ax.legend(fontsize=7)
-    report.figure(fig, "landscapes", "paths on the hard landscapes (the cliff: a thrown seed)")
+        paths = {label: p for label, (p, _) in labelled.items()}
+        window = LANDSCAPES[surface][2]
+        panels[f"{surface} (seed {seed})"] = (functions[surface], window, paths, seed, None)
+    caption = "paths on the hard landscapes (the cliff: a thrown seed)"
+    report.figure(studies.paths_figure(panels, size=(22, 5)), "landscapes", caption)
     return {
-        "rates": {s: {k: float(np.mean(v[0])) for k, v in t[2].items()} for s, t in tables.items()},
-        "verdicts": {s: v.verdict for s, v in verdicts.items()},
+        "rates": {s: {k: float(np.mean(v[0])) for k, v in c.items()} for s, c in counted.items()},
+        "verdicts": {s: verdicts[s].verdict for s in claims},
     }
 
 
 def train_and_evaluate(config, workdir):
-    message = RULES["optimizers"].check("optimizers", config.optimizers)
-    if message:
-        raise ConfigError(message)
     check_config(config)
     names = split_names(config.optimizers)
     table = surfaces(config)
@@ -353,7 +294,10 @@ def train_and_evaluate(config, workdir):
             path, values = paths[surface, name]
             distance = np.linalg.norm(path[:, -1] - minimum, axis=1)
             row += [sci(values[:, -1]), sci(distance), steps_to(values, config.surface_tol)]
-            finals.setdefault(surface, {})[name] = values[:, -1].tolist()
+            # final f per start against the known minimum f = 0, reached once f <= surface_tol
+            finals.setdefault(surface, {})[name] = Figure(
+                values[:, -1].tolist(), 0.0, "known minimum", config.surface_tol
+            )
         rows.append(row)
     rows.append(["**reference: known minimum**", "0", "0, at (0, 0)", "", "0", "0, at (1, 1)", ""])
     tol = f"steps to f <= {config.surface_tol:g}"
@@ -372,27 +316,17 @@ def train_and_evaluate(config, workdir):
         rows,
         caption="Final value and distance to the known minimizer (mean ± std over the starts)",
     )
-    report.figure(
-        contour_figure(table, paths, names),
-        "surfaces",
-        "optimizer paths on the contours of f (log-spaced levels)",
-    )
+    panels = {
+        surface: (f, window, {name: paths[surface, name][0] for name in names}, 0, minimum)
+        for surface, (f, _, minimum, _, window) in table.items()
+    }
+    title = "Optimizer paths on the 2-D test functions (seed 0)"
+    fig = studies.paths_figure(panels, size=(13, 5.5), title=title, log_levels=True)
+    report.figure(fig, "surfaces", "optimizer paths on the contours of f (log-spaced levels)")
     hard = landscapes(config, report, names, nudges) if config.landscapes else {}
     report.write()
-    # final f per start against the known minimum f = 0, reached once f <= surface_tol; the
-    # hard landscapes' rates over seeds (fractions) and the verdicts of their claims
-    return {
-        "landscapes": hard,
-        "final_f": {
-            surface: {
-                name: Figure(
-                    values, reference=0.0, source="known minimum", tolerance=config.surface_tol
-                )
-                for name, values in values_of.items()
-            }
-            for surface, values_of in finals.items()
-        },
-    }
+    # the hard landscapes' rates over seeds (fractions) and the verdicts of their claims
+    return {"landscapes": hard, "final_f": finals}
 
 
 if __name__ == "__main__":

@@ -14,23 +14,15 @@ optimizer_paths.py, batch_size.py and lr_decay.py.
 from __future__ import annotations
 
 import math
-import pathlib
 
 import numpy as np
 
 from lexicon import cli, data, optim, train
 from lexicon.nn.layers import MLP
-from lexicon.optim import problems
-from lexicon.report import Figure, Report, mean_std, plot_bars, plot_curves
-from lexicon.rules import (
-    Choice,
-    ConfigError,
-    Names,
-    check_batch_size,
-    positive,
-    split_names,
-    widths,
-)
+from lexicon.optim import problems, studies
+from lexicon.optim.problems import HYPERPARAMS
+from lexicon.report import Report, mean_std
+from lexicon.rules import Choice, Names, check, check_batch_size, positive, split_names, widths
 
 PARTS = ("logreg", "mlp")
 SCALES = ("default", "paper")
@@ -65,6 +57,9 @@ def get_config():
     return config
 
 
+# --config.sweep='sgd.lr=0.1,0.3;adam.rho1=0.8,0.9': every fit at every grid point
+SWEEPABLE = tuple(f"{name}.{key}" for name in optim.NAMES for key in ("lr", *HYPERPARAMS[name]))
+
 RULES = {
     "parts": Names(PARTS),
     "optimizers": Names(optim.NAMES),
@@ -87,10 +82,12 @@ def check_config(config):
 
 
 def fit_all(config, names, problem):
-    """Every optimizer at its block's rate, at minibatch size config.batch_size."""
+    """Every optimizer at its block's rate, at minibatch size config.batch_size; the blocks
+    are read inside the program, so a sweep over their keys trains every grid point."""
     return {
-        name: problem.fit(
-            problems.optimizer(config, name),
+        name: studies.fit(
+            problem,
+            lambda config, name=name: problems.optimizer(config, name),
             f"{name}_lr{config[name].lr:g}",
             batch_size=config.batch_size,
         )
@@ -102,25 +99,11 @@ def logreg_section(config, names, report) -> dict:
     logreg, optimum = problems.logistic_problem(config, report.workdir)
     runs = fit_all(config, names, logreg)
     n_train = len(logreg.splits.train["y"])
-    rows = [
-        (
-            name,
-            problems.describe(config[name]),
-            mean_std(run.final["objective"], 5),
-            problems.sci(run.final["objective"] - optimum["objective"]),
-            mean_std(run.final["test_accuracy"]),
-        )
-        for name, run in runs.items()
-    ]
-    rows.append(
-        (
-            "**reference: sklearn LogisticRegression**",
-            f"lbfgs, C = 1/(lambda N) = {1 / (config.l2 * n_train):.4g}, tol 1e-10",
-            f"{optimum['objective']:.5f}",
-            "0",
-            f"{optimum['test_accuracy']:.4f}",
-        )
-    )
+    settings = {name: [problems.describe(config[name])] for name in names}
+    rows = studies.objective_rows(runs, optimum, settings)
+    solver = f"lbfgs, C = 1/(lambda N) = {1 / (config.l2 * n_train):.4g}, tol 1e-10"
+    reference = ["**reference: sklearn LogisticRegression**", solver, f"{optimum['objective']:.5f}"]
+    rows.append(reference + ["0", f"{optimum['test_accuracy']:.4f}"])
     report.text(
         f"## (a) Logistic regression on digits (convex)\n\nJ = mean cross-entropy + "
         f"(lambda/2)||W||^2, lambda = {config.l2:g}, on the {n_train} standardized training "
@@ -135,33 +118,36 @@ def logreg_section(config, names, report) -> dict:
     twin = equivalence_note(config, runs)
     if twin:
         report.text(twin)
+    accuracy = {name: run.final["test_accuracy"] for name, run in runs.items()}
     report.figure(
-        panels(
+        studies.curves_and_bars(
             problems.gap_curves(runs, optimum),
-            runs,
+            accuracy,
             "Logistic regression on digits (convex)",
             ylabel=f"J - J* (floor {problems.GAP_FLOOR:g})",
-            baseline=(optimum["test_accuracy"], "sklearn optimum"),
+            baseline=optimum["test_accuracy"],
+            baseline_label="sklearn optimum",
         ),
         "logreg",
         "gap to the sklearn optimum per epoch (mean ± std band); final test accuracy",
     )
-    return {n: run.final["objective"].tolist() for n, run in runs.items()}, optimum
+    # final J per seed against scikit-learn's J*: 'matches' once within seed noise
+    held = {"reference": optimum["objective"], "source": "scikit-learn LogisticRegression J*"}
+    sweep = runs[names[0]].result.sweep  # a sweep: one figure per grid point
+    return {
+        n: studies.figures(r.final["objective"].tolist(), sweep, **held) for n, r in runs.items()
+    }
 
 
 def equivalence_note(config, runs) -> str:
     """EMA momentum with lambda, beta is heavy-ball momentum with eps = lambda (1 - beta),
     alpha = beta (substitute u = lambda v); when the configs match, report how close they ran."""
-    if not {"momentum", "ema_momentum"} <= set(runs):
-        return ""
     ema, heavy = config.ema_momentum, config.momentum
-    if not (
-        math.isclose(ema.beta, heavy.alpha) and math.isclose(ema.lr * (1 - ema.beta), heavy.lr)
-    ):
+    same = math.isclose(ema.beta, heavy.alpha) and math.isclose(ema.lr * (1 - ema.beta), heavy.lr)
+    if not ({"momentum", "ema_momentum"} <= set(runs) and same):
         return ""
-    difference = np.abs(
-        runs["ema_momentum"].final["objective"] - runs["momentum"].final["objective"]
-    )
+    objective = {name: runs[name].final["objective"] for name in ("ema_momentum", "momentum")}
+    difference = np.abs(objective["ema_momentum"] - objective["momentum"])
     return (
         f"ema_momentum (lambda = {ema.lr:g}, beta = {ema.beta:g}) and momentum (eps = "
         f"{heavy.lr:g}, alpha = {heavy.alpha:g}) are one algorithm: with u = lambda v the EMA "
@@ -203,39 +189,20 @@ def mlp_section(config, names, report) -> dict:
         caption="Final metrics (mean ± std over seeds)",
     )
     losses = {name: run.result.curve("train/loss") for name, run in runs.items()}
+    accuracy = {name: run.final["test_accuracy"] for name, run in runs.items()}
     title = f"MLP {tuple(config.hidden)} on MNIST-1D (non-convex)"
     report.figure(
-        panels(losses, runs, title, ylabel="training loss (mean over the epoch)"),
+        studies.curves_and_bars(
+            losses, accuracy, title, ylabel="training loss (mean over the epoch)"
+        ),
         "mlp",
         "minibatch training loss per epoch (mean ± std band); final test accuracy",
     )
     return {n: run.final["test_accuracy"].tolist() for n, run in runs.items()}
 
 
-def panels(curves, runs, title, *, ylabel, baseline=(None, "")):
-    """Curves of every optimizer (log scale) beside the bars of its final test accuracy."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    plot_curves(curves, ylabel=ylabel, log_y=True, ax=axes[0])
-    accuracy = {name: run.final["test_accuracy"] for name, run in runs.items()}
-    plot_bars(
-        accuracy,
-        ylabel="test accuracy",
-        baseline=baseline[0],
-        baseline_label=baseline[1],
-        ax=axes[1],
-    )
-    fig.suptitle(title)
-    return fig
-
-
 def train_and_evaluate(config, workdir):
-    workdir = pathlib.Path(workdir)
-    for key in ("parts", "optimizers"):
-        message = RULES[key].check(key, config[key])
-        if message:
-            raise ConfigError(message)
+    check(config, {key: RULES[key] for key in ("parts", "optimizers")})
     parts, names = split_names(config.parts), split_names(config.optimizers)
     report = Report(
         workdir, "First-order optimizers: SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam"
@@ -247,16 +214,7 @@ def train_and_evaluate(config, workdir):
     )
     headline: dict = {}
     if "logreg" in parts:
-        objectives, optimum = logreg_section(config, names, report)
-        # final J per seed against scikit-learn's J*: 'matches' once within seed noise
-        headline["logreg_objective"] = {
-            name: Figure(
-                values,
-                reference=optimum["objective"],
-                source="scikit-learn LogisticRegression J*",
-            )
-            for name, values in objectives.items()
-        }
+        headline["logreg_objective"] = logreg_section(config, names, report)
     if "mlp" in parts:
         headline["mlp_test_accuracy"] = mlp_section(config, names, report)
     report.write()

@@ -1,5 +1,6 @@
 """The optimizers experiment at a tiny scale (formulas: tests/lexicon/optim/test_problems.py)."""
 
+import json
 import math
 
 import numpy as np
@@ -44,7 +45,30 @@ def tiny_config(**changes):
     return config
 
 
-def test_experiment_end_to_end_fast(tmp_path):
+def test_a_rate_sweep_is_one_run_with_every_grid_point(tmp_path):
+    """--config.sweep='nesterov.lr=0.003,0.03': 2 rates x 2 seeds of Nesterov (evaluated at
+    theta, not at the look-ahead) as one program, through the cli. In 2 epochs the larger rate
+    gets closer to J* in every seed, and the sweep marks it best (by the training loss: this
+    study has no validation split)."""
+    argv = ["optimizers", "--config.parts=logreg", "--config.optimizers=nesterov"]
+    argv += ["--config.seeds=2", "--config.epochs=2", "--config.progress=false"]
+    argv += ["--config.sweep=nesterov.lr=0.003,0.03", f"--workdir={tmp_path}"]
+    headline = cli.run(exp.get_config, exp.train_and_evaluate, exp.RULES, argv=argv)
+    report = (tmp_path / "report.md").read_text()
+    assert "reference: sklearn LogisticRegression" in report and "Sweep of" in report
+    figures = headline["logreg_objective"]["nesterov"]
+    assert list(figures) == ["nesterov.lr=0.003", "nesterov.lr=0.03"]
+    slow, fast = (np.asarray(figure.values) for figure in figures.values())
+    assert slow.shape == fast.shape == (2,) and np.isfinite([slow, fast]).all()
+    # Above J* (0.1 for lambda = 1e-3), well below log(10), the uniform prediction's loss.
+    assert (fast < slow - 0.05).all() and (fast > 0.05).all() and (slow < 0.5 * math.log(10)).all()
+    sweeps = json.loads((tmp_path / "results.json").read_text())["sweeps"]
+    (where, sweep), *_ = sweeps.items()
+    assert where == "logreg_nesterov_lr0.03_m32_e2" and sweep["best"] == 1
+
+
+@pytest.mark.slow
+def test_experiment_end_to_end(tmp_path):
     """Logistic regression with Nesterov (evaluated at theta, not at the look-ahead)."""
     config = tiny_config(parts="logreg", optimizers="nesterov")
     headline = exp.train_and_evaluate(config, tmp_path)
