@@ -126,8 +126,8 @@ def run_network(config, splits, activation, workdir):
 
     # The init stream per seed that fit uses, run eagerly on purpose: the eager primitives
     # compile once for every network of equal shapes, a jitted init costs seconds per network.
-    seeds = jnp.arange(config.seed, config.seed + config.seeds)
-    start = jax.vmap(lambda s: task(config).init(train.stream(s, "init")))(seeds)
+    init = jax.vmap(lambda seed: task(config).init(train.stream(seed, "init")))
+    start = init(train.replica_seeds(config))
     evals = {"val": splits.val, "test": splits.test}
     result = train.fit(
         config, task, splits.train, workdir / activation, eval_splits=evals, initial_state=start
@@ -238,14 +238,12 @@ def train_and_evaluate(config, workdir):
     report.figure(
         plot_gallery(values, x), "gallery", "each activation g and its derivative from jax.grad"
     )
-    report.table(
-        ["activation", "largest abs(jax.grad - closed form) on [-4, 4]", "closed form"],
-        [
-            (name, f"{np.max(np.abs(auto - closed)):.1e}", formula)
-            for name, (_, auto, closed, formula) in values.items()
-        ],
-        caption="Derivatives: autodiff against the closed forms",
-    )
+    errors = {
+        name: float(np.max(np.abs(auto - closed))) for name, (_, auto, closed, _) in values.items()
+    }
+    rows = [(name, f"{errors[name]:.1e}", formula) for name, (*_, formula) in values.items()]
+    headers = ["activation", "largest abs(jax.grad - closed form) on [-4, 4]", "closed form"]
+    report.table(headers, rows, caption="Derivatives: autodiff against the closed forms")
     report.text(
         f"Deep network: {config.depth} hidden layers of {config.width} units "
         f"({config.init} init, zero biases) and a linear output layer, trained on "
@@ -310,7 +308,7 @@ def train_and_evaluate(config, workdir):
     report.text(abs_verdict(runs))
     report.write()
     return {
-        "max_derivative_error": max(float(np.max(np.abs(v[1] - v[2]))) for v in values.values()),
+        "max_derivative_error": max(errors.values()),
         **{
             f"test_accuracy/{n}": report_figure(r["result"], "test/accuracy")
             for n, r in runs.items()

@@ -84,8 +84,7 @@ def check_config(config):
 
 def seed_keys(config, stream: str) -> jax.Array:
     """One key per replica, from the same named streams lexicon.train uses."""
-    seeds = jnp.arange(config.seed, config.seed + config.seeds)
-    return jax.vmap(lambda s: train.stream(s, stream))(seeds)
+    return jax.vmap(lambda seed: train.stream(seed, stream))(train.replica_seeds(config))
 
 
 # --- 1. the perceptron ------------------------------------------------------------------------
