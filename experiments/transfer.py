@@ -27,25 +27,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import NullLocator
 
-from lexicon import cli, data, train
+from lexicon import cli
+from lexicon import transfer as setting
 from lexicon.report import Report, compare, mean_std, panels, plot_curves
-from lexicon.rules import Choice, Items, Range, positive
-from lexicon.transfer import (
-    LAYER_NAMES,
-    LAYERS,
-    STAGES,
-    check_counts,
-    fit_target,
-    labelled_data,
-    linear_probes,
-    make_model,
-    pretrain,
-    probe_section,
-    task_splits,
-)
-from lexicon.transfer import (
-    check_config as check_config,  # cli.run checks the setting's cross-key rules
-)
 
 METHODS = ("scratch", "features", "finetune")
 LABELS = {
@@ -56,42 +40,12 @@ LABELS = {
 
 
 def get_config():
-    config = train.defaults()
-    config.seeds = 5  # pairs with each label count; 5 gives a paired win count per seed
-    config.epochs = 20  # pretraining epochs on the source task
-    config.batch_size = 32  # pretraining minibatch
-    config.lr = 3e-3  # Adam learning rate of the pretraining
-    config.split_at = 5  # source task: digits below this; target: the rest, relabelled from 0
-    config.label_counts = (5, 10, 25, 50, 100)  # labelled target examples per class
-    config.target_steps = 150  # full-batch Adam steps on the labelled target examples
-    config.target_lr = 3e-3  # Adam learning rate on the target task
-    config.frozen = "conv1"  # finetune: pretrained layers kept fixed, or none
-    config.new_layers = "dense1,dense2"  # finetune: re-initialized layers (+ output), or none
-    config.finetune_lr_scale = 1.0  # finetune: lr of the pretrained trainable layers / target_lr
-    config.feature_layer = "c3"  # c1 | s2 | c3 | s4 | f5 | f6: the layer under the features head
-    config.activation = "relu"  # tanh | relu: activation of the LeNet-5
-    config.eval_every = 25  # target steps between evaluations of the target test split
-    return config
+    return setting.defaults(target=True)  # the keys and their meaning: lexicon.transfer.defaults
 
 
-RULES = {
-    "lr": positive(),
-    "target_lr": positive(),
-    "split_at": Range(2, 8),
-    "target_steps": Range(1, 10_000_000),
-    "frozen": LAYER_NAMES,
-    "new_layers": LAYER_NAMES,
-    "finetune_lr_scale": positive(),
-    "feature_layer": Choice(*STAGES),
-    "activation": Choice("tanh", "relu"),
-    "label_counts": Items(Range(1, 10_000), kind=int),
-}
-
-
-# --- tasks -------------------------------------------------------------------------------------
-
-
-# --- the run -----------------------------------------------------------------------------------
+get_config.__wrapped__ = setting.defaults  # --help reads the key comments there
+RULES = setting.TARGET_RULES
+check_config = setting.check_config  # cli.run checks the setting's cross-key rules
 
 
 def per_count(values, config) -> np.ndarray:
@@ -160,7 +114,7 @@ def pixel_baseline(config, accuracy, probes) -> str:
         best = max(METHODS, key=lambda m: accuracy[m][i].mean())
         c = compare(probes["pixels"][i], accuracy[best][i], paired=True, names=("pixels", best))
         ahead += [str(n)] if c.verdict != "reversed" else []
-        stage = max(("pixels", *STAGES), key=lambda k: probes[k][i].mean())
+        stage = max(("pixels", *setting.STAGES), key=lambda k: probes[k][i].mean())
         lines.append(f"  - {n} per class: {c.sentence}; the best probe input: {stage}")
     return (
         "Logistic regression on the raw pixels matches or beats the best network (its paired "
@@ -172,7 +126,7 @@ def pixel_baseline(config, accuracy, probes) -> str:
 def describe_finetune(config) -> str:
     new = RULES["new_layers"].parse(config.new_layers)
     frozen = [n for n in RULES["frozen"].parse(config.frozen) if n not in new]
-    tuned = [n for n in LAYERS if n not in new and n not in frozen]
+    tuned = [n for n in setting.LAYERS if n not in new and n not in frozen]
     parts = [
         f"keeps {', '.join(frozen) or 'no layer'} fixed",
         f"fine-tunes {', '.join(tuned) or 'no pretrained layer'} at lr "
@@ -183,19 +137,13 @@ def describe_finetune(config) -> str:
 
 
 def train_and_evaluate(config, workdir):
-    splits = data.load("digits", seed=config.data_seed, flatten=False)
-    source, target = task_splits(splits, config.split_at)
-    num_classes = int(target.train["y"].max() + 1)
-    check_counts(config, target.train["y"], num_classes)
-
-    pretrained = pretrain(config, source, workdir / "pretrain")
-    params = pretrained.state.params
-    labelled = labelled_data(config, target.train, num_classes)
-    evals = {"test": target.test}
-    results = {m: fit_target(config, m, labelled, evals, params, workdir / m) for m in METHODS}
+    source, target, pretrained, labelled = setting.pretrained_setting(config, workdir)
+    params, evals = pretrained.state.params, {"test": target.test}
+    results = {
+        m: setting.fit_target(config, m, labelled, evals, params, workdir / m) for m in METHODS
+    }
     accuracy = {m: per_count(r.final("test/accuracy"), config) for m, r in results.items()}
-    model = make_model(config, source.num_classes)
-    probes = linear_probes(config, model, params, target, labelled["weight"] > 0)
+    probes = setting.probe_layers(config, source, target, pretrained, labelled)
     sentence, wins = verdict(config, accuracy)
 
     report = Report(workdir, "Transfer learning: digits 0-4 to digits 5-9 with few labels")
@@ -219,7 +167,7 @@ def train_and_evaluate(config, workdir):
         caption=f"Target test accuracy (mean ± std over {config.seeds} seeds)",
     )
     report.text(sentence + "\n\n" + pixel_baseline(config, accuracy, probes))
-    probe_section(report, config, probes)
+    setting.probe_section(report, config, probes)
     figures(report, config, accuracy, probes, results, pretrained)
     report.write()
     return {

@@ -20,11 +20,48 @@ import optax
 from lexicon import baselines, data, losses, train
 from lexicon.nn.cnn import LeNet5, lenet5_for
 from lexicon.report import mean_std, panels, plot_curves
-from lexicon.rules import ConfigError, Names, check_batch_size
+from lexicon.rules import Choice, ConfigError, Items, Names, Range, check_batch_size, positive
 
 STAGES = ("c1", "s2", "c3", "s4", "f5", "f6")  # the outputs LeNet-5 sows, input to output
 LAYERS = ("conv1", "conv2", "dense1", "dense2")  # its parameter groups below the classifier
 LAYER_NAMES = Names(LAYERS, nothing="none", allow_empty=True)  # config.frozen, new_layers
+RULES = {  # the rules of the setting's keys (pretraining and label counts)
+    "lr": positive(),
+    "split_at": Range(2, 8),
+    "activation": Choice("tanh", "relu"),
+    "label_counts": Items(Range(1, 10_000), kind=int),
+}
+TARGET_RULES = {  # and of the target task's keys
+    **RULES,
+    "target_lr": positive(),
+    "target_steps": Range(1, 10_000_000),
+    "frozen": LAYER_NAMES,
+    "new_layers": LAYER_NAMES,
+    "finetune_lr_scale": positive(),
+    "feature_layer": Choice(*STAGES),
+}
+
+
+def defaults(target: bool = False):
+    """The setting's config: ``train.defaults()`` plus the pretraining and the label counts;
+    with ``target``, also the keys of the target task's methods (:func:`fit_target`)."""
+    config = train.defaults()
+    config.seeds = 5  # pretrained networks, and labelled subsets per label count (paired)
+    config.epochs = 20  # pretraining epochs on the source task
+    config.batch_size = 32  # pretraining minibatch
+    config.lr = 3e-3  # Adam learning rate of the pretraining
+    config.split_at = 5  # source task: digits below this; target: the rest, relabelled from 0
+    config.label_counts = (5, 10, 25, 50, 100)  # labelled target examples per class
+    config.activation = "relu"  # tanh | relu: activation of the LeNet-5
+    if target:
+        config.target_steps = 150  # full-batch Adam steps on the labelled target examples
+        config.target_lr = 3e-3  # Adam learning rate on the target task
+        config.frozen = "conv1"  # finetune: pretrained layers kept fixed, or none
+        config.new_layers = "dense1,dense2"  # finetune: re-initialized layers (+ output), or none
+        config.finetune_lr_scale = 1.0  # finetune: lr of the pretrained layers / target_lr
+        config.feature_layer = "c3"  # c1 | s2 | c3 | s4 | f5 | f6: under the features head
+        config.eval_every = 25  # target steps between evaluations of the target test split
+    return config
 
 
 def make_model(config, num_classes: int) -> LeNet5:
@@ -86,6 +123,24 @@ def check_counts(config, pool_labels, num_classes):
             f"config.label_counts={tuple(config.label_counts)} must lie in [1, {smallest}], "
             f"the labelled examples of the rarest target class"
         )
+
+
+def pretrained_setting(config, workdir):
+    """(source, target, pretrained, labelled): the digits split into the two tasks (label
+    counts checked), the LeNet-5s pretrained on the source task (``workdir/pretrain``) and
+    every replica's labelled target data (:func:`labelled_data`)."""
+    splits = data.load("digits", seed=config.data_seed, flatten=False)
+    source, target = task_splits(splits, config.split_at)
+    num_classes = int(target.train["y"].max() + 1)
+    check_counts(config, target.train["y"], num_classes)
+    pretrained = pretrain(config, source, workdir / "pretrain")
+    return source, target, pretrained, labelled_data(config, target.train, num_classes)
+
+
+def probe_layers(config, source, target, pretrained, labelled) -> dict[str, np.ndarray]:
+    """:func:`linear_probes` of the pretrained LeNet-5s on every replica's labelled subset."""
+    model = make_model(config, source.num_classes)
+    return linear_probes(config, model, pretrained.state.params, target, labelled["weight"] > 0)
 
 
 def pretrain(config, source, workdir):

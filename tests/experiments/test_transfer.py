@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import transfer
-from lexicon import data
+from lexicon import data, train
 from lexicon import transfer as setting
 from lexicon.rules import ConfigError
 
@@ -48,7 +48,7 @@ def test_experiment_end_to_end(tmp_path):
     for method in transfer.METHODS:
         accuracy = results["accuracy"][method]
         assert accuracy.shape == (2, 2) and np.all(np.isfinite(accuracy))
-    assert set(results["probes"]) == {"pixels", *transfer.STAGES}
+    assert set(results["probes"]) == {"pixels", *setting.STAGES}
     assert np.all(results["probes"]["pixels"] > 0.5)
     assert results["transfer_wins"].shape == (2,)
     assert "beats training from scratch" in (tmp_path / "report.md").read_text()
@@ -64,7 +64,7 @@ def test_experiment_end_to_end_tiny(tmp_path):
         # 5 classes (chance 0.2): observed 0.55 (scratch), 0.64 (features), 0.67 (finetune).
         assert accuracy.shape == (1, 1) and np.isfinite(accuracy[0, 0]) and accuracy[0, 0] > 0.35
         # The replica trains on its own 2 labelled images per class: accuracy in tenths.
-        records = transfer.train.read_metrics(tmp_path / method)
+        records = train.read_metrics(tmp_path / method)
         assert [r["step"] for r in records] == list(range(1, 11))
         hits = np.asarray([r["train/accuracy"] for r in records]) * 10
         np.testing.assert_allclose(hits, np.round(hits), atol=1e-4)

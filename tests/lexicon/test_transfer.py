@@ -185,3 +185,17 @@ def test_stage_outputs_are_every_layer_output_at_once():
     assert tuple(outputs) == setting.STAGES
     for stage in setting.STAGES:
         np.testing.assert_array_equal(outputs[stage], setting.layer_output(model, params, x, stage))
+
+
+def test_defaults_pass_their_rules_and_the_target_keys_extend_the_setting():
+    from lexicon import cli
+    from lexicon.rules import check
+
+    setting_keys, target = setting.defaults(), setting.defaults(target=True)
+    assert set(setting_keys) < set(target) and set(setting.RULES) < set(setting.TARGET_RULES)
+    for config, rules in ((setting_keys, setting.RULES), (target, setting.TARGET_RULES)):
+        check(config, cli.rules_for(config, rules))  # raises on a default its rule refuses
+        assert set(rules) <= set(config)
+    assert target.eval_every == 25 and setting_keys.eval_every == train.defaults().eval_every
+    comments = cli.key_comments(setting.defaults)  # what --help prints for transfer and probes
+    assert all(comments.get(key) for key in set(target) - set(train.defaults()))
