@@ -82,8 +82,10 @@ def test_mean_field_matches_a_wide_random_network(activation):
     np.testing.assert_allclose(measured, predicted, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_experiment_end_to_end_zeros(tmp_path):
-    """Fast variant: one zero-initialized net; its units stay identical, report and plot exist."""
+    """One zero-initialized net; its units stay identical, report and plot exist (the fast
+    end-to-end run is the sweep below)."""
     config = small_config(activation="relu", init="zeros")
     results = exp.train_and_evaluate(config, tmp_path)
     assert (tmp_path / "report.md").exists() and (tmp_path / "variances.png").exists()
@@ -132,18 +134,20 @@ def test_experiment_end_to_end_every_init(tmp_path):
 
 def test_a_learning_rate_sweep_is_one_run(tmp_path):
     """--config.sweep='lr=0.01,0.3': the He/ReLU net's 2 rates x 2 seeds as one program. After
-    2 epochs the larger rate classifies far better, each grid point has its own figure, and the
-    sweep marks it best (by training loss: the study has no validation split)."""
-    flags = "activation=relu init=he_normal depth=3 width=16 epochs=2 seeds=2 progress=false"
+    1 epoch the larger rate classifies far better (observed 0.88 vs 0.17; chance 0.1), each grid
+    point has its own figure, and the sweep marks it best (by training loss: the study has no
+    validation split)."""
+    flags = "activation=relu init=he_normal depth=1 width=16 epochs=1 seeds=2 progress=false"
     argv = ["initialization", "--config.sweep=lr=0.01,0.3", f"--workdir={tmp_path}"]
     argv += [f"--config.{flag}" for flag in flags.split()]
     results = cli.run(exp.get_config, exp.train_and_evaluate, exp.RULES, argv=argv)
     accuracy = results["relu/he_normal/test_accuracy"]
     slow, fast = accuracy["lr=0.01"].values, accuracy["lr=0.3"].values
     assert slow.shape == fast.shape == (2,)
-    assert np.all(fast > 0.5) and np.all(fast > slow + 0.1), (slow, fast)  # chance: 0.1
+    assert np.all(fast > 0.7) and np.all(fast > slow + 0.3), (slow, fast)
     run = tmp_path / "relu-he_normal"
     assert json.loads((run / "sweep.json").read_text())["best"] == 1
     grid = train.read_metrics(run)[-1]["grid"]
     assert grid == {"lr": [0.01, 0.01, 0.3, 0.3], "seed": [0, 1, 0, 1]}
+    assert (tmp_path / "variances.png").exists()
     assert "grid points" in (tmp_path / "report.md").read_text()
