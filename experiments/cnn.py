@@ -35,12 +35,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from lexicon import baselines, cli, data, train
-from lexicon.bench import median_time
+from lexicon import baselines, cli, data, runs, sweeping, train
+from lexicon.conv_studies import labelled_points, shift_section, step_time_ms
 from lexicon.nn import cnn as nets
 from lexicon.nn import conv
 from lexicon.nn.layers import MLP
-from lexicon.report import Figure, Report, compare, mean_std, plot_bars, plot_curves
+from lexicon.report import Figure, Report, mean_std, plot_curves
+from lexicon.report import figure as report_figure
 from lexicon.rules import Choice, ConfigError, Names, Range, check_batch_size, positive, widths
 
 IMAGE_MODELS = ("mlp", "lenet5", "vgg", "resnet", "multistream")
@@ -52,6 +53,7 @@ SCALES = ("default", "paper")
 # table of the mnist1d repository README): these are the reference, not our results.
 PUBLISHED_MNIST1D = {"cnn1d": 0.94, "mlp": 0.68, "logistic regression": 0.32}
 PAPER = {"lr": 1e-2, "batch_size": 100, "steps": 6000}
+SWEEPABLE = ("lr",)  # --config.sweep='lr=1e-3,3e-3': every fit of the run, rates x seeds
 
 
 def get_config():
@@ -85,16 +87,10 @@ RULES = {
 
 def check_config(config):
     """Cross-key rules; cli.run checks them before anything compiles."""
-    datasets = datasets_of(config)
-    plan = {dataset: models_for(config, dataset) for dataset in datasets}
-    if not any(plan.values()):
-        raise ConfigError(f"config.models={config.models!r} has no model for {config.dataset}")
-    if config.scale == "default":
-        for dataset in datasets:
-            val_fraction = 0.0 if dataset == "mnist1d" else 0.1
-            num_train = cli.train_examples(
-                dataset, seed=config.data_seed, val_fraction=val_fraction
-            )
+    for dataset in plan_of(config):
+        if config.scale == "default":
+            fraction = 0.0 if dataset == "mnist1d" else 0.1  # as load() splits it
+            num_train = cli.train_examples(dataset, seed=config.data_seed, val_fraction=fraction)
             check_batch_size(config, num_train, of=f"{dataset} training examples")
 
 
@@ -111,22 +107,21 @@ class FlatMLP(nn.Module):
         return MLP(tuple(self.features), activation="relu")(x.reshape(x.shape[0], -1), train)
 
 
-def make_model(name: str, config, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """One model of MODELS for inputs of ``input_shape`` (one example, channels last)."""
-    if name == "mlp":
-        return FlatMLP((*config.hidden, num_classes))
-    impl = config.conv_impl
-    if name == "cnn1d":
-        return nets.CNN1D(num_classes=num_classes, conv_impl=impl)
-    if name == "lenet5":
-        return nets.lenet5_for(min(input_shape[:2]), num_classes, config.activation, impl)
-    if name == "vgg":
-        return nets.VGGSmall(num_classes=num_classes, conv_impl=impl)
-    if name == "resnet":
-        return nets.ResNetSmall(num_classes=num_classes, use_batch_norm=True, conv_impl=impl)
-    if name == "multistream":
-        return nets.MultiStream(num_classes=num_classes, conv_impl=impl)
-    raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+# name -> the model for (config, the input shape of one example, channels last, classes).
+ARCHITECTURES = {
+    "mlp": lambda c, shape, k: FlatMLP((*c.hidden, k)),
+    "lenet5": lambda c, shape, k: nets.lenet5_for(min(shape[:2]), k, c.activation, c.conv_impl),
+    "vgg": lambda c, shape, k: nets.VGGSmall(num_classes=k, conv_impl=c.conv_impl),
+    "resnet": lambda c, shape, k: nets.ResNetSmall(k, use_batch_norm=True, conv_impl=c.conv_impl),
+    "multistream": lambda c, shape, k: nets.MultiStream(num_classes=k, conv_impl=c.conv_impl),
+    "cnn1d": lambda c, shape, k: nets.CNN1D(num_classes=k, conv_impl=c.conv_impl),
+}
+
+
+def adam_classifier(model, example, config) -> train.Task:
+    """Every model's task: softmax cross-entropy and Adam at config.lr (a task builder, so
+    that a sweep hands each grid point its own rate)."""
+    return train.classifier(model, optax.adam(config.lr), example)
 
 
 def models_for(config, dataset: str) -> list[str]:
@@ -157,6 +152,14 @@ def datasets_of(config) -> list[str]:
     return ["digits", "mnist1d"] if config.dataset == "embedded" else [config.dataset]
 
 
+def plan_of(config) -> dict[str, list[str]]:
+    """dataset -> the requested models that fit it, for datasets with any (none at all: refused)."""
+    plan = {dataset: models_for(config, dataset) for dataset in datasets_of(config)}
+    if not any(plan.values()):
+        raise ConfigError(f"config.models={config.models!r} has no model for {config.dataset}")
+    return {dataset: names for dataset, names in plan.items() if names}
+
+
 def load(config, dataset: str):
     """Seeded splits of images (N, H, W, C) or signals (N, 40, 1).
 
@@ -176,99 +179,50 @@ def settings(config, num_train: int):
     return run
 
 
-# --- measurements ------------------------------------------------------------------------------
-
-
-def parameter_count(params) -> int:
-    """Trainable parameters of one replica of a stacked (seeds, ...) params pytree."""
-    return int(sum(math.prod(leaf.shape[1:]) for leaf in jax.tree.leaves(params)))
-
-
-def step_time_ms(task, state, split: dict, config) -> float:
-    """Median wall time (ms) of one jitted, vmapped training step on a resident batch.
-
-    One call trains every seed's replica; ``state`` has the leading seed axis.
-    """
-    batch_size = config.batch_size or len(split["y"])  # 0 = full batch
-    batch = jax.tree.map(lambda a: jnp.asarray(a[:batch_size]), split)
-    seeds = np.arange(config.seed, config.seed + config.seeds)
-    keys = jax.vmap(lambda s: train.stream(s, "step"))(seeds)
-    step = jax.jit(jax.vmap(task.make_step(None), in_axes=(0, None, 0)))
-    seconds = median_time(
-        lambda: jax.block_until_ready(step(state, batch, keys)), config.timing_repeats
-    )
-    return 1000.0 * seconds
-
-
-def logistic_reference(splits) -> float:
-    """Test accuracy of scikit-learn's logistic regression on the flattened inputs."""
-    return baselines.logistic_regression(splits.train, splits.test, standardize=True)
+# --- training and measuring --------------------------------------------------------------------
 
 
 def train_model(name, config, splits, workdir) -> dict:
     input_shape = splits.train["x"].shape[1:]
-    model = make_model(name, config, input_shape, splits.num_classes)
-    task = train.classifier(model, optax.adam(config.lr), jnp.zeros((1, *input_shape)))
+    model = ARCHITECTURES[name](config, input_shape, splits.num_classes)
+    task = functools.partial(adam_classifier, model, jnp.zeros((1, *input_shape)))
     start = time.perf_counter()
     result = train.fit(config, task, splits.train, workdir, eval_splits={"test": splits.test})
     wall = time.perf_counter() - start
+    timing = (config.batch_size, config.timing_repeats, config.seed)  # of one step, every seed
     return {
         "model": name,
-        "params": parameter_count(result.state.params),
+        "params": runs.parameter_count(runs.replica(result.state.params)),
+        "result": result,
         "test_accuracy": result.final("test/accuracy"),
-        "curve": np.array([r["test/accuracy"] for r in result.history]).T,
-        "epochs": [r["epoch"] for r in result.history],
-        "steps": int(result.history[-1]["step"]),
-        "step_ms": step_time_ms(task, result.state, splits.train, config),
+        "step_ms": step_time_ms(task(config), result.state, splits.train, *timing),
         "wall_s": wall,
     }
 
 
 # --- pooling and small translations ------------------------------------------------------------
 
+SHIFT_NETS = {
+    "max": ("2x2 max-pool", "max-pool"),
+    "stride": ("stride 2, no pooling", "stride-only"),
+}
+
 
 def shift_study(config, splits, workdir) -> dict:
     """Max-pool vs stride-only nets (lexicon.nn.cnn.PoolingNet), trained alike; per seed, what
     1-pixel shifts of the test images do to them (lexicon.nn.cnn.shift_effects)."""
-    x = jnp.asarray(splits.test["x"])
-    y = np.asarray(splits.test["y"])
-    out, impl = {}, config.conv_impl
-    for downsample in ("max", "stride"):
-        model = nets.PoolingNet(splits.num_classes, downsample=downsample, conv_impl=impl)
-        task = train.classifier(model, optax.adam(config.lr), jnp.zeros((1, *x.shape[1:])))
+    x, y = jnp.asarray(splits.test["x"]), np.asarray(splits.test["y"])
+    out = {}
+    for downsample in SHIFT_NETS:
+        model = nets.PoolingNet(
+            splits.num_classes, downsample=downsample, conv_impl=config.conv_impl
+        )
+        task = functools.partial(adam_classifier, model, jnp.zeros((1, *x.shape[1:])))
         state = train.fit(config, task, splits.train, workdir / f"shift_{downsample}").state
-
         measure = functools.partial(nets.shift_effects, model, x=x, y=y)
         effects = jax.jit(jax.vmap(measure))({"params": state.params, **state.model_state})
         out[downsample] = {k: np.asarray(v) for k, v in effects.items()}
     return out
-
-
-def shift_section(report: Report, dataset: str, shifts: dict) -> dict:
-    """The table, the bars and the two paired verdicts of the shift study."""
-    names = {"max": "2x2 max-pool", "stride": "stride 2, no pooling"}
-    report.table(
-        ["net", "feature change ||f(Tx)-f(x)||/||f(x)||", "test accuracy", "under 1-px shifts",
-         "accuracy drop"],
-        [(names[k], mean_std(v["feature_change"]), mean_std(v["accuracy"]),
-          mean_std(v["shifted_accuracy"]), mean_std(v["accuracy_drop"]))
-         for k, v in shifts.items()],
-        caption=f"Pooling and 1-pixel translations ({dataset}, mean ± std over seeds)",
-    )  # fmt: skip
-    verdicts = {
-        key: compare(shifts["max"][key], shifts["stride"][key], paired=False,
-                     higher_is_better=False, names=("max-pool", "stride-only"))
-        for key in ("feature_change", "accuracy_drop")
-    }  # fmt: skip
-    drop, change = verdicts["accuracy_drop"].sentence, verdicts["feature_change"].sentence
-    report.text(f"Features: {change}. Accuracy drop under the shifts: {drop}.")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, key, label in zip(axes, ("feature_change", "accuracy_drop"),
-                              ("relative feature change", "test accuracy drop")):  # fmt: skip
-        plot_bars({names[k]: v[key] for k, v in shifts.items()}, ylabel=label, ax=ax)
-    fig.tight_layout()
-    report.figure(fig, "shift_invariance", "1-pixel shifts: max-pool vs stride-only (± 1 std)")
-    return {k: {key: v[key] for key in verdicts} for k, v in shifts.items()}
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -281,9 +235,10 @@ def published(dataset: str, model: str) -> str:
 
 
 def figures(report: Report, runs: dict[str, list[dict]]) -> None:
+    """Per dataset: test accuracy per epoch, and final test accuracy against model size."""
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
     for ax, (dataset, rows) in zip(axes[0], runs.items()):
-        curves = {row["model"]: (row["epochs"], row["curve"]) for row in rows}
+        curves = {row["model"]: row["result"].curve("test/accuracy") for row in rows}
         plot_curves(curves, ylabel="test accuracy", title=dataset, ax=ax)
         ax.legend()
     fig.tight_layout()
@@ -291,38 +246,23 @@ def figures(report: Report, runs: dict[str, list[dict]]) -> None:
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
     for ax, (dataset, rows) in zip(axes[0], runs.items()):
-        for row in rows:
-            acc = row["test_accuracy"]
-            ax.errorbar(row["params"], acc.mean(), yerr=acc.std(), fmt="o", capsize=3)
-            ax.annotate(
-                row["model"],
-                (row["params"], acc.mean()),
-                fontsize=8,
-                textcoords="offset points",
-                xytext=(4, 4),
-            )
-        ax.set_xscale("log")
-        ax.set_title(dataset)
-        ax.set_xlabel("trainable parameters")
-        ax.set_ylabel("final test accuracy")
-        ax.grid(alpha=0.3)
+        points = {row["model"]: (row["params"], row["test_accuracy"]) for row in rows}
+        labelled_points(points, xlabel="trainable parameters", ylabel="final test accuracy",
+                        title=dataset, log_x=True, ax=ax)  # fmt: skip
     fig.tight_layout()
     report.figure(fig, "params_vs_accuracy", "final test accuracy (mean ± std) vs model size")
 
 
 def train_and_evaluate(config, workdir):
-    datasets = datasets_of(config)
-    plan = {dataset: models_for(config, dataset) for dataset in datasets}
-    if not any(plan.values()):
-        raise ConfigError(f"config.models={config.models!r} has no model for {config.dataset}")
     runs, references, settings_of, shifts = {}, {}, {}, {}
-    for dataset, names in plan.items():
-        if not names:
-            continue
+    for dataset, names in plan_of(config).items():
         splits = load(config, dataset)
-        run_config = settings(config, len(splits.train["y"]))
-        settings_of[dataset] = run_config
-        references[dataset] = logistic_reference(splits) if dataset in data.EMBEDDED else None
+        run_config = settings_of[dataset] = settings(config, len(splits.train["y"]))
+        references[dataset] = (
+            baselines.logistic_regression(splits.train, splits.test, standardize=True)
+            if dataset in data.EMBEDDED
+            else None
+        )
         runs[dataset] = [
             train_model(name, run_config, splits, workdir / dataset / name) for name in names
         ]
@@ -335,13 +275,14 @@ def train_and_evaluate(config, workdir):
         f"{config.seeds} seeds vmapped in one program. "
         + " ".join(
             f"{d}: lr {c.lr:g}, batch {c.batch_size}, {c.epochs} epochs "
-            f"({runs[d][0]['steps']} steps)."
+            f"({int(runs[d][0]['result'].history[-1]['step'])} steps)."
             for d, c in settings_of.items()
         )
         + " Step time: median wall time of one jitted training step of all seeds on a "
         "resident batch, measured in this run on this machine (shared, so timings are noisy); "
         "train time includes compilation and the per-epoch test evaluation."
     )
+    sweeping.note(report, config)
     rows = []
     for dataset, results in runs.items():
         rows += [
@@ -359,18 +300,20 @@ def train_and_evaluate(config, workdir):
         rows,
         caption="Models side by side",
     )  # fmt: skip
-    if "mnist1d" in runs:
-        cnn = [r for r in runs["mnist1d"] if r["model"] == "cnn1d"]
-        if cnn:
-            gap = 100 * (cnn[0]["test_accuracy"].mean() - PUBLISHED_MNIST1D["cnn1d"])
-            within = "within" if abs(gap) <= 3 else "outside"
-            report.text(
-                f"MNIST-1D CNN: {mean_std(cnn[0]['test_accuracy'])} against the published "
-                f"{PUBLISHED_MNIST1D['cnn1d']:.2f}, a gap of {gap:+.1f} points ({within} 3 "
-                f"points) at scale={config.scale}."
-            )
+    cnn = [r for r in runs.get("mnist1d", []) if r["model"] == "cnn1d"]
+    if cnn:
+        gap = 100 * (cnn[0]["test_accuracy"].mean() - PUBLISHED_MNIST1D["cnn1d"])
+        within = "within" if abs(gap) <= 3 else "outside"
+        report.text(
+            f"MNIST-1D CNN: {mean_std(cnn[0]['test_accuracy'])} against the published "
+            f"{PUBLISHED_MNIST1D['cnn1d']:.2f}, a gap of {gap:+.1f} points ({within} 3 "
+            f"points) at scale={config.scale}."
+        )
     figures(report, runs)
-    invariance = {d: shift_section(report, d, v) for d, v in shifts.items()}
+    invariance = {}
+    for dataset, effects in shifts.items():
+        caption = f"Pooling and 1-pixel translations ({dataset}, mean ± std over seeds)"
+        invariance[dataset] = shift_section(report, effects, SHIFT_NETS, caption, config)
     report.write()
     out = {"test_accuracy": headline_figures(runs, references)}
     return {**out, "shift_invariance": invariance} if invariance else out
@@ -378,20 +321,21 @@ def train_and_evaluate(config, workdir):
 
 def headline_figures(runs, references) -> dict:
     """Test accuracy per dataset and model (and scikit-learn's logistic regression), held
-    against Greydanus (2020) on MNIST-1D within the 3 points the report allows."""
+    against Greydanus (2020) on MNIST-1D within the 3 points the report allows; in a sweep,
+    one figure per grid point of each model."""
     out = {}
     for dataset, results in runs.items():
-        rows = {r["model"]: r["test_accuracy"] for r in results}
+        paper = PUBLISHED_MNIST1D if dataset == "mnist1d" else {}
+        held = {
+            m: dict(reference=v, source="Greydanus 2020", tolerance=0.03) for m, v in paper.items()
+        }
+        out[dataset] = {
+            r["model"]: report_figure(r["result"], "test/accuracy", **held.get(r["model"], {}))
+            for r in results
+        }
         if references[dataset] is not None:
-            rows["logistic_regression"] = references[dataset]
-        out[dataset] = {}
-        for model, values in rows.items():
-            paper = PUBLISHED_MNIST1D.get(model.replace("_", " ")) if dataset == "mnist1d" else None
-            out[dataset][model] = (
-                values
-                if paper is None
-                else Figure(values, reference=paper, source="Greydanus 2020", tolerance=0.03)
-            )
+            held = held.get("logistic regression", {})
+            out[dataset]["logistic_regression"] = Figure(references[dataset], **held)
     return out
 
 

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.signal
 
-from lexicon import train
+from lexicon import sweeping, train
 from lexicon.bench import median_time
 from lexicon.nn import conv, conv_matrix
 from lexicon.report import Report, compare, mean_std, plot_bars, plot_heatmap
@@ -167,12 +167,13 @@ SHIFT_KEYS = {
 }
 
 
-def shift_section(report: Report, shifts: dict, names: dict, caption: str) -> dict:
+def shift_section(report: Report, shifts: dict, names: dict, caption: str, run=None) -> dict:
     """The report of :func:`lexicon.nn.cnn.shift_effects` over nets (per replica values):
     a table (mean ± std), one unpaired ``compare`` per effect of the first net against the
     second (lower is better), and bars of both effects. ``names`` maps each key of ``shifts``
     to (its label in the table and bars, its short name in the verdicts). Returns, per net,
-    the two effects (the headline figures)."""
+    the two effects as headline figures (``lexicon.sweeping.figure``: one per grid point when
+    ``run``, the fit or config the values come from, is a sweep)."""
     labels = {k: label for k, (label, _) in names.items()}
     report.table(
         ["net", "feature change ||f(Tx)-f(x)||/||f(x)||", "test accuracy", "under 1-px shifts",
@@ -195,7 +196,7 @@ def shift_section(report: Report, shifts: dict, names: dict, caption: str) -> di
         plot_bars({labels[k]: v[key] for k, v in shifts.items()}, ylabel=label, ax=ax)
     fig.tight_layout()
     report.figure(fig, "shift_invariance", f"1-pixel shifts: {first} vs {second} (± 1 std)")
-    return {k: {key: v[key] for key in SHIFT_KEYS} for k, v in shifts.items()}
+    return {k: {key: sweeping.figure(run, v[key]) for key in SHIFT_KEYS} for k, v in shifts.items()}
 
 
 # --- timing -------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_shift_section_table_verdicts_and_figures(tmp_path):
     names = {"max": ("2x2 max-pool", "max-pool"), "stride": ("stride 2", "stride-only")}
     report = Report(tmp_path, "t")
     figures = conv_studies.shift_section(report, shifts, names, "caption")
-    assert figures["max"]["feature_change"] is shifts["max"]["feature_change"]
+    assert figures["max"]["feature_change"].values is shifts["max"]["feature_change"]
     assert set(figures["stride"]) == {"feature_change", "accuracy_drop"}
     text = report.write().read_text()
     assert "| 2x2 max-pool | 0.3100 ± 0.0100 | 0.9000 ± 0.0000 | 0.8100 ± 0.0100 |" in text
