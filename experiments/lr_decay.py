@@ -98,7 +98,8 @@ def train_and_evaluate(config, workdir):
     report.write()
     sweep = runs["constant"].result.sweep
     if sweep is not None:  # per grid point and schedule; the sweep's table ranks the points
-        return {"decay_gap": {label: studies.figures(gap, sweep) for label, gap in gaps.items()}}
+        figures = {label: studies.figures(gap, sweep) for label, gap in gaps.items()}
+        return {"decay_gap": {k.replace(" ", "_"): v for k, v in figures.items()}}
     mean = {label: float(np.mean(gap)) for label, gap in gaps.items()}
     # 'below': the decaying rate settles closer to J* than the constant one
     held = Figure(mean["linear decay"], reference=mean["constant"], source="constant rate")
