@@ -3,7 +3,9 @@
 experiments/optimizers.py, lr_decay.py and batch_size.py train classifiers of a ``Problem``
 with optimizers built from the config, which may be swept (``--config.sweep``): ``fit`` takes
 an optimizer builder ``config -> optax.GradientTransformation``, ``figures`` gives one
-headline figure per grid point, ``objective_rows`` the rows of their tables of J and J - J*.
+headline figure per grid point, ``objective_rows`` the rows of their tables of J and J - J*,
+``lower`` the paired verdict on a gap, ``gradient_noise_at`` the minibatch gradient's noise
+per replica and ``curves_and_bars`` curves beside the bars of a final figure.
 experiments/optimizer_paths.py counts events along the paths of 2-D descents
 (``event_table``) and draws the paths on the contours of f (``paths_figure``).
 """
