@@ -40,8 +40,8 @@ from jax.flatten_util import ravel_pytree
 from lexicon import cli, optim, train
 from lexicon.bench import median_time
 from lexicon.optim import problems
-from lexicon.optim.second_order import convergence_ratios, outcomes
-from lexicon.report import Figure, Report, mean_std, panels, plot_curves
+from lexicon.optim.second_order import comparison, outcomes, plot_convergence, rate_table
+from lexicon.report import Figure, Report
 from lexicon.rules import Choice, ConfigError, Names, Range, positive, split_names
 
 METHODS = ("newton", "newton_cg", "bfgs", "lbfgs", "cg_fr", "cg_pr")
@@ -154,44 +154,31 @@ def train_and_evaluate(config, workdir):
     starts = initial_params(config, x_np.shape[1], num_outputs)
     theta_scipy = np.asarray(ravel_pytree(jax.tree.map(jnp.asarray, reference["params"]))[0])
 
-    results, seconds, histories = {}, {}, {}
-    for method in methods + first_order:
-        run = solver(config, method)
-        results[method] = run(starts, *problem, config.tol)
-        seconds[method] = median_time(
+    runs = {method: solver(config, method) for method in methods + first_order}
+    results = {method: run(starts, *problem, config.tol) for method, run in runs.items()}
+    seconds = {  # each run again, compiled: the median of config.repeats
+        method: median_time(
             lambda run=run: jax.block_until_ready(run(starts, *problem, config.tol)), config.repeats
         )
-        histories[method] = results[method].params_history
+        for method, run in runs.items()
+    }
+    histories = {method: results[method].params_history for method in methods}
     # e_k = ||theta_k - theta*||, theta* being Newton's own limit when Newton ran (iterated with
     # tol = 0, it is sharper than scipy's), else scipy's solution.
     limit = np.broadcast_to(theta_scipy, (config.seeds, theta_scipy.size))
     if "newton" in methods:
-        polished = solver(config, "newton")(starts, *problem, 0.0)
+        polished = runs["newton"](starts, *problem, 0.0)
         histories["newton"], limit = polished.params_history, outcomes(polished, 0.0)["params"]
     errors = {m: np.linalg.norm(np.asarray(histories[m]) - limit[:, None], axis=2) for m in methods}
 
-    rows, headline = [], {"iterations": {}, "objective_gap": {}}
-    for method, result in results.items():
-        end = outcomes(result, config.tol)
-        reached, taken = np.isfinite(end["iterations"]), int(end["steps"].max())
-        count = f"not reached in {taken} ({int(reached.sum())}/{config.seeds} seeds)"
-        gap = end["loss"] - reference["objective"]
-        rows.append(
-            (
-                method,
-                mean_std(end["iterations"], 1) if reached.all() else count,
-                f"{seconds[method] * 1e3:.2f}",
-                f"{seconds[method] / max(taken, 1) * 1e6:.1f}",
-                f"{np.nanmax(end['grad_norm']):.1e}",
-                f"{np.mean(gap):+.2e}",
-                f"{np.max(np.linalg.norm(end['params'] - theta_scipy, axis=1)):.1e}",
-            )
-        )
+    table = comparison(results, seconds, config.tol, reference["objective"], theta_scipy, "scipy")
+    headline = {"iterations": {}, "objective_gap": {}}
+    for method, end in table["outcomes"].items():
         # iterations to ||g|| <= tol per seed, NaN where a seed did not get there
         headline["iterations"][method] = end["iterations"]
         # J - J*, held to the optimum to float64 precision at ||g|| <= 1e-8
-        headline["objective_gap"][method] = Figure(gap, 0.0, SCIPY, tolerance=1e-10)
-    rows.append(reference_row("scipy L-BFGS-B", reference, reference, theta_scipy))
+        headline["objective_gap"][method] = Figure(end["gap"], 0.0, SCIPY, tolerance=1e-10)
+    rows = [*table["rows"], reference_row("scipy L-BFGS-B", reference, reference, theta_scipy)]
     if set(methods) & set(CG_BETAS):
         cg = problems.scipy_optimum(config.l2, x_np, t_np, num_outputs, "CG", gtol=config.tol)
         rows.append(reference_row("scipy CG, Polak-Ribiere+", cg, reference, theta_scipy))
@@ -207,24 +194,22 @@ def train_and_evaluate(config, workdir):
         "NumPy transcription of J and its gradient."
     )
     report.table(
-        [
-            "method",
-            f"iterations to ||g|| <= {config.tol:g}",
-            "wall time, ms (all seeds)",
-            "µs / iteration",
-            "final ||g|| (worst seed)",
-            "J - J*(scipy)",
-            "max ||theta - theta_scipy||",
-        ],
+        table["headers"],
         rows,
         caption=(
             f"Iterations and time to the tolerance (median of {config.repeats} runs after "
             "compiling; one vmapped run solves every seed)"
         ),
     )
-    report.figure(
-        convergence_figure(results, errors, config), "convergence", "gradient norm and error"
+    figure = plot_convergence(
+        results,
+        errors,
+        config.tol,
+        ratios_of="newton" if "newton" in errors else None,
+        ratios_title="Newton: quadratic convergence",
+        title="Convergence on L2-regularized logistic regression (seed mean ± std)",
     )
+    report.figure(figure, "convergence", "gradient norm and error")
     if "newton" in errors:
         newton_table(report, errors["newton"], results["newton"], headline)
     report.write()
@@ -248,63 +233,20 @@ def reference_row(label, solution, reference, theta_scipy):
 
 def newton_table(report, errors, result, headline):
     """Seed 0's e_k with the ratios e_{k+1}/e_k (-> 0) and e_{k+1}/e_k^2 (bounded)."""
-    linear, squared, floor = convergence_ratios(errors)
-    linear, squared = linear[0], squared[0]
-    steps = int(result.num_iterations[0])
-    norms = np.asarray(result.grad_norm_history)[0]
-    rows = [
-        (k, f"{norms[k]:.3e}", f"{errors[0, k]:.3e}", fmt(linear[k]), fmt(squared[k]))
-        for k in range(steps + 1)
-    ]
+    table = rate_table(result, errors)
     report.text(
         "Newton's quadratic convergence (seed 0): e_k = ||theta_k - theta*||. The ratio "
         "e_{k+1}/e_k falls towards 0 and e_{k+1}/e_k^2 levels off at a constant C; a ratio is "
-        f"left out (—) once e_k is at the rounding floor ({floor:.0e})."
+        f"left out (—) once e_k is at the rounding floor ({table['floor']:.0e})."
     )
     report.table(
         ["k", "||g_k||", "e_k", "e_{k+1} / e_k", "e_{k+1} / e_k^2"],
-        rows,
+        table["rows"],
         caption="Newton's method, iterate by iterate",
     )
     # seed 0's last e_{k+1}/e_k (falls towards 0) and e_{k+1}/e_k^2 (levels off at C)
-    kept = np.isfinite(squared[: steps + 1])
-    if kept.any():
-        last = np.flatnonzero(kept)[-1]
-        headline["newton_rate"] = {"linear": linear[last], "quadratic": squared[last]}
-
-
-def fmt(value) -> str:
-    return "—" if not np.isfinite(value) else f"{value:.3e}"
-
-
-def convergence_figure(results, errors, config):
-    """||g_k|| and e_k of every method (seed mean ± std), and Newton's ratios per seed."""
-    fig, axes = panels(3, size=(16 / 3, 4.2))
-    spans = {m: np.arange(int(np.max(r.num_iterations)) + 1) for m, r in results.items()}
-    norms = {m: (k + 1, np.asarray(results[m].grad_norm_history)[:, k]) for m, k in spans.items()}
-    plot_curves(norms, xlabel="iteration k + 1", ylabel="||grad J(theta_k)||", ax=axes[0])
-    distances = {m: (spans[m] + 1, e[:, spans[m]]) for m, e in errors.items()}
-    plot_curves(
-        distances, xlabel="iteration k + 1", ylabel="e_k = ||theta_k - theta*||", ax=axes[1]
-    )
-    axes[0].axhline(config.tol, color="k", ls=":", lw=1, label="tolerance")
-    for ax in axes[:2]:
-        ax.set(xscale="log", yscale="log")
-    if "newton" in errors:
-        linear, squared, _ = convergence_ratios(errors["newton"])
-        k = np.arange(linear.shape[1])
-        for seed in range(len(linear)):
-            label = seed == 0
-            axes[2].plot(k, linear[seed], "o-", color="C0", label="e_{k+1}/e_k" if label else None)
-            axes[2].plot(
-                k, squared[seed], "s-", color="C3", label="e_{k+1}/e_k^2" if label else None
-            )
-        axes[2].set(yscale="log", xlabel="k", ylabel="ratio", title="Newton: quadratic convergence")
-        axes[2].set_xlim(-0.5, np.isfinite(linear).any(axis=0).nonzero()[0].max() + 0.5)
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.suptitle("Convergence on L2-regularized logistic regression (seed mean ± std)")
-    return fig
+    if table["last"] is not None:
+        headline["newton_rate"] = table["last"]
 
 
 if __name__ == "__main__":

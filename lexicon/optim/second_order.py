@@ -35,6 +35,7 @@ __all__ = [
     "LINE_SEARCHES",
     "OptimizeResult",
     "bfgs",
+    "comparison",
     "conjugate_gradient",
     "convergence_ratios",
     "lbfgs",
@@ -42,6 +43,8 @@ __all__ = [
     "newton_cg",
     "nonlinear_cg",
     "outcomes",
+    "plot_convergence",
+    "rate_table",
 ]
 
 BETAS = ("fletcher_reeves", "polak_ribiere")
@@ -675,3 +678,109 @@ def convergence_ratios(errors, floor: float = 1e-13):
         np.where(valid, errors[:, 1:] / previous**2, np.nan),
         floor,
     )
+
+
+def rate_table(result: OptimizeResult, errors, run: int = 0) -> dict:
+    """One run of a batch iterate by iterate, for a report: its errors e_k (``errors``, (runs,
+    k)) beside ``result``'s gradient norms, from k = 0 to its last iteration.
+
+    Returns ``rows`` of (k, ||g_k||, e_k, e_{k+1}/e_k, e_{k+1}/e_k^2), formatted, with "—" for a
+    ratio left out at the rounding ``floor`` of :func:`convergence_ratios`; the ``floor``; and
+    ``last``, the last pair of finite ratios as {"linear", "quadratic"} (None if none): near
+    theta*, e_{k+1}/e_k -> 0 and e_{k+1}/e_k^2 -> C for a quadratically convergent method.
+    """
+    linear, squared, floor = convergence_ratios(errors)
+    linear, squared = linear[run], squared[run]
+    steps = int(np.asarray(result.num_iterations)[run])
+    norms = np.asarray(result.grad_norm_history)[run]
+
+    def ratio(value) -> str:
+        return "—" if not np.isfinite(value) else f"{value:.3e}"
+
+    rows = [
+        (k, f"{norms[k]:.3e}", f"{errors[run, k]:.3e}", ratio(linear[k]), ratio(squared[k]))
+        for k in range(steps + 1)
+    ]
+    kept = np.flatnonzero(np.isfinite(squared[: steps + 1]))
+    last = {"linear": linear[kept[-1]], "quadratic": squared[kept[-1]]} if kept.size else None
+    return {"rows": rows, "floor": floor, "last": last}
+
+
+def plot_convergence(results: dict, errors: dict, tol: float, *, ratios_of=None, **titles):
+    """How minimizers run from a batch of starts converge, three panels against the iteration:
+    ||grad J(theta_k)|| of every ``results`` entry (name -> OptimizeResult, runs on a leading
+    axis) with the tolerance ``tol``, and e_k = ||theta_k - theta*|| of every ``errors`` entry
+    (name -> (runs, k)), both on log-log axes as the mean ± std over runs; then the ratios
+    e_{k+1}/e_k and e_{k+1}/e_k^2 of ``errors[ratios_of]`` run by run (:func:`convergence_ratios`),
+    that panel left empty without ``ratios_of``. ``titles``: ``title`` (the figure's) and
+    ``ratios_title``. Returns the matplotlib figure."""
+    from lexicon.report import panels, plot_curves
+
+    fig, axes = panels(3, size=(16 / 3, 4.2))
+    spans = {m: np.arange(int(np.max(r.num_iterations)) + 1) for m, r in results.items()}
+    norms = {m: (k + 1, np.asarray(results[m].grad_norm_history)[:, k]) for m, k in spans.items()}
+    plot_curves(norms, xlabel="iteration k + 1", ylabel="||grad J(theta_k)||", ax=axes[0])
+    distances = {m: (spans[m] + 1, e[:, spans[m]]) for m, e in errors.items()}
+    ylabel = "e_k = ||theta_k - theta*||"
+    plot_curves(distances, xlabel="iteration k + 1", ylabel=ylabel, ax=axes[1])
+    axes[0].axhline(tol, color="k", ls=":", lw=1, label="tolerance")
+    for ax in axes[:2]:
+        ax.set(xscale="log", yscale="log")
+    if ratios_of is not None:
+        linear, squared, _ = convergence_ratios(errors[ratios_of])
+        k = np.arange(linear.shape[1])
+        for run in range(len(linear)):
+            first = run == 0
+            axes[2].plot(k, linear[run], "o-", color="C0", label="e_{k+1}/e_k" if first else None)
+            axes[2].plot(
+                k, squared[run], "s-", color="C3", label="e_{k+1}/e_k^2" if first else None
+            )
+        title = titles.get("ratios_title", "")
+        axes[2].set(yscale="log", xlabel="k", ylabel="ratio", title=title)
+        axes[2].set_xlim(-0.5, np.isfinite(linear).any(axis=0).nonzero()[0].max() + 0.5)
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle(titles.get("title", ""))
+    return fig
+
+
+def comparison(results: dict, seconds: dict, tol: float, objective, theta, name="ref") -> dict:
+    """Minimizers side by side against a known optimum J* = ``objective`` at the flat ``theta``
+    (in ``ravel_pytree``'s order; found by ``name``), for a report's table.
+
+    ``results``: method -> OptimizeResult of a batch of runs (runs on a leading axis), each
+    timed in ``seconds`` (method -> wall time of the whole batch). Returns ``headers`` and one
+    row per method: the iterations to ||g|| <= tol (mean ± std over runs, or how many runs
+    got there in how many iterations), the wall time in ms, µs per iteration of the slowest
+    run, the worst final ||g||, the mean J - J* and the largest ||theta - theta*||; and
+    ``outcomes``, method -> :func:`outcomes` with ``gap``, J - J* per run, added.
+    """
+    from lexicon.report import mean_std
+
+    rows, found = [], {}
+    for method, result in results.items():
+        end = found[method] = outcomes(result, tol)
+        end["gap"] = end["loss"] - objective
+        reached, taken = np.isfinite(end["iterations"]), int(end["steps"].max())
+        count = f"not reached in {taken} ({int(reached.sum())}/{len(reached)} seeds)"
+        rows.append(
+            (
+                method,
+                mean_std(end["iterations"], 1) if reached.all() else count,
+                f"{seconds[method] * 1e3:.2f}",
+                f"{seconds[method] / max(taken, 1) * 1e6:.1f}",
+                f"{np.nanmax(end['grad_norm']):.1e}",
+                f"{np.mean(end['gap']):+.2e}",
+                f"{np.max(np.linalg.norm(end['params'] - theta, axis=1)):.1e}",
+            )
+        )
+    headers = [
+        "method",
+        f"iterations to ||g|| <= {tol:g}",
+        "wall time, ms (all seeds)",
+        "µs / iteration",
+        "final ||g|| (worst seed)",
+        f"J - J*({name})",
+        f"max ||theta - theta_{name}||",
+    ]
+    return {"headers": headers, "rows": rows, "outcomes": found}

@@ -13,7 +13,13 @@ import pytest
 from sklearn.datasets import load_digits
 
 from lexicon import optim
-from lexicon.optim.second_order import convergence_ratios, outcomes
+from lexicon.optim.second_order import (
+    comparison,
+    convergence_ratios,
+    outcomes,
+    plot_convergence,
+    rate_table,
+)
 
 L2 = 1e-2
 
@@ -396,3 +402,49 @@ def test_convergence_ratios_of_linear_and_quadratic_sequences():
     assert np.isnan(squared[1, 5]) and np.isnan(ratio[1, 5])  # e_6 = 2^-64 < the floor 1e-13
     _, _, floor = convergence_ratios(np.array([[30.0, 3.0]]))
     assert floor == pytest.approx(3e-12)
+
+
+def test_rate_table_and_the_convergence_figure(x64):
+    """Newton on Rosenbrock from two starts: the table's rows are the histories and the ratios
+    of convergence_ratios, run by run; the figure has the three panels."""
+    starts = jnp.asarray([[-1.2, 1.0], [0.5, 0.2]])
+    runs = jax.vmap(lambda s: optim.newton(rosenbrock, s, tol=1e-10, max_iter=12))(starts)
+    limit = np.asarray(runs.params)
+    errors = np.linalg.norm(np.asarray(runs.params_history) - limit[:, None], axis=2)
+    linear, squared, floor = convergence_ratios(errors)
+    table = rate_table(runs, errors, run=1)
+    steps = int(runs.num_iterations[1])
+    assert len(table["rows"]) == steps + 1 and table["floor"] == floor
+    for k, row in enumerate(table["rows"]):
+        assert row[0] == k and row[1] == f"{float(runs.grad_norm_history[1, k]):.3e}"
+        assert row[2] == f"{errors[1, k]:.3e}"
+        assert row[3] == ("—" if np.isnan(linear[1, k]) else f"{linear[1, k]:.3e}")
+    kept = np.flatnonzero(np.isfinite(squared[1, : steps + 1]))
+    assert table["last"] == {"linear": linear[1, kept[-1]], "quadratic": squared[1, kept[-1]]}
+    assert table["last"]["linear"] < 0.1  # Newton is superlinear at the end
+    figure = plot_convergence({"newton": runs}, {"newton": errors}, 1e-10, ratios_of="newton")
+    assert len(figure.axes) == 3 and len(figure.axes[2].lines) == 4  # 2 ratios x 2 runs
+    assert [ax.get_xscale() for ax in figure.axes[:2]] == ["log", "log"]
+
+
+def test_comparison_rows_against_a_known_optimum(x64):
+    """Newton reaches the tolerance from both starts, 3 steps of gradient descent do not."""
+    starts = jnp.asarray([[1.0, 1.0], [-1.2, 1.0]])
+    results = {
+        "newton": jax.vmap(lambda s: optim.newton(rosenbrock, s, tol=1e-8, max_iter=30))(starts),
+        "sgd": jax.vmap(
+            lambda s: optim.minimize(optim.sgd(1e-3), rosenbrock, s, tol=1e-8, max_iter=3)
+        )(starts),
+    }
+    seconds = {"newton": 0.002, "sgd": 0.003}
+    table = comparison(results, seconds, 1e-8, 0.0, np.ones(2), name="exact")
+    assert table["headers"][1] == "iterations to ||g|| <= 1e-08"
+    assert table["headers"][5:] == ["J - J*(exact)", "max ||theta - theta_exact||"]
+    newton, sgd = table["rows"]
+    end = table["outcomes"]["newton"]
+    mean, std = end["iterations"].mean(), end["iterations"].std()
+    assert newton[0] == "newton" and newton[1] == f"{mean:.1f} ± {std:.1f}"
+    assert newton[2] == "2.00" and newton[3] == f"{0.002 / end['steps'].max() * 1e6:.1f}"
+    assert sgd[1] == "not reached in 3 (1/2 seeds)"  # the start at (1, 1) is already there
+    np.testing.assert_array_equal(end["gap"], end["loss"])  # J* = 0
+    assert float(newton[6]) < 1e-6 and float(sgd[6]) > 0.1
