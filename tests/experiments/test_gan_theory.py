@@ -56,6 +56,7 @@ def test_default_run_meets_d_star(tmp_path):
     assert figures["d_max_error"].verdict() == "holds", figures["d_max_error"].values
 
 
+@pytest.mark.slow  # two compiled discriminators and the analysis: the fast sweeps are elsewhere
 def test_a_step_size_sweep_trains_both_discriminators_per_grid_point(tmp_path):
     """--config.sweep='lr=1e-3,1e-2', 2 seeds, one program per discriminator: the larger step
     brings D closer to D* in every seed, each grid point has its own figure, and the sweep
