@@ -19,6 +19,8 @@ subspace only as its minibatch noise vanishes); linear AEs see centred inputs.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,7 @@ import numpy as np
 import optax
 from scipy.linalg import subspace_angles
 
-from lexicon import baselines, cli, data, regularizers, train
+from lexicon import baselines, cli, data, regularizers, sweeping, train
 from lexicon.autoencoding import autoencoder_task
 from lexicon.nn import autoencoders as ae
 from lexicon.report import Figure, Report, compare, mean_std, plot_curves, plot_images, plot_scatter
@@ -37,6 +39,9 @@ IMAGE_SHAPES = {"mnist5k": (28, 28), "digits": (8, 8), "mnist1d": (1, 40)}
 PARTS = ("pca", "codes2d", "sparse", "denoising", "contractive", "stacked", "identity")
 # the one-layer AEs and the part that asks for each (the plain AE is every part's baseline)
 ONE_LAYER = dict(plain=None, L1="sparse", KL="sparse", DAE="denoising", CAE="contractive")
+# --config.sweep='l1=0.01,0.1': the penalized one-layer AEs (L1, KL, CAE) at every grid point;
+# every other AE trains once (the penalty weights do not reach it)
+SWEEPABLE = ("l1", "rho", "beta", "contractive")
 
 
 def get_config():
@@ -105,12 +110,18 @@ def steps(config, x) -> int:
     return train.steps_per_epoch(config, len(x))
 
 
-def fit(config, workdir, model, x, x_test, lr=None, epochs=None, **task_args):
-    """Trains an autoencoder on x; returns the Result and the stacked params of the seeds."""
+def fit(config, workdir, model, x, x_test, lr=None, epochs=None, penalty=None, **task_args):
+    """Trains an autoencoder on x; returns the Result and the stacked params of the replicas.
+    ``penalty(config)`` gives Omega from the config's weights (a sweep's are traced); an AE
+    without one trains once, whatever the grid."""
     run = config.copy_and_resolve_references()
     run.epochs = epochs or config.epochs
+    run = run if penalty else sweeping.without(run)
     tx = optax.adam(optax.cosine_decay_schedule(lr or config.lr, run.epochs * steps(run, x)))
-    task = autoencoder_task(model, tx, x, **task_args)
+
+    def task(swept):  # a task builder: a sweep's grid point gets its own penalty weights
+        return autoencoder_task(model, tx, x, penalty=penalty and penalty(swept), **task_args)
+
     result = train.fit(run, task, {"x": x}, workdir, eval_splits={"test": {"x": x_test}})
     return result, result.state.params
 
@@ -130,8 +141,11 @@ def seedwise(model, method=None):
     return jax.jit(jax.vmap(lambda p, x: model.apply({"params": p}, x, method=method), (0, None)))
 
 
-def against(values, reference, source, tolerance=None):
-    return Figure(values, reference=float(np.mean(reference)), source=source, tolerance=tolerance)
+def against(values, reference, source, tolerance=None, result=None):
+    """``values`` held against the mean of ``reference``; one figure per grid point of
+    ``result``'s sweep."""
+    held = dict(reference=float(np.mean(reference)), source=source, tolerance=tolerance)
+    return Figure(values, **held) if result is None else sweeping.figure(result, values, **held)
 
 
 # --- undercomplete AEs against PCA, and 2-D codes -----------------------------------------------
@@ -193,18 +207,21 @@ def one_layer_part(config, splits, parts, workdir, report, out):
     model = ae.dense_autoencoder(d, c.units, code_activation=nn.sigmoid)
     squared = c.contractive_form == "squared"
 
-    def contractive(params, x, h):  # the sigmoid layer's closed form (measured with jacfwd)
+    def contractive(params, x, h, weight):  # the sigmoid layer's closed form (measured with jacfwd)
         w, b = params["encoder"]["code"]["kernel"], params["encoder"]["code"]["bias"]
-        return regularizers.sigmoid_contractive_penalty(w, b, x, c.contractive, squared=squared)
+        return regularizers.sigmoid_contractive_penalty(w, b, x, weight, squared=squared)
 
-    options = {
-        "L1": {"penalty": lambda p, x, h: regularizers.l1_activity_penalty(h, c.l1)},
-        "KL": {"penalty": lambda p, x, h: regularizers.kl_sparsity_penalty(h, c.rho, c.beta)},
-        "DAE": {"noise": lambda key, x: ae.corrupt(key, x, c.noise, c.noise_level)},
-        "CAE": {"penalty": contractive},
+    penalties = {  # config -> Omega(params, x~, h), with that config's (in a sweep: traced) weights
+        "L1": lambda r: lambda p, x, h: regularizers.l1_activity_penalty(h, r.l1),
+        "KL": lambda r: lambda p, x, h: regularizers.kl_sparsity_penalty(h, r.rho, r.beta),
+        "CAE": lambda r: functools.partial(contractive, weight=r.contractive),
     }
+    noise = {"DAE": {"noise": lambda key, x: ae.corrupt(key, x, c.noise, c.noise_level)}}
     names = [n for n, part in ONE_LAYER.items() if part is None or part in parts]
-    runs = {n: fit(c, workdir / n, model, x, x_test, **options.get(n, {})) for n in names}
+    runs = {
+        n: fit(c, workdir / n, model, x, x_test, penalty=penalties.get(n), **noise.get(n, {}))
+        for n in names
+    }
     levels, key = sorted(set(c.noise_levels) | {c.noise_level}), jax.random.key(c.data_seed)
     noisy = jnp.stack([ae.corrupt(key, jnp.asarray(x_test), c.noise, v) for v in levels])
     probe = jnp.asarray(x_test[:100])  # the Jacobians are (100, units, inputs) per seed
@@ -256,8 +273,10 @@ def one_layer_part(config, splits, parts, workdir, report, out):
     caption = f"{c.units} sigmoid units; lambda {c.l1}; rho {c.rho}, beta {c.beta}; CAE lambda "
     report.table(head, rows, caption=f"One-layer AEs, {caption}{c.contractive}")
     figures, plain = out["figures"], m["plain"]
-    for n in {"L1", "KL"} & set(names):
-        figures[f"sparse/near_zero_{n}"] = against(m[n]["near"], plain["near"], "plain AE")
+    for n in [n for n in ("L1", "KL") if n in names]:  # one figure per grid point in a sweep
+        figures[f"sparse/near_zero_{n}"] = against(
+            m[n]["near"], plain["near"], "plain AE", result=runs[n][0]
+        )
     if "DAE" in names:
         dae, baseline = m["DAE"]["noise"][:, at], plain["noise"][:, at]
         figures["denoising/error"] = against(dae, baseline, "plain AE, same noise")
@@ -267,7 +286,9 @@ def one_layer_part(config, splits, parts, workdir, report, out):
         report.figure(fig, "denoising_images", "rows: clean, noisy, plain AE, DAE (seed 0)")
     if "CAE" in names:
         for key in ("jacobian", "change"):
-            figures[f"contractive/{key}"] = against(m["CAE"][key], plain[key], "plain AE")
+            figures[f"contractive/{key}"] = against(
+                m["CAE"][key], plain[key], "plain AE", result=runs["CAE"][0]
+            )
         tangents = np.concatenate([probe[:1], m["plain"]["tangents"][0], m["CAE"]["tangents"][0]])
         fig = plot_images(tangents.reshape(-1, *shape), columns=11, cmap="RdBu")
         caption = "a test digit; the 5 leading tangent directions (right singular vectors of "
@@ -279,6 +300,7 @@ def one_layer_part(config, splits, parts, workdir, report, out):
 
 def stacked_part(config, splits, workdir, report, out):
     """Pretrain layer by layer (train.stages), then classify with few labels; vs random init."""
+    config = sweeping.without(config)  # the swept penalty weights do not reach it
     sizes, x = (FEATURES[config.dataset], *config.stack), splits.train["x"]
     classes, tx = splits.num_classes, optax.adam(config.lr)
     model, epochs = ae.StackedClassifier(sizes, classes), config.pretrain_epochs
@@ -358,6 +380,7 @@ def train_and_evaluate(config, workdir):
     parts, out = RULES["parts"].parse(config.parts), {"figures": {}}
     sizes = f"{len(splits.train['y'])} training and {len(splits.test['y'])} test examples"
     report = Report(workdir, "Autoencoders").text(f"`{config.dataset}`: {sizes}.")
+    sweeping.note(report, config)
     if "pca" in parts or "codes2d" in parts:
         pca_part(config, splits, workdir, report, out)
     if {"sparse", "denoising", "contractive"} & set(parts):
