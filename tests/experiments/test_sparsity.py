@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from support import run_python
 
 from experiments import sparsity
+from lexicon import cli
 
 TINY = ["--config.seeds=2", "--config.hidden=(32,)", "--config.lr=0.3", "--config.epochs=10"]
 TINY += ["--config.train_size=64", "--config.batch_size=8", "--config.progress=false"]
@@ -26,9 +26,9 @@ def test_an_l1_alpha_sweep_is_one_run_and_a_larger_alpha_zeroes_more_weights(tmp
     """--config.sweep='l1_alpha=0.0001,0.01': 2 penalty weights x 2 seeds as one program. The
     stronger soft threshold leaves far more exact zeros, and the sweep picks the weaker one by
     validation accuracy (the stronger one underfits)."""
-    argv = ["-m", "experiments.sparsity", "--config.sweep=l1_alpha=0.0001,0.01", *TINY]
-    result = run_python([*argv, "--config.methods=l1_proximal", f"--workdir={tmp_path}"])
-    assert result.returncode == 0, result.stderr
+    argv = ["sparsity", "--config.sweep=l1_alpha=0.0001,0.01", *TINY]
+    argv += ["--config.methods=l1_proximal", f"--workdir={tmp_path}"]
+    cli.run(sparsity.get_config, sparsity.train_and_evaluate, sparsity.RULES, argv=argv)
     saved = json.loads((tmp_path / "results.json").read_text())
     zeros = {k: v["per_seed"] for k, v in saved["figures"].items() if k.startswith("zero_")}
     weak, strong = (zeros[f"zero_weights/l1_proximal/l1_alpha={a}"] for a in ("0.0001", "0.01"))
