@@ -48,11 +48,6 @@ RULES = setting.TARGET_RULES
 check_config = setting.check_config  # cli.run checks the setting's cross-key rules
 
 
-def per_count(values, config) -> np.ndarray:
-    """Per-replica values -> (label counts, seeds)."""
-    return np.asarray(values).reshape(len(config.label_counts), config.seeds)
-
-
 def figures(report, config, accuracy, probes, results, pretrained):
     counts = list(config.label_counts)
     fig, (left,) = panels(1, size=(5.5, 3.8))
@@ -142,7 +137,7 @@ def train_and_evaluate(config, workdir):
     results = {
         m: setting.fit_target(config, m, labelled, evals, params, workdir / m) for m in METHODS
     }
-    accuracy = {m: per_count(r.final("test/accuracy"), config) for m, r in results.items()}
+    accuracy = {m: setting.per_count(r.final("test/accuracy"), config) for m, r in results.items()}
     probes = setting.probe_layers(config, source, target, pretrained, labelled)
     sentence, wins = verdict(config, accuracy)
 

@@ -186,8 +186,12 @@ def linear_probes(config, model, pretrained, target, masks) -> dict[str, np.ndar
             labelled = {"x": x[mask], "y": target.train["y"][mask]}
             test = {"x": x_test, "y": target.test["y"]}
             scores[name].append(baselines.logistic_regression(labelled, test))
-    counts = len(config.label_counts)
-    return {name: np.asarray(v).reshape(counts, config.seeds) for name, v in scores.items()}
+    return {name: per_count(v, config) for name, v in scores.items()}
+
+
+def per_count(values, config) -> np.ndarray:
+    """Per-replica values -> (label counts, seeds)."""
+    return np.asarray(values).reshape(len(config.label_counts), config.seeds)
 
 
 def probe_section(report, config, probes) -> None:
