@@ -7,7 +7,7 @@ import pytest
 
 from experiments import speed
 from lexicon import bench, data
-from lexicon.bench import loops
+from lexicon.bench import loops, ratios
 
 
 def tiny_config(**overrides):
@@ -96,9 +96,18 @@ def test_roofline_pieces():
             "per-step dispatch loop": 3e-3}  # fmt: skip
     seeds = {"64-32-10 MLP, epoch scan, 1 seed": 1e-4, "64-32-10 MLP, epoch scan, 8 seeds": 3e-4,
              "8 seeds' a": 2.0, "8 seeds' b": 1.0, "8 seeds' c": 0.5}  # fmt: skip
-    rows = speed.ratio_rows(loop, seeds, {}, {}, {}, {}, {"xla": 100.0}, {"digits MLP": 1e7})
+    convs = {"LeNet-5 32x32: im2col, epoch as lax.scan": 1.0,
+             "LeNet-5 32x32: im2col, jitted step per call": 2.0,
+             "LeNet-5 32x32: xla, epoch as lax.scan": 4.0}  # fmt: skip
+    flags = {"--xla_cpu_use_onednn=true: XLA matmul GFLOP/s / no flag": 1.1}
+    devices = {"1 device": 2.0, "4 devices, pmap": 1.0}
+    args = (loop, seeds, convs, flags, devices, {}, {"xla": 100.0}, {"digits MLP": 1e7})
+    rows = ratios.ratio_rows(*args)
     got = {short: value for _, short, value, _ in rows}
     assert got["dispatch_over_scan"] == pytest.approx(3.0)
     assert got["mlp_8_seeds_share_of_peak"] == pytest.approx(8 * 1e7 / 4e-3 / 1e9 / 100.0)
     assert got["small_8_seeds_over_1"] == pytest.approx(3.0)
     assert got["batched_over_sequential"] == pytest.approx(2.0)
+    assert got["lenet5_scan_over_dispatch"] == 0.5 and got["lenet5_im2col_over_xla_scan"] == 0.25
+    assert got["flag_onednn_peak"] == 1.1 and got["pmap_4_devices_over_1"] == 0.5
+    assert not ratios.ratio_rows({}, {}, {}, {}, {}, {}, {}, {})  # nothing measured, no ratio
