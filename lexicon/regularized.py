@@ -40,7 +40,7 @@ TECHNIQUES += ("early_stopping",)
 METHODS = ("none", *TECHNIQUES, "combined")
 MONITORS = ("loss", "accuracy")
 # Keys a sweep may change (lexicon.train.sweep): each reaches the compiled step only as a number.
-SWEEPABLE = ("lr", "l2_alpha", "l1_alpha", "weight_sigma")
+SWEEPABLE = ("lr", "l2_alpha", "l1_alpha", "weight_sigma", "max_degrees", "pixel_noise")
 
 
 def defaults():

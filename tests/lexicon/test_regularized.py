@@ -191,9 +191,10 @@ def test_bad_method_lists_stop_before_compiling():
 
 def test_penalty_weights_can_be_traced_values_as_in_a_sweep():
     """A sweep hands the builder a config whose swept keys are traced: the step under jit with
-    traced lr, l2_alpha, l1_alpha and weight_sigma equals the step with the plain numbers (the
-    proximal step with the L2 penalty and weight noise reads all four)."""
-    config = small_config(weight_sigma=0.3, combined="l2,l1_proximal,weight_noise")
+    traced SWEEPABLE keys equals the step with the plain numbers (the proximal step with the L2
+    penalty, weight noise and augmentation reads all of them)."""
+    combined = "l2,l1_proximal,weight_noise,augmentation"
+    config = small_config(weight_sigma=0.3, combined=combined)
 
     def step(values, techniques, batch, key):
         traced = SweptConfig(config, values)  # what a sweep's builder gets
