@@ -27,9 +27,6 @@ def get_config():
     return config
 
 
-get_config.__wrapped__ = regularized.defaults  # --help reads the key comments there
-
-
 def train_and_evaluate(config, workdir):
     splits, fitted = regularized.run_methods(config, workdir)
     runs = {m: result for m, (result, _, _) in fitted.items()}

@@ -23,9 +23,6 @@ def get_config():
     return setting.defaults()  # the keys and their meaning: lexicon.transfer.defaults
 
 
-get_config.__wrapped__ = setting.defaults  # --help reads the key comments there
-
-
 def train_and_evaluate(config, workdir):
     source, target, pretrained, labelled = setting.pretrained_setting(config, workdir)
     probes = setting.probe_layers(config, source, target, pretrained, labelled)

@@ -37,8 +37,6 @@ def get_config():
     return regularized.defaults()  # the keys and their meaning: lexicon.regularized.defaults
 
 
-get_config.__wrapped__ = regularized.defaults  # --help reads the key comments there
-
 RULES = regularized.RULES
 SWEEPABLE = regularized.SWEEPABLE  # e.g. --config.sweep='l2_alpha=0.001,0.01,0.1'
 check_config = regularized.check_config

@@ -43,7 +43,6 @@ def get_config():
     return setting.defaults(target=True)  # the keys and their meaning: lexicon.transfer.defaults
 
 
-get_config.__wrapped__ = setting.defaults  # --help reads the key comments there
 RULES = setting.TARGET_RULES
 check_config = setting.check_config  # cli.run checks the setting's cross-key rules
 

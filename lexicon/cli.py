@@ -106,21 +106,37 @@ def flat_keys(config, prefix: str = "") -> list[str]:
 
 
 def key_comments(get_config: Callable) -> dict[str, str]:
-    """The one-line comment after each ``config.key = value`` in get_config's source."""
-    comments = {}
-    sources = [get_config]
-    try:
-        from lexicon.train import config as train_config
+    """The one-line comment after each ``config.key = value`` in get_config's source, in the
+    source of the lexicon functions it calls (a shared ``regularized.defaults()``), and in
+    ``train.defaults``; the first comment of a key wins."""
+    from lexicon.train import config as train_config
 
-        sources += [train_config.defaults, train_config.with_sweep]
-        for fn in sources:
-            for line in inspect.getsource(fn).splitlines():
-                match = re.match(r"\s*config\.([\w.]+)\s*=.*?#\s*(.*)$", line)
-                if match:
-                    comments.setdefault(match.group(1), match.group(2))
+    try:
+        sources = [inspect.getsource(get_config)]
     except (OSError, TypeError):
-        pass
+        return {}
+    for name in re.findall(r"([\w.]+)\(", sources[0]):
+        fn = _resolve(get_config, name)
+        if callable(fn) and getattr(fn, "__module__", "").startswith("lexicon"):
+            with contextlib.suppress(OSError, TypeError):
+                sources.append(inspect.getsource(fn))
+    sources += [inspect.getsource(f) for f in (train_config.defaults, train_config.with_sweep)]
+    comments = {}
+    for line in "\n".join(sources).splitlines():
+        match = re.match(r"\s*config\.([\w.]+)\s*=.*?#\s*(.*)$", line)
+        if match:
+            comments.setdefault(match.group(1), match.group(2))
     return comments
+
+
+def _resolve(fn: Callable, dotted: str):
+    """The object a dotted name in ``fn``'s source refers to, through its globals (None if it
+    names nothing there)."""
+    head, *rest = dotted.split(".")
+    value = fn.__globals__.get(head)
+    for part in rest:
+        value = getattr(value, part, None)
+    return value
 
 
 def usage(topic: str, doc: str, config, get_config) -> str:
