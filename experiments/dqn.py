@@ -99,6 +99,7 @@ def get_config():
     config.optimizer = "adam"  # adam | rmsprop (centered, the MinAtar paper's)
     config.loss = "mse"  # mse | huber
     config.huber_delta = 1.0  # Huber: square below this error, linear above
+    config.sweep_select = "greedy/return:max"  # a sweep's best point: the greedy return
     config.double = True  # Double DQN target (van Hasselt et al. 2016)
     config.eps_start = 1.0  # epsilon at the first step
     config.eps_end = 0.01  # epsilon after the decay (CleanRL: 0.05)

@@ -333,6 +333,7 @@ def check_sweep(config, source, rules: Mapping) -> None:
     sweep = sweeps.parse(config.get("sweep", ""))
     if sweep is not None:
         sweeps.check(sweep, config, tuple(getattr(source, "SWEEPABLE", ())), rules)
+    sweeps.parse_select(config.get("sweep_select", ""))
 
 
 @functools.cache

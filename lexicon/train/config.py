@@ -33,6 +33,7 @@ def defaults() -> ml_collections.ConfigDict:
     config.progress = True  # progress bar with ETA on the terminal
     config.on_divergence = "stop"  # stop | record (freeze and mark a diverged replica, go on)
     config.sweep_memory = 0.0  # MiB a sweep may take before it runs in chunks; 0 = the devices'
+    config.sweep_select = ""  # 'metric:max|min', a sweep's best point; '' = val/, else train/loss
     return config
 
 

@@ -247,7 +247,7 @@ def fit(
         result = _merge(parts, workdir)
     result.sweep = sweep
     if jax.process_index() == 0:
-        sweeps.write_summary(workdir, result)
+        sweeps.write_summary(workdir, result, config)
     return result
 
 

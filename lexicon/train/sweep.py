@@ -251,11 +251,35 @@ def chunk_points(
 SUMMARY_FILE = "sweep.json"
 
 
-def selection(metrics: Sequence[str]) -> tuple[str, bool] | None:
-    """The metric that picks a sweep's best point, and whether higher is better: validation
-    accuracy, else validation loss, else another validation metric, else the training loss.
-    Never a test metric."""
+def parse_select(text: str) -> tuple[str, bool] | None:
+    """``config.sweep_select``: 'metric' or 'metric:max' / 'metric:min' -> (metric, higher is
+    better); '' -> None (the automatic choice). A loss, error, NLL or distance is lower-better
+    unless said otherwise. Never a test metric."""
+    if not text:
+        return None
+    name, _, way = text.partition(":")
+    if not name or way not in ("", "max", "min"):
+        raise ConfigError(
+            f"config.sweep_select={text!r} must be 'metric', 'metric:max' or 'metric:min' "
+            "(e.g. 'val/accuracy:max')"
+        )
+    if name.startswith("test/"):
+        raise ConfigError(
+            f"config.sweep_select={text!r}: a sweep's best point is never chosen on a test metric"
+        )
+    lower = any(w in name for w in ("loss", "error", "nll", "distance"))
+    return name, (way == "max") if way else not lower
+
+
+def selection(metrics: Sequence[str], select: str = "") -> tuple[str, bool] | None:
+    """The metric that picks a sweep's best point, and whether higher is better: the one
+    ``select`` names (``parse_select``) when the run recorded it; else validation accuracy,
+    else validation loss, else another validation metric, else the training loss. Never a
+    test metric."""
     metrics = list(metrics)
+    named = parse_select(select)
+    if named is not None and named[0] in metrics:
+        return named
     for name in ("val/accuracy", "val/loss"):
         if name in metrics:
             return name, name.endswith("accuracy")
@@ -268,9 +292,9 @@ def selection(metrics: Sequence[str]) -> tuple[str, bool] | None:
     return None
 
 
-def summarize(result) -> dict:
+def summarize(result, select: str = "") -> dict:
     """Every grid point's final metrics (mean, std over seeds, per seed) and the best point by
-    ``selection``."""
+    ``selection`` (``select``: ``config.sweep_select``)."""
     sweep = result.sweep
     finals: dict[str, np.ndarray] = {}
     for record in result.history:
@@ -291,7 +315,7 @@ def summarize(result) -> dict:
                 "per_seed": [float(v) if np.isfinite(v) else None for v in row],
             }
         points.append(entry)
-    chosen = selection(finals)
+    chosen = selection(finals, select)
     best = None
     if chosen is not None:
         name, higher = chosen
@@ -319,7 +343,7 @@ def write_summary(workdir, result, config=None) -> dict:
     import json
     import pathlib
 
-    summary = summarize(result)
+    summary = summarize(result, config.get("sweep_select", "") if config is not None else "")
     path = pathlib.Path(workdir) / SUMMARY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1) + "\n")

@@ -56,6 +56,15 @@ def test_parse_a_grid_and_refuse_what_cannot_be_swept():
     # The best point is chosen on validation, never on test.
     assert sweeps.selection(["test/accuracy", "val/loss", "train/loss"]) == ("val/loss", False)
     assert sweeps.selection(["test/accuracy", "train/loss"]) == ("train/loss", False)
+    # config.sweep_select names the metric (and its direction) where the run records it.
+    recorded = ["greedy/return", "val/loss", "train/loss"]
+    assert sweeps.selection(recorded, "greedy/return:max") == ("greedy/return", True)
+    assert sweeps.selection(recorded, "greedy/return:min") == ("greedy/return", False)
+    assert sweeps.selection(recorded, "train/loss") == ("train/loss", False)
+    assert sweeps.selection(recorded, "eval/return") == ("val/loss", False)  # not recorded
+    for bad, words in (("test/accuracy", "never chosen on a test metric"), ("a:up", "metric:max")):
+        with pytest.raises(ConfigError, match=words):
+            sweeps.parse_select(bad)
 
 
 def sweep_of_4_rates(tmp_path):
