@@ -83,3 +83,14 @@ def test_cartpole_is_solved_over_the_last_tenth_of_training(tmp_path):
     config.update(dict(env="cartpole", progress=False))
     figures = experiment.train_and_evaluate(config, tmp_path)
     assert figures["cartpole"]["solved"].verdict() == "holds", figures["cartpole"]["solved"]
+
+
+def test_published_references_beside_ours():
+    """CleanRL's CartPole figures; Breakout's reference is the MinAtar DQN curve read at our
+    frame budget, interpolated between the points read off the plot."""
+    value, wall, text, source = experiment.reference("breakout-minatar", 200_000)
+    assert (value, wall) == (6.1, None) and "200,000 frames" in text and "plot" in source
+    assert experiment.reference("breakout-minatar", 150_000)[0] == pytest.approx(5.3)
+    assert experiment.reference("breakout-minatar", 50_000) is None  # before the curve
+    assert experiment.reference("cartpole", 1_000)[:3] == (498.0, 75.0, "498 ± 2 (CleanRL)")
+    assert experiment.reference("acrobot", 500_000) is None
