@@ -112,7 +112,13 @@ def test_bad_flag_stops_before_compiling(capsys):
 SCALES = {
     # tiny: through the cli, as a sweep of two learning rates x two seeds in one program
     "tiny": dict(
-        epochs=1, seeds=2, image_size=32, kernel_size=4, num_kernels=2, sweep="lr=1e-4,3e-3"
+        epochs=1,
+        seeds=2,
+        image_size=16,
+        kernel_size=4,
+        num_kernels=2,
+        matrix_size=3,
+        sweep="lr=1e-4,3e-3",
     ),
     "small": dict(epochs=3, seeds=2, image_size=64, kernel_size=8, num_kernels=4),
 }
