@@ -23,7 +23,7 @@ import functools
 import jax
 import numpy as np
 
-from lexicon import adversarial, cli, data, optim, runs, train
+from lexicon import adversarial, cli, data, optim, runs, sweeping, train
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, compare, held_against, mean_std, plot_curves
 from lexicon.report import figure as report_figure
@@ -207,8 +207,7 @@ def train_and_evaluate(config, workdir):
             ["val/accuracy", "test/accuracy", "val/fgsm_accuracy", "test/fgsm_accuracy"],
             name=f"curves_{mode}",
         )
-    if results["standard"].sweep is not None:
-        report.text(runs.SWEEP_NOTE)
+    sweeping.note(report, config)
     report.write()
     if results["standard"].sweep is not None:  # one figure per grid point
         keys = {"clean_accuracy": "test/accuracy", "fgsm_accuracy": "test/fgsm_accuracy"}

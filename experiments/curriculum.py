@@ -33,7 +33,7 @@ import functools
 import numpy as np
 from scipy.stats import spearmanr
 
-from lexicon import baselines, cli, curriculum, data, optim, runs, train
+from lexicon import baselines, cli, curriculum, data, optim, runs, sweeping, train
 from lexicon.curriculum import SCHEDULES
 from lexicon.nn.layers import MLP
 from lexicon.report import Report, compare, mean_std, panels, plot_curves, plot_images
@@ -232,8 +232,7 @@ def train_and_evaluate(config, workdir):
         + f"; there {lead.sentence}, so the curriculum's lead "
         f"{'lasts' if lead.holds else 'does not last'} to the end of training."
     )
-    if results["all"].sweep is not None:
-        report.text(runs.SWEEP_NOTE)
+    sweeping.note(report, config)
     report.write()
     return {
         "early_accuracy": early,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lexicon import cli, data, multitask, optim, rules, runs, train
+from lexicon import cli, data, multitask, optim, rules, runs, sweeping, train
 from lexicon.report import Report, compare, mean_std, plot_curves
 from lexicon.report import figure as report_figure
 
@@ -204,8 +204,7 @@ def train_and_evaluate(config, workdir):
         "shared trunk. Measured here (a gain counts when its paired t-interval over seeds "
         "lies above 0):\n" + "\n".join(lines)
     )
-    if multi["result"].sweep is not None:
-        report.text(runs.SWEEP_NOTE)
+    sweeping.note(report, config)
     report.write()
     source = "scikit-learn MLPClassifier, same layers, single-task"
     figures = {}  # in a sweep: one figure per grid point

@@ -68,9 +68,3 @@ def held_figure(result, key: str, baseline, comparison, source: str):
     return report.figure(
         result, key, reference=held.reference, source=source, tolerance=held.tolerance
     )
-
-
-SWEEP_NOTE = (
-    "This run is a grid sweep (config.sweep): the tables and figures above pool its grid points "
-    "with the seeds; the sweep sections below give every grid point, mean ± std over seeds."
-)
