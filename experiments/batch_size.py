@@ -64,9 +64,7 @@ def train_and_evaluate(config, workdir):
     minibatch = f"minibatch m={config.batch_size or n}"
     batch_sizes = {"full batch": 0, minibatch: config.batch_size, "one example": 1}
     runs = {  # eps = config.lr is read inside the program: a sweep trains every grid point
-        label: studies.fit(
-            logreg, lambda config: optim.sgd(config.lr), f"sgd_lr{config.lr:g}", batch_size=m
-        )
+        label: logreg.fit(lambda config: optim.sgd(config.lr), f"sgd_lr{config.lr:g}", batch_size=m)
         for label, m in batch_sizes.items()
     }
     regimes = {label: batch_size or n for label, batch_size in batch_sizes.items()}

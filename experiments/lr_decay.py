@@ -66,9 +66,7 @@ def train_and_evaluate(config, workdir):
         ),
     }
     runs = {
-        label: studies.fit(
-            logreg, sgd, name, batch_size=config.batch_size, epochs=config.decay_epochs
-        )
+        label: logreg.fit(sgd, name, batch_size=config.batch_size, epochs=config.decay_epochs)
         for label, (name, _, sgd) in schedules.items()
     }
     gaps = {label: run.final["objective"] - optimum["objective"] for label, run in runs.items()}

@@ -85,8 +85,7 @@ def fit_all(config, names, problem):
     """Every optimizer at its block's rate, at minibatch size config.batch_size; the blocks
     are read inside the program, so a sweep over their keys trains every grid point."""
     return {
-        name: studies.fit(
-            problem,
+        name: problem.fit(
             lambda config, name=name: problems.optimizer(config, name),
             f"{name}_lr{config[name].lr:g}",
             batch_size=config.batch_size,

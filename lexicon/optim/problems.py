@@ -213,14 +213,26 @@ class Problem:
 
         self.score = score
 
-    def fit(self, tx, label: str, *, batch_size, epochs=None) -> Run:
-        """Trains ``tx`` (named ``label``, e.g. "sgd_lr0.3") at minibatch size ``batch_size``."""
+    def fit(self, optimizer, label: str, *, batch_size, epochs=None) -> Run:
+        """Trains ``optimizer`` (named ``label``, e.g. "sgd_lr0.3") at minibatch size
+        ``batch_size``: an optax transform, or a builder ``config -> transform``.
+
+        With a builder, ``train.fit`` gets a task builder, so a sweep of the config
+        (``config.sweep``) trains every grid point x seed as one program: inside it the
+        builder sees the swept keys as traced values, and the run's final scores and curves
+        have one row per replica (point g, seed s at g * seeds + s). Runs are memoized in
+        ``self.runs`` under (label, batch_size, epochs)."""
         epochs = epochs or self.config.epochs
         key = (label, batch_size, epochs)
         if key in self.runs:
             return self.runs[key]
-        task = train.classifier(self.model, tx, self.splits.train["x"][:1], penalty=self.penalty)
-        task = dataclasses.replace(task, evaluate=self._evaluate_at_theta(task))
+        build = optimizer if callable(optimizer) else lambda config: optimizer
+        first = self.splits.train["x"][:1]
+
+        def task(config):
+            built = train.classifier(self.model, build(config), first, penalty=self.penalty)
+            return dataclasses.replace(built, evaluate=self._evaluate_at_theta(built))
+
         run_config = self.config.copy_and_resolve_references()
         run_config.batch_size, run_config.epochs = batch_size, epochs
         if self.resize is not None:

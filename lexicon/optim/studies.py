@@ -1,8 +1,8 @@
 """What the first-order optimizer studies share beyond :mod:`lexicon.optim.problems`.
 
 experiments/optimizers.py, lr_decay.py and batch_size.py train classifiers of a ``Problem``
-with optimizers built from the config, which may be swept (``--config.sweep``): ``fit`` takes
-an optimizer builder ``config -> optax.GradientTransformation``, ``figures`` gives one
+with optimizers built from the config, which may be swept (``--config.sweep``: ``Problem.fit``
+takes an optimizer builder ``config -> optax.GradientTransformation``); ``figures`` gives one
 headline figure per grid point, ``objective_rows`` the rows of their tables of J and J - J*,
 ``lower`` the paired verdict on a gap, ``gradient_noise_at`` the minibatch gradient's noise
 per replica and ``curves_and_bars`` curves beside the bars of a final figure.
@@ -12,18 +12,14 @@ experiments/optimizer_paths.py counts events along the paths of 2-D descents
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 from lexicon import losses, train
-from lexicon.optim.first_order import evaluation_params
 from lexicon.optim.problems import (
     Problem,
-    Run,
     draw_paths,
     first_step,
     gradient_noise,
@@ -32,45 +28,6 @@ from lexicon.optim.problems import (
     steps_text,
 )
 from lexicon.report import Figure, compare, mean_std, plot_bars, plot_curves, scientific
-
-
-def fit(problem: Problem, optimizer, label: str, *, batch_size, epochs=None) -> Run:
-    """``problem.fit`` with ``optimizer`` a builder ``config -> optax.GradientTransformation``.
-
-    ``train.fit`` gets a task builder, so a sweep of the config (``config.sweep``) trains every
-    grid point x seed as one program: inside it the builder sees the swept keys as traced
-    values, and the run's final scores and curves have one row per replica (point g, seed s
-    at g * seeds + s). Without a sweep the builder is called once with the run's config and
-    the run is that of ``problem.fit(optimizer(config), label, ...)``, bitwise. Runs are
-    memoized in ``problem.runs`` under the same key.
-    """
-    epochs = epochs or problem.config.epochs
-    key = (label, batch_size, epochs)
-    if key in problem.runs:
-        return problem.runs[key]
-    first = problem.splits.train["x"][:1]
-
-    def task(config):
-        built = train.classifier(problem.model, optimizer(config), first, penalty=problem.penalty)
-        return dataclasses.replace(built, evaluate=problem._evaluate_at_theta(built))
-
-    run_config = problem.config.copy_and_resolve_references()
-    run_config.batch_size, run_config.epochs = batch_size, epochs
-    if problem.resize is not None:
-        problem.resize(run_config)
-    workdir = problem.workdir / f"{problem.name}_{label}_m{batch_size}_e{epochs}"
-    evals = {"full": problem.splits.train} if problem.track else {}
-    result = train.fit(run_config, task, problem.splits.train, workdir, eval_splits=evals)
-    params = jax.vmap(evaluation_params)(result.state.params, result.state.opt_state)
-    on_train = problem.score(params, problem.splits.train["x"], problem.splits.train["y"])
-    on_test = problem.score(params, problem.splits.test["x"], problem.splits.test["y"])
-    final = {
-        "loss": np.asarray(on_train["loss"]),
-        "objective": np.asarray(on_train["objective"]),
-        "test_accuracy": np.asarray(on_test["accuracy"]),
-    }
-    problem.runs[key] = Run(result, final)
-    return problem.runs[key]
 
 
 def figures(values, sweep, **held) -> Figure | dict[str, Figure]:

@@ -33,10 +33,8 @@ def tiny_problem(tmp_path, **changes):
 
 
 @pytest.mark.slow
-def test_fit_with_a_builder_is_problem_fit_bitwise(tmp_path):
-    built = studies.fit(
-        tiny_problem(tmp_path / "a"), lambda c: optim.momentum(c.lr), "m", batch_size=16
-    )
+def test_fit_with_a_builder_is_fit_with_the_transform_bitwise(tmp_path):
+    built = tiny_problem(tmp_path / "a").fit(lambda c: optim.momentum(c.lr), "m", batch_size=16)
     plain = tiny_problem(tmp_path / "b").fit(optim.momentum(0.5), "m", batch_size=16)
     for key in ("loss", "objective", "test_accuracy"):
         np.testing.assert_array_equal(built.final[key], plain.final[key])
@@ -49,11 +47,11 @@ def test_fit_sweeps_the_builder_over_the_grid(tmp_path):
     """lr=0.05,0.5 x 2 seeds as one program: each point is its own run, to float rounding; a
     larger rate descends further in 3 epochs; figures() names one Figure per grid point."""
     problem = tiny_problem(tmp_path / "swept", sweep="lr=0.05,0.5")
-    swept = studies.fit(problem, lambda c: optim.sgd(c.lr), "sgd", batch_size=16)
+    swept = problem.fit(lambda c: optim.sgd(c.lr), "sgd", batch_size=16)
     objective = swept.final["objective"].reshape(2, 2)  # (points, seeds)
     for g, lr in enumerate((0.05, 0.5)):
         alone = tiny_problem(tmp_path / f"lr{lr}", lr=lr)
-        run = studies.fit(alone, lambda c: optim.sgd(c.lr), "sgd", batch_size=16)
+        run = alone.fit(lambda c: optim.sgd(c.lr), "sgd", batch_size=16)
         np.testing.assert_allclose(objective[g], run.final["objective"], rtol=1e-6)
     assert (objective[1] < objective[0]).all()
     assert (tmp_path / "swept" / "tiny_sgd_m16_e3" / "sweep.json").exists()
@@ -123,7 +121,7 @@ def test_paths_figure_draws_every_label_on_its_panel():
 def test_problem_data_loss_is_cross_entropy(tmp_path):
     """The tiny problem's objective: mean cross-entropy + the penalty, at the trained theta."""
     problem = tiny_problem(pathlib.Path(tmp_path))
-    run = studies.fit(problem, lambda c: optim.sgd(c.lr), "sgd", batch_size=0)
+    run = problem.fit(lambda c: optim.sgd(c.lr), "sgd", batch_size=0)
     params = run.result.state.params
     for seed in range(2):
         theta = jax.tree.map(lambda w, seed=seed: w[seed], params)
