@@ -11,7 +11,7 @@ import time
 import ml_collections
 import numpy as np
 import pytest
-from support import ROOT, run_python
+from support import ROOT, run_python, xla_flags
 
 from lexicon import cli, train
 from lexicon.rules import Choice, ConfigError, check_batch_size, positive, widths
@@ -405,7 +405,7 @@ def new_session():
 
 
 def launch(args, **kwargs):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags()}  # launch.sh adds its device count
     return subprocess.Popen(
         ["./launch.sh", *args], cwd=ROOT, env=env, text=True, preexec_fn=new_session, **kwargs
     )

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from support import ROOT, run_python
+from support import ROOT, run_python, xla_flags
 from train_tasks import classifier_task
 
 from lexicon import data, train
@@ -218,7 +218,7 @@ def slurm_task(task: int, tasks: int, job: int) -> dict:
         SLURM_NTASKS=str(tasks),
         SLURM_PROCID=str(task),
         SLURM_LOCALID=str(task),
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=xla_flags(devices=4),
     )
     return env
 
