@@ -148,6 +148,8 @@ def usage(topic: str, doc: str, config, get_config) -> str:
         for part in key.split("."):
             value = value[part]
         lines.append(f"  --config.{key}={value!r}  {comments.get(key, '')}".rstrip())
+    sweepable = getattr(inspect.getmodule(get_config), "SWEEPABLE", ())
+    lines += ["", f"sweepable keys (--config.sweep): {', '.join(sweepable) or 'none'}"]
     return "\n".join(lines)
 
 

@@ -383,6 +383,7 @@ def test_help_lists_experiments_and_keys():
     keys = run_python(["-m", "experiments.backprop", "--help"])
     assert keys.returncode == 0
     assert "--config.lr=1.0" in keys.stdout and "learning rate" in keys.stdout
+    assert "sweepable keys (--config.sweep): lr" in keys.stdout
 
 
 # --- launch.sh --processes -----------------------------------------------------------------------
