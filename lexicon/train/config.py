@@ -10,9 +10,11 @@ PARALLEL = ("none", "data", "seeds")
 MAPPERS = ("shard_map", "pmap")
 EPOCH_LOOPS = ("scan", "dispatch")
 ON_DIVERGENCE = ("stop", "record")
-# The keys a resumed run may change: they shape neither the state nor the data stream.
+# The keys a resumed run may change: they shape neither the state nor the data stream
+# (sweep_select only picks the best point of the summary, and runs saved before it lack it).
 RESUMABLE = frozenset(
     {"epochs", "resume", "eval_every", "progress", "checkpoint_every", "on_divergence"}
+    | {"sweep_select"}
 )
 
 

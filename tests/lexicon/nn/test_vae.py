@@ -18,7 +18,8 @@ def test_reparameterization_is_the_documents_formula(x64):
     for i in range(4):
         for j in range(5):
             expected = mu[i, j] + eps[i, j] * np.sqrt(np.exp(log_var[i, j]))
-            np.testing.assert_allclose(got[i, j], expected, rtol=1e-15)
+            # To a few float64 ulps: XLA's exp is its own polynomial, with or without FMAs.
+            np.testing.assert_allclose(got[i, j], expected, rtol=1e-14)
 
 
 def test_reparameterized_samples_have_the_encoders_mean_and_variance():

@@ -312,8 +312,10 @@ def test_nonlinear_cg_on_a_quadratic_with_exact_search_is_linear_cg(x64):
             max_iter=3 * n,
         )
         k = int(run.num_iterations)
-        assert bool(run.converged) and k <= n, (beta, k)
-        np.testing.assert_allclose(run.params_history[: k + 1], iterates[: k + 1], atol=1e-9)
+        # n steps in exact arithmetic; in float64 the n-th gradient may stop just above tol.
+        assert bool(run.converged) and k <= n + 1, (beta, k)
+        m = min(k, n)
+        np.testing.assert_allclose(run.params_history[: m + 1], iterates[: m + 1], atol=1e-9)
         np.testing.assert_allclose(run.params, np.linalg.solve(a, b), rtol=1e-9)
 
 

@@ -230,3 +230,14 @@ def test_chaos_random_kills_and_stops_end_bitwise_equal_to_an_uninterrupted_run(
     assert (run / "metrics.jsonl").read_bytes() == (
         tmp_path / "straight/metrics.jsonl"
     ).read_bytes()
+
+
+def test_a_run_saved_before_sweep_select_existed_resumes():
+    """sweep_select picks only a sweep's best point: a saved config without it (or with
+    another value) does not stop a resume; a key that shapes the run still does."""
+    from lexicon.train.checkpoint import differing_keys
+
+    saved = {"lr": 0.1, "epochs": 3, "sweep": ""}
+    current = {"lr": 0.1, "epochs": 5, "sweep": "", "sweep_select": "greedy/return:max"}
+    assert differing_keys(saved, current, train.RESUMABLE) == []
+    assert differing_keys(saved, {**current, "lr": 0.2}, train.RESUMABLE) == ["lr (0.1 -> 0.2)"]
