@@ -189,23 +189,8 @@ def run_env(config, name, workdir):
     )
 
     def task(run):  # a task builder: a sweep's grid point gets its own (traced) numbers
-        hyper = dqn.Hyper(
-            num_envs=run.num_envs,
-            iterations=run.steps_per_epoch // run.num_envs,
-            gamma=run.gamma,
-            batch_size=run.batch_size,
-            buffer_size=run.buffer_size,
-            learning_starts=run.learning_starts,
-            train_every=run.train_every,
-            target_every=run.target_every,
-            tau=run.tau,
-            loss=run.loss,
-            huber_delta=run.huber_delta,
-            double=run.double,
-            eps_start=run.eps_start,
-            eps_end=run.eps_end,
-            eps_steps=eps_steps(run),
-        )
+        iterations = run.steps_per_epoch // run.num_envs
+        hyper = dqn.Hyper.from_config(run, iterations=iterations, eps_steps=eps_steps(run))
         tx = optimizer(run, updates)
         return dqn.make_task(
             env, params, model, tx, hyper, eval_envs=run.eval_envs, eval_steps=run.eval_steps

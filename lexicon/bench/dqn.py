@@ -85,16 +85,10 @@ def fast_task(settings: dict = FAST):
     s = settings
     env, params = envs.make("cartpole")
     total = s["steps_per_epoch"] * s["epochs"]
-    hyper = dqn.Hyper(
-        num_envs=s["num_envs"],
+    hyper = dqn.Hyper.from_config(
+        s,
         iterations=s["steps_per_epoch"] // s["num_envs"],
-        batch_size=s["batch_size"],
-        buffer_size=s["buffer_size"],
-        learning_starts=s["learning_starts"],
-        train_every=s["train_every"],
-        target_every=s["target_every"],
         double=True,
-        eps_end=s["eps_end"],
         eps_steps=int(s["eps_fraction"] * total),
     )
     updates = (total - s["learning_starts"]) // (s["num_envs"] * s["train_every"])

@@ -107,6 +107,13 @@ class Hyper(NamedTuple):
     eps_end: float = 0.05
     eps_steps: int = 250_000  # env steps of the linear decay of epsilon
 
+    @classmethod
+    def from_config(cls, config, **overrides) -> Hyper:
+        """The fields a config (or a mapping, or a sweep's traced config) has by name, then
+        ``overrides`` (values the config gives only indirectly); the rest keep their defaults."""
+        fields = {name: config[name] for name in cls._fields if name in config}
+        return cls(**{**fields, **overrides})
+
 
 class Transition(NamedTuple):
     obs: jax.Array

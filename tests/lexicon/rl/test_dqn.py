@@ -192,3 +192,10 @@ def test_breakout_minatar_with_the_convolutional_network():
     assert state.online.params["Conv_0"]["kernel"].shape == (3, 3, 4, 4)
     state, metrics = jax.jit(task.epoch)(state, jnp.int32(0), jnp.int32(1))
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 60
+
+
+def test_hyper_from_config_takes_fields_by_name_then_overrides():
+    config = {"gamma": 0.9, "batch_size": 32, "lr": 1e-3, "iterations": 5, "eps_steps": 7}
+    hyper = dqn.Hyper.from_config(config, iterations=100, double=True)
+    assert (hyper.gamma, hyper.batch_size, hyper.iterations, hyper.eps_steps) == (0.9, 32, 100, 7)
+    assert hyper.double and hyper.tau == dqn.Hyper().tau  # the rest keep their defaults
