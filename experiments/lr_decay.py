@@ -14,7 +14,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lexicon import cli, optim, train
+from lexicon import cli, optim, sweeping, train
 from lexicon.optim import problems, studies
 from lexicon.report import Figure, Report, plot_curves
 from lexicon.rules import Range, check_batch_size, positive
@@ -94,9 +94,9 @@ def train_and_evaluate(config, workdir):
     verdict = studies.lower(gaps, "linear decay", "constant")
     report.text(f"Measured J - J*: {verdict.sentence}.")
     report.write()
-    sweep = runs["constant"].result.sweep
-    if sweep is not None:  # per grid point and schedule; the sweep's table ranks the points
-        figures = {label: studies.figures(gap, sweep) for label, gap in gaps.items()}
+    sweep_run = runs["constant"].result  # a sweep: per grid point and schedule
+    if sweep_run.sweep is not None:
+        figures = {label: sweeping.figure(sweep_run, gap) for label, gap in gaps.items()}
         return {"decay_gap": {k.replace(" ", "_"): v for k, v in figures.items()}}
     mean = {label: float(np.mean(gap)) for label, gap in gaps.items()}
     # 'below': the decaying rate settles closer to J* than the constant one

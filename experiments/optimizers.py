@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from lexicon import cli, data, optim, train
+from lexicon import cli, data, optim, sweeping, train
 from lexicon.nn.layers import MLP
 from lexicon.optim import problems, studies
 from lexicon.optim.problems import HYPERPARAMS
@@ -132,10 +132,8 @@ def logreg_section(config, names, report) -> dict:
     )
     # final J per seed against scikit-learn's J*: 'matches' once within seed noise
     held = {"reference": optimum["objective"], "source": "scikit-learn LogisticRegression J*"}
-    sweep = runs[names[0]].result.sweep  # a sweep: one figure per grid point
-    return {
-        n: studies.figures(r.final["objective"].tolist(), sweep, **held) for n, r in runs.items()
-    }
+    # a sweep: one figure per grid point
+    return {n: sweeping.figure(r.result, r.final["objective"], **held) for n, r in runs.items()}
 
 
 def equivalence_note(config, runs) -> str:

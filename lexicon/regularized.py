@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lexicon import baselines, cli, data, optim, regularizers, report, train
+from lexicon import baselines, cli, data, optim, regularizers, report, sweeping, train
 from lexicon.data import augment
 from lexicon.losses import softmax_cross_entropy_with_integer_labels
 from lexicon.nn.dropout import DropoutMLP
@@ -251,10 +251,9 @@ def per_point(result, values, **held) -> report.Figure | dict[str, report.Figure
     """Per-replica ``values`` of a run as ``report.figure`` gives its final metrics: as they
     are, or a Figure if ``held`` (reference, source, tolerance), or one Figure per grid point of
     a sweep, without a verdict."""
-    if result.sweep is None:
-        return report.Figure(values, **held) if held else values
-    points = np.reshape(values, (result.sweep.size, -1))
-    return {result.sweep.label(g): report.Figure(v) for g, v in enumerate(points)}
+    if result.sweep is None and not held:
+        return values
+    return sweeping.figure(result, values, **held)
 
 
 def sklearn_reference(config, splits) -> dict[str, dict[str, np.ndarray]]:

@@ -2,10 +2,10 @@
 
 experiments/optimizers.py, lr_decay.py and batch_size.py train classifiers of a ``Problem``
 with optimizers built from the config, which may be swept (``--config.sweep``: ``Problem.fit``
-takes an optimizer builder ``config -> optax.GradientTransformation``); ``figures`` gives one
-headline figure per grid point, ``objective_rows`` the rows of their tables of J and J - J*,
-``lower`` the paired verdict on a gap, ``gradient_noise_at`` the minibatch gradient's noise
-per replica and ``curves_and_bars`` curves beside the bars of a final figure.
+takes an optimizer builder ``config -> optax.GradientTransformation``). ``objective_rows``
+gives the rows of their tables of J and J - J*, ``lower`` the paired verdict on a gap,
+``gradient_noise_at`` the minibatch gradient's noise per replica and ``curves_and_bars``
+curves beside the bars of a final figure.
 experiments/optimizer_paths.py counts events along the paths of 2-D descents
 (``event_table``) and draws the paths on the contours of f (``paths_figure``).
 """
@@ -27,17 +27,7 @@ from lexicon.optim.problems import (
     rate,
     steps_text,
 )
-from lexicon.report import Figure, compare, mean_std, plot_bars, plot_curves, scientific
-
-
-def figures(values, sweep, **held) -> Figure | dict[str, Figure]:
-    """Final per-replica ``values`` as one headline Figure over the seeds (``held``: reference,
-    source, tolerance...), or, for a sweep, one Figure per grid point named by its coordinates
-    and without a verdict (the sweep's table marks its best point by validation)."""
-    if sweep is None:
-        return Figure(values, **held)
-    points = np.reshape(values, (sweep.size, -1))
-    return {sweep.label(g): Figure(v.tolist()) for g, v in enumerate(points)}
+from lexicon.report import compare, mean_std, plot_bars, plot_curves, scientific
 
 
 def objective_rows(runs: dict, optimum: dict, settings: dict, *, accuracy=True) -> list[list]:

@@ -8,7 +8,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from lexicon import losses, optim, regularizers, train
+from lexicon import losses, optim, regularizers, sweeping, train
 from lexicon.data.splits import Splits
 from lexicon.nn.layers import MLP
 from lexicon.optim import problems, studies
@@ -45,7 +45,7 @@ def test_fit_with_a_builder_is_fit_with_the_transform_bitwise(tmp_path):
 @pytest.mark.slow
 def test_fit_sweeps_the_builder_over_the_grid(tmp_path):
     """lr=0.05,0.5 x 2 seeds as one program: each point is its own run, to float rounding; a
-    larger rate descends further in 3 epochs; figures() names one Figure per grid point."""
+    larger rate descends further in 3 epochs; sweeping.figure names one Figure per point."""
     problem = tiny_problem(tmp_path / "swept", sweep="lr=0.05,0.5")
     swept = problem.fit(lambda c: optim.sgd(c.lr), "sgd", batch_size=16)
     objective = swept.final["objective"].reshape(2, 2)  # (points, seeds)
@@ -55,12 +55,10 @@ def test_fit_sweeps_the_builder_over_the_grid(tmp_path):
         np.testing.assert_allclose(objective[g], run.final["objective"], rtol=1e-6)
     assert (objective[1] < objective[0]).all()
     assert (tmp_path / "swept" / "tiny_sgd_m16_e3" / "sweep.json").exists()
-    figures = studies.figures(swept.final["objective"], swept.result.sweep)
+    figures = sweeping.figure(swept.result, swept.final["objective"])
     assert list(figures) == ["lr=0.05", "lr=0.5"]
     np.testing.assert_array_equal(figures["lr=0.5"].values, objective[1])
     assert figures["lr=0.5"].verdict() is None
-    plain = studies.figures([1.0, 2.0], None, reference=1.5, source="x")
-    assert plain.reference == 1.5 and plain.verdict() == "matches"
 
 
 def test_objective_rows_and_lower():
