@@ -68,8 +68,6 @@ def note(report, config) -> None:
 def without(config):
     """``config`` for a fit that the swept keys do not reach: the config itself without a
     sweep, else a copy whose ``sweep`` is empty (that fit trains once, over the seeds)."""
-    if sweep_of(config) is None:
-        return config
-    plain = config.copy_and_resolve_references()
-    plain.sweep = ""
-    return plain
+    from lexicon.runs import derived
+
+    return config if sweep_of(config) is None else derived(config, sweep="")
