@@ -95,7 +95,8 @@ def test_experiment_end_to_end_zeros(tmp_path):
     accuracy = results["relu/zeros/test_accuracy"]
     assert accuracy.values.shape == (2,)
     assert np.all(accuracy.values <= accuracy.reference + 1e-6)  # the best constant prediction
-    assert accuracy.verdict() in ("matches", "below")
+    # it predicts one class, not the most frequent: 0.089 in both seeds, below the best 0.117
+    assert accuracy.verdict() == "below" and accuracy.values[0] == accuracy.values[1]
     assert set(results) == {"relu/zeros/unit_spread", "relu/zeros/test_accuracy"}
 
 
