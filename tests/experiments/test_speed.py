@@ -111,3 +111,19 @@ def test_roofline_pieces():
     assert got["lenet5_scan_over_dispatch"] == 0.5 and got["lenet5_im2col_over_xla_scan"] == 0.25
     assert got["flag_onednn_peak"] == 1.1 and got["pmap_4_devices_over_1"] == 0.5
     assert not ratios.ratio_rows({}, {}, {}, {}, {}, {}, {}, {})  # nothing measured, no ratio
+
+
+def test_dqn_figures_hold_the_fast_setting_to_cleanrl_and_the_solved_threshold():
+    topics = {
+        "DQN CartPole 500k steps, 1 seed (s)": 13.8,
+        "DQN CartPole 500k steps, 16 vmapped seeds (s)": 200.2,
+        "CleanRL dqn_jax CartPole 500k steps, 1 seed, published (s)": 75.0,
+        "DQN CartPole fast setting, 16 vmapped seeds trained, compile included (s)": 58.4,
+        "DQN CartPole fast setting, last-10% return, mean of 16 seeds": 474.9,
+    }
+    figures = ratios.topic_figures(topics)
+    assert figures["dqn_16_seeds_solved_wall_s"].verdict() == "holds"
+    assert figures["dqn_16_seeds_solved_return"].verdict() == "fails"  # 474.9 < 475
+    assert figures["dqn_1_seed_500k_wall_s"].verdict() == "holds"
+    topics["DQN CartPole fast setting, 16 vmapped seeds trained, compile included (s)"] = 75.1
+    assert ratios.topic_figures(topics)["dqn_16_seeds_solved_wall_s"].verdict() == "fails"
