@@ -11,6 +11,8 @@ Rows (each a median over repeats, after compiling):
   of the XLA peak;
 - vmapped seeds: 8 seeds of the compute-bound MLP as a share of the peak, 8 seeds / 1 seed of
   a small overhead-bound 64-32-10 net, a vmapped (batched) matmul vs the same matmuls in turn;
+  and both models again with the 8 seeds spread over one host device per core
+  (``parallel=seeds``, in a child process that sees os.cpu_count() CPU devices);
 - the conv nets (LeNet-5, the MNIST-1D CNN, VGG-small, ResNet-small) with XLA's convolution
   and with im2col (lexicon.nn.conv), epoch as lax.scan vs jitted step per call;
 - the MLP 784-256-256-10 and LeNet-5 with Adam at batch 128 in JAX and, when torch is
@@ -35,17 +37,17 @@ import jax.numpy as jnp
 
 from lexicon import bench, cli, data, train
 from lexicon.bench.frameworks import conv_rows, framework_rows, seed_rows, torch_info
-from lexicon.bench.loops import classifier_task, device_rows, loop_rows, optimizer_rows
+from lexicon.bench.loops import classifier_task, core_rows, device_rows, loop_rows, optimizer_rows
 from lexicon.bench.ratios import achieved, headline_figures, ratio_rows, topic_figures
 from lexicon.report import Report
 from lexicon.rules import Choice, ConfigError, Names, Range, widths
 
-PARTS = ("all", "devices", "flags")
+PARTS = ("all", "devices", "flags", "cores")
 XLA_FLAGS = ("--xla_cpu_use_xnnpack=true", "--xla_cpu_use_onednn=true")
 # Topics whose speed is measured beside a reference implementation (lexicon.bench.<topic>).
 TOPICS = ("rnn", "dqn", "word2vec", "sweep")
-ROWS = ("loop", "roofline", "seeds", "convnets", "flags", "devices", "frameworks", "optimizers",
-        *TOPICS)  # fmt: skip
+ROWS = ("loop", "roofline", "seeds", "cores", "convnets", "flags", "devices", "frameworks",
+        "optimizers", *TOPICS)  # fmt: skip
 
 
 def get_config():
@@ -57,7 +59,7 @@ def get_config():
     config.devices = 8  # host CPU devices of the data-parallel child process
     config.torch = True  # time PyTorch too when it is installed
     config.rows = "all"  # all, or comma-separated names of ROWS
-    config.part = "all"  # all | devices | flags (the child processes)
+    config.part = "all"  # all | devices | flags | cores (the child processes)
     config.conv_steps = 20  # minibatches per timed epoch of each conv net
     return config
 
@@ -92,6 +94,7 @@ def child_args(config, part: str) -> list[str]:
     workdir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lexicon-speed-{os.getpid()}")
     return [f"--config.part={part}", f"--config.repeats={config.repeats}",
             f"--config.batch_size={config.batch_size}", f"--config.conv_steps={config.conv_steps}",
+            f"--config.hidden=({','.join(map(str, config.hidden))},)",
             "--config.progress=false", f"--workdir={workdir}-{part}"]  # fmt: skip
 
 
@@ -99,6 +102,12 @@ def measure_devices_in_child(config) -> dict:
     """Runs this module with ``part=devices`` in a process that sees ``config.devices`` CPUs."""
     env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={config.devices}"}
     return bench.json_from_child("experiments.speed", child_args(config, "devices"), env)
+
+
+def measure_cores_in_child(config) -> dict:
+    """Runs this module with ``part=cores`` in a process that sees one CPU device per core."""
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={os.cpu_count()}"}
+    return bench.json_from_child("experiments.speed", child_args(config, "cores"), env)
 
 
 def flag_rows(config) -> dict:
@@ -124,13 +133,13 @@ def flag_measurements(config) -> dict:
 
 def train_and_evaluate(config, workdir):
     splits = data.load("digits", seed=config.data_seed)
-    if config.part in ("devices", "flags"):
-        child = device_rows(config, splits) if config.part == "devices" else None
-        print(json.dumps(child or flag_measurements(config)))
+    if config.part != "all":
+        child = {"devices": device_rows, "cores": core_rows}.get(config.part)
+        print(json.dumps(child(config, splits) if child else flag_measurements(config)))
         return {}
     rows = RULES["rows"].parse(config.rows)
     measured = {name: name in rows for name in ROWS}
-    roof = measured["roofline"] or measured["seeds"]
+    roof = measured["roofline"] or measured["seeds"] or measured["cores"]
 
     def peaks(before=None):  # measured at the start and at the end: the best of both
         now = {b: bench.matmul_gflops(repeats=config.repeats, backend=b) for b in ("xla", "numpy")}
@@ -144,6 +153,7 @@ def train_and_evaluate(config, workdir):
     )
     flags = flag_rows(config) if measured["flags"] else {}
     devices = measure_devices_in_child(config) if measured["devices"] else {}
+    cores = measure_cores_in_child(config) if measured["cores"] else {}
     frameworks, torch = {}, torch_info() if config.torch else {}
     if measured["frameworks"]:
         for name, label in (("mlp", "MLP 784-256-256-10"), ("lenet5", "LeNet-5 32x32")):
@@ -154,7 +164,7 @@ def train_and_evaluate(config, workdir):
     for name in TOPICS:
         if name in rows:
             topics.update(importlib.import_module(f"lexicon.bench.{name}").rows(config.repeats))
-    if loop or seeds:
+    if loop or seeds or cores:
         task = classifier_task(config.hidden, splits.train["x"].shape[1])
         batch = {k: jnp.asarray(v[: config.batch_size]) for k, v in splits.train.items()}
         step = task.make_step(None)
@@ -162,7 +172,7 @@ def train_and_evaluate(config, workdir):
             step, task.init(jax.random.key(0)), batch, jax.random.key(1)
         )
     peak = peaks(peak) if roof else {}
-    ratios = ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops)
+    ratios = ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops, cores)
 
     report = Report(workdir, "Speed of the training loop")
     threads = torch and f", {torch['threads']} threads, oneDNN {'on' if torch['mkldnn'] else 'off'}"
@@ -173,7 +183,7 @@ def train_and_evaluate(config, workdir):
         f"Adam, batch {config.batch_size}, median of {config.repeats} repeats; the rows of one "
         "table are timed in turn, so load falls on them alike."
     )
-    timings = {**loop, **seeds, **convs, **devices, **frameworks}
+    timings = {**loop, **seeds, **cores, **convs, **devices, **frameworks}
     if timings:
         report.table(
             ["measurement", "ms per step"],

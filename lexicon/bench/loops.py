@@ -131,3 +131,35 @@ def optimizer_rows(config, splits):
         times = [t / steps for t in paired_times(runs, config.repeats)]
         rows[name] = tuple(times)
     return rows
+
+
+def core_rows(config, splits, num_steps: int = 12) -> dict:
+    """1 seed vs 8 seeds spread over the host devices (``parallel=seeds``), per-step seconds
+    of the epoch scan, for the digits MLP and the small 64-32-10 net. Run in a process that
+    sees one host CPU device per core: each device trains its share of the seeds as one
+    vmapped program, and the devices run side by side, one per core. On one device the
+    seeds' batched matmuls run one after another; here they run on every core at once."""
+    from lexicon.bench.frameworks import random_data
+
+    x, y = random_data((64,), num_steps)
+    small = classifier_task((32,), 64)
+    digits = classifier_task(config.hidden, splits.train["x"].shape[1])
+    fns = {}
+    for name, task, arrays, bs in (
+        ("64-32-10 MLP", small, {"x": x, "y": y}, 128),
+        ("digits MLP", digits, splits.train, config.batch_size),
+    ):
+        steps = len(arrays["x"]) // bs
+        for seeds, parallel in ((1, "none"), (8, "seeds")):
+            c = config.copy_and_resolve_references()
+            c.seeds = seeds
+            program, st, sd = epoch_runner(task, c, bs, parallel)
+            data_arrays = program.put(arrays)
+
+            def run(program=program, st=st, sd=sd, data_arrays=data_arrays):
+                jax.block_until_ready(program.epoch(st, sd, data_arrays, np.int32(1)))
+
+            label = "1 seed" if seeds == 1 else f"8 seeds over {jax.device_count()} devices"
+            fns[f"{name}, epoch scan, {label}"] = (run, steps)
+    times = paired_times([fn for fn, _ in fns.values()], config.repeats)
+    return {label: t / steps for (label, (_, steps)), t in zip(fns.items(), times)}

@@ -46,7 +46,7 @@ def achieved(timings: dict, flops: dict, peak: dict) -> list[tuple]:
     return out
 
 
-def ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops) -> list[tuple]:
+def ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops, cores=None) -> list:
     """(label, short name, value, target) of every ratio the measured rows allow."""
     measured = LOOP_RATIOS if loop else ()
     out = [(label, short, loop[a] / loop[b], target) for label, short, a, b, target in measured]
@@ -65,6 +65,16 @@ def ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops) -> l
             ("vmapped (batched) matmuls / one folded matmul", "batched_over_folded",
              matmuls[0] / matmuls[2], ""),
         ]  # fmt: skip
+    if cores:  # "<model>, epoch scan, 1 seed" and "<model>, epoch scan, 8 seeds over N devices"
+        rows = {tuple(k.split(", epoch scan, ")): v for k, v in cores.items()}
+        spread = next(k for _, k in rows if k.startswith("8 seeds"))
+        small = rows[("64-32-10 MLP", spread)] / rows[("64-32-10 MLP", "1 seed")]
+        out.append((f"64-32-10 MLP: {spread} / 1 seed (per step)", "small_8_seeds_spread_over_1",
+                    small, "<= 2"))  # fmt: skip
+        if peak and "digits MLP" in flops:
+            share = 8 * flops["digits MLP"] / rows[("digits MLP", spread)] / 1e9 / peak["xla"]
+            out.append((f"MLP {spread}: GFLOP/s / XLA matmul peak",
+                        "mlp_8_seeds_spread_share_of_peak", share, ">= 0.8"))  # fmt: skip
     for net in dict.fromkeys(k.split(": ")[0] for k in convs):
         t = {k.split(": ")[1]: v for k, v in convs.items() if k.startswith(net)}
         slug = net.split()[0].lower().replace("-", "")

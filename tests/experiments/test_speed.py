@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -111,6 +112,24 @@ def test_roofline_pieces():
     assert got["lenet5_scan_over_dispatch"] == 0.5 and got["lenet5_im2col_over_xla_scan"] == 0.25
     assert got["flag_onednn_peak"] == 1.1 and got["pmap_4_devices_over_1"] == 0.5
     assert not ratios.ratio_rows({}, {}, {}, {}, {}, {}, {}, {})  # nothing measured, no ratio
+    cores = {"64-32-10 MLP, epoch scan, 1 seed": 1e-4,
+             "64-32-10 MLP, epoch scan, 8 seeds over 2 devices": 2.5e-4,
+             "digits MLP, epoch scan, 1 seed": 1e-3,
+             "digits MLP, epoch scan, 8 seeds over 2 devices": 5e-3}  # fmt: skip
+    got = {
+        short: v for _, short, v, _ in ratios.ratio_rows({}, {}, {}, {}, {}, {}, *args[6:], cores)
+    }
+    assert got == pytest.approx(
+        {"small_8_seeds_spread_over_1": 2.5, "mlp_8_seeds_spread_share_of_peak": 0.16}
+    )
+
+
+def test_core_rows_time_one_seed_and_eight_spread_over_the_devices():
+    rows = loops.core_rows(tiny_config(), data.load("digits"), num_steps=2)
+    spread = f"8 seeds over {jax.device_count()} devices"
+    models = ("64-32-10 MLP", "digits MLP")
+    assert list(rows) == [f"{m}, epoch scan, {n}" for m in models for n in ("1 seed", spread)]
+    assert all(np.isfinite(v) and v > 0 for v in rows.values())
 
 
 def test_dqn_figures_hold_the_fast_setting_to_cleanrl_and_the_solved_threshold():
