@@ -26,7 +26,10 @@ and evaluation.
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -36,7 +39,7 @@ import numpy as np
 import optax
 
 from lexicon import train
-from lexicon.bench import paired_times
+from lexicon.bench import json_from_child, paired_times
 from lexicon.rl import dqn, envs
 
 CLEANRL_WALL_S = 75.0  # CleanRL dqn_jax, CartPole-v1, 500k steps, one seed, CPU
@@ -100,14 +103,16 @@ def fast_task(settings: dict = FAST):
     return dqn.make_task(env, params, model, tx, hyper, eval_envs=8, eval_steps=600)
 
 
-def solved_run(seeds: int = 16, settings: dict = FAST) -> dict:
+def solved_run(seeds: int = 16, settings: dict = FAST, parallel: str = "none") -> dict:
     """Trains ``seeds`` vmapped seeds of ``settings`` through lexicon.train from nothing:
     the wall time (compilation included) and, per seed, the mean return of the episodes that
-    ended in the last 10% of training."""
+    ended in the last 10% of training. ``parallel="seeds"`` spreads the seeds over the
+    devices."""
     config = train.defaults()
     config.update(
         dict(seeds=seeds, epochs=settings["epochs"], eval_every=settings["epochs"], progress=False)
     )
+    config.parallel = parallel
     config.steps_per_epoch = settings["steps_per_epoch"]
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
@@ -120,10 +125,26 @@ def solved_run(seeds: int = 16, settings: dict = FAST) -> dict:
     return {"wall": wall, "final": final, "steps": settings["steps_per_epoch"] * settings["epochs"]}
 
 
+def core_devices(seeds: int) -> int:
+    """One host CPU device per core, as many as divide ``seeds``."""
+    return max(d for d in range(1, (os.cpu_count() or 1) + 1) if seeds % d == 0)
+
+
+def solved_run_on_cores(seeds: int = 16, settings: dict = FAST) -> dict:
+    """``solved_run`` with the seeds spread over one host CPU device per core
+    (``parallel=seeds``), in a child process that sees that many devices: each device trains
+    its share of the seeds as one vmapped program, side by side with the others."""
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={core_devices(seeds)}"}
+    out = json_from_child("lexicon.bench.dqn", ["--solved", str(seeds), json.dumps(settings)], env)
+    return {**out, "final": np.asarray(out["final"])}
+
+
 def rows(repeats: int = 3, steps: int = 10_000) -> dict[str, float]:
     one, many = paired_times([epoch_runner(1, steps), epoch_runner(16, steps)], repeats)
     rate_one, rate_many = steps / one, 16 * steps / many
     fast = solved_run(16)
+    spread = solved_run_on_cores(16)
+    on_cores = f"over {core_devices(16)} host devices (one per core)"
     return {
         "DQN CartPole env steps/s, 1 seed": rate_one,
         "DQN CartPole env steps/s, 16 vmapped seeds (all seeds)": rate_many,
@@ -136,9 +157,20 @@ def rows(repeats: int = 3, steps: int = 10_000) -> dict[str, float]:
         "DQN CartPole fast setting, seeds solved on their own (of 16)": float(
             (fast["final"] >= SOLVED).sum()
         ),
+        f"DQN CartPole fast setting, 16 seeds {on_cores}, compile included (s)": spread["wall"],
+        f"DQN CartPole fast setting, 16 seeds {on_cores}, last-10% return": float(
+            spread["final"].mean()
+        ),
+        f"DQN CartPole fast setting, 16 seeds {on_cores}, seeds solved (of 16)": float(
+            (spread["final"] >= SOLVED).sum()
+        ),
     }
 
 
 if __name__ == "__main__":
-    for label, value in rows().items():
-        print(f"{label}: {value:.4g}")
+    if sys.argv[1:2] == ["--solved"]:  # the child of solved_run_on_cores
+        run = solved_run(int(sys.argv[2]), json.loads(sys.argv[3]), parallel="seeds")
+        print(json.dumps({**run, "final": run["final"].tolist()}))
+    else:
+        for label, value in rows().items():
+            print(f"{label}: {value:.4g}")

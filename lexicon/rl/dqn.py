@@ -228,10 +228,11 @@ def iterate(env, params, hyper: Hyper, state: DQNState, seed, it):
     due = jnp.logical_and(
         it % hyper.train_every == 0, env_steps + hyper.num_envs >= hyper.learning_starts
     )
-    nan = jnp.full((), jnp.nan, jnp.float32)
     # The minibatch is drawn outside the cond, so that the buffer does not pass through it
     # (a cond operand may be copied: the whole buffer of every seed at every iteration).
     batch = replay.sample(buffer, sample_key, hyper.batch_size)
+    nan = jnp.full((), jnp.nan, jnp.float32)
+    nan = _varying_like(nan, jax.tree.leaves(state.online.params)[0])  # parallel=seeds
     online, target, loss, q_mean = lax.cond(
         due,
         lambda o, t, b: update(o, t, b, hyper),
@@ -250,6 +251,15 @@ def iterate(env, params, hyper: Hyper, state: DQNState, seed, it):
         "return_sum": ended_return.sum(),
         "length_sum": ended_length.sum(),
     }
+
+
+def _varying_like(value, reference):
+    """``value`` marked as varying over the mesh axes that ``reference`` varies over: under
+    shard_map (parallel=seeds) both branches of a lax.cond must return the same such type,
+    and the update's loss varies with the replica while a constant does not."""
+    manual = getattr(jax.typeof(reference), "manual_axis_type", None)
+    axes = tuple(sorted(manual.varying)) if manual is not None else ()
+    return lax.pcast(value, axes, to="varying") if axes else value
 
 
 def _mean_where(total, count):

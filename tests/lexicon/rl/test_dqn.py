@@ -121,6 +121,19 @@ def test_vmapped_seeds_are_independent_and_reproducible():
     assert np.all(np.isfinite(np.asarray(metrics["loss"])))
 
 
+def test_seeds_spread_over_two_devices_train_as_the_vmapped_seeds():
+    """parallel=seeds (a shard_map over 2 host devices, in a child process) runs the DQN epoch,
+    learning included, and gives each seed the return it has when all seeds share one device."""
+    from lexicon.bench import dqn as bench_dqn
+
+    settings = {**bench_dqn.FAST, "epochs": 1, "steps_per_epoch": 800, "learning_starts": 200}
+    settings["buffer_size"] = 1000
+    spread = bench_dqn.solved_run_on_cores(2, settings)
+    shared = bench_dqn.solved_run(2, settings)
+    assert spread["final"][0] != spread["final"][1]  # two seeds, two runs
+    np.testing.assert_allclose(spread["final"], shared["final"], rtol=1e-5)
+
+
 def test_truncation_stores_the_final_observation_and_is_not_a_termination():
     """A CartPole at its time limit: the stored transition keeps the observation the episode
     was cut at (not the reset's), flagged not terminated, so its target bootstraps."""
