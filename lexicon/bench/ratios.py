@@ -121,14 +121,21 @@ def topic_figures(topics: dict) -> dict:
             claim="at_most",
         )
         fast = "DQN CartPole fast setting, "
+        one_device = topics[fast + "16 vmapped seeds trained, compile included (s)"]
+        figures["dqn_16_seeds_one_device_solved_wall_s"] = one_device
+        wall, ret = one_device, topics[fast + "last-10% return, mean of 16 seeds"]
+        spread = [k for k in topics if k.startswith(fast + "16 seeds over")]
+        if spread:  # the seeds spread over one host device per core: the faster way
+            wall = next(topics[k] for k in spread if k.endswith("(s)"))
+            ret = next(topics[k] for k in spread if k.endswith("return"))
         figures["dqn_16_seeds_solved_wall_s"] = Figure(
-            topics[fast + "16 vmapped seeds trained, compile included (s)"],
+            wall,
             reference=cleanrl,
             source="CleanRL dqn_jax, 1 seed, 500k steps (the goal: 16 seeds solved in less time)",
             claim="at_most",
         )
         figures["dqn_16_seeds_solved_return"] = Figure(
-            topics[fast + "last-10% return, mean of 16 seeds"],
+            ret,
             reference=475.0,
             source="CartPole-v1's solved threshold, over the last 10% of training",
             claim="at_least",
