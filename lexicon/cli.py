@@ -472,6 +472,9 @@ def _start_jax_collectives() -> None:
     sys.excepthook = _lost_process_hook(sys.excepthook)
 
 
+_DISTRIBUTED_STARTED = False
+
+
 def start_distributed() -> None:
     """Joins the processes of a multi-process run (CPU collectives: gloo).
 
@@ -483,7 +486,11 @@ def start_distributed() -> None:
       detects the cluster itself."""
     import jax
 
+    global _DISTRIBUTED_STARTED
+    if _DISTRIBUTED_STARTED:  # lexicon/__init__.py already joined launch.sh's processes
+        return
     if "LEXICON_NUM_PROCESSES" in os.environ:
+        _DISTRIBUTED_STARTED = True
         heartbeat = int(os.environ.get("LEXICON_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
         _start_jax_collectives()
         jax.distributed.initialize(

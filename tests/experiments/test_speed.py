@@ -124,6 +124,7 @@ def test_roofline_pieces():
     )
 
 
+@pytest.mark.slow
 def test_core_rows_time_one_seed_and_eight_spread_over_the_devices():
     rows = loops.core_rows(tiny_config(), data.load("digits"), num_steps=2)
     spread = f"8 seeds over {jax.device_count()} devices"

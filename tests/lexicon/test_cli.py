@@ -527,3 +527,22 @@ def test_a_flag_that_changed_a_default_wins_over_the_preset():
     config.epochs = 3  # as a flag would set it
     paper = cli.with_preset(config, {"lr": 1e-3, "epochs": 7}, defaults=defaults)
     assert (paper.lr, paper.epochs) == (1e-3, 3)
+
+
+def test_a_launched_process_joins_the_others_when_lexicon_is_imported():
+    """launch.sh --processes: importing lexicon starts jax.distributed, so an experiment whose
+    imports start JAX's backend (gymnax does) still joins; cli.run's own call is then a no-op."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"LEXICON_NUM_PROCESSES": "1", "LEXICON_PROCESS_ID": "0",
+           "LEXICON_COORDINATOR": f"127.0.0.1:{port}"}  # fmt: skip
+    script = (
+        "import lexicon, gymnax, jax; from lexicon import cli; cli.start_distributed(); "
+        "from jax._src import distributed; print(distributed.global_state.client is not None)"
+    )
+    result = run_python(["-c", script], env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("True")
