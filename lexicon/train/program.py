@@ -38,6 +38,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lexicon.rules import ConfigError
+from lexicon.train import shuffle
 
 STREAMS = ("init", "data", "step", "env")
 INT32_MAX = 2**31 - 1
@@ -156,7 +157,7 @@ def _epoch_order(seed, num_examples: int, epoch, batch_size: int) -> jax.Array:
     """The minibatches of one replica's epoch: a shuffle cut into (batches, batch_size) indices;
     the remainder is left out of this epoch."""
     num_batches = num_examples // batch_size
-    order = jax.random.permutation(jax.random.fold_in(stream(seed, "data"), epoch), num_examples)
+    order = shuffle.permutation(jax.random.fold_in(stream(seed, "data"), epoch), num_examples)
     return order[: num_batches * batch_size].reshape(num_batches, batch_size)
 
 
