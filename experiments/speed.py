@@ -12,7 +12,8 @@ Rows (each a median over repeats, after compiling):
 - vmapped seeds: 8 seeds of the compute-bound MLP as a share of the peak, 8 seeds / 1 seed of
   a small overhead-bound 64-32-10 net, a vmapped (batched) matmul vs the same matmuls in turn;
   and both models again with the 8 seeds spread over one host device per core
-  (``parallel=seeds``, in a child process that sees os.cpu_count() CPU devices);
+  (``parallel=seeds``, in a child process that sees one CPU device per core, as many as
+  divide 8);
 - the conv nets (LeNet-5, the MNIST-1D CNN, VGG-small, ResNet-small) with XLA's convolution
   and with im2col (lexicon.nn.conv), epoch as lax.scan vs jitted step per call;
 - the MLP 784-256-256-10 and LeNet-5 with Adam at batch 128 in JAX and, when torch is
@@ -106,7 +107,7 @@ def measure_devices_in_child(config) -> dict:
 
 def measure_cores_in_child(config) -> dict:
     """Runs this module with ``part=cores`` in a process that sees one CPU device per core."""
-    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={os.cpu_count()}"}
+    env = bench.core_devices_env(8)  # core_rows spreads 8 seeds
     return bench.json_from_child("experiments.speed", child_args(config, "cores"), env)
 
 

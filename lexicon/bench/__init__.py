@@ -92,6 +92,18 @@ def xla_flag_accepted(flag: str) -> bool:
     return done.returncode == 0
 
 
+def core_devices(seeds: int) -> int:
+    """One host CPU device per core, as many as divide ``seeds`` (parallel=seeds needs it)."""
+    import os
+
+    return max(d for d in range(1, (os.cpu_count() or 1) + 1) if seeds % d == 0)
+
+
+def core_devices_env(seeds: int) -> dict[str, str]:
+    """The environment of a child process that sees ``core_devices(seeds)`` CPU devices."""
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={core_devices(seeds)}"}
+
+
 def json_from_child(module: str, args: list[str], env: dict[str, str]) -> dict:
     """Runs ``python -m module *args`` with extra environment ``env`` (XLA_FLAGS, ...) and
     returns the last JSON object line it prints."""

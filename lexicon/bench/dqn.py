@@ -27,7 +27,6 @@ and evaluation.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import numpy as np
 import optax
 
 from lexicon import train
-from lexicon.bench import json_from_child, paired_times
+from lexicon.bench import core_devices, core_devices_env, json_from_child, paired_times
 from lexicon.rl import dqn, envs
 
 CLEANRL_WALL_S = 75.0  # CleanRL dqn_jax, CartPole-v1, 500k steps, one seed, CPU
@@ -125,17 +124,12 @@ def solved_run(seeds: int = 16, settings: dict = FAST, parallel: str = "none") -
     return {"wall": wall, "final": final, "steps": settings["steps_per_epoch"] * settings["epochs"]}
 
 
-def core_devices(seeds: int) -> int:
-    """One host CPU device per core, as many as divide ``seeds``."""
-    return max(d for d in range(1, (os.cpu_count() or 1) + 1) if seeds % d == 0)
-
-
 def solved_run_on_cores(seeds: int = 16, settings: dict = FAST) -> dict:
     """``solved_run`` with the seeds spread over one host CPU device per core
     (``parallel=seeds``), in a child process that sees that many devices: each device trains
     its share of the seeds as one vmapped program, side by side with the others."""
-    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={core_devices(seeds)}"}
-    out = json_from_child("lexicon.bench.dqn", ["--solved", str(seeds), json.dumps(settings)], env)
+    args = ["--solved", str(seeds), json.dumps(settings)]
+    out = json_from_child("lexicon.bench.dqn", args, core_devices_env(seeds))
     return {**out, "final": np.asarray(out["final"])}
 
 

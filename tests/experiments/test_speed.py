@@ -153,3 +153,9 @@ def test_dqn_figures_hold_the_fast_setting_to_cleanrl_and_the_solved_threshold()
     assert figures["dqn_16_seeds_solved_wall_s"].values == 32.2
     assert figures["dqn_16_seeds_solved_return"].verdict() == "holds"
     assert figures["dqn_16_seeds_one_device_solved_wall_s"] == 75.1
+
+
+def test_core_devices_divide_the_seeds(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert [bench.core_devices(s) for s in (8, 16, 9, 7)] == [2, 2, 3, 1]
+    assert bench.core_devices_env(16) == {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
