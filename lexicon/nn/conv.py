@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -304,6 +305,11 @@ def convolve_2d(
 # --- im2col: convolution layers as one matrix product ------------------------------------------
 
 CONV_IMPLS = ("auto", "xla", "im2col")
+# Patches at least this wide (kw * C_in in 2-D) take im2col's shifted-rows form: on the 2-core
+# development machine it made LeNet-5's 6 -> 16 convolution (width 30) and VGG-small's 3x3
+# convolutions faster inside the compiled epoch (experiments/speed.py), and LeNet-5's first
+# convolution (width 5: matmuls of 5 x 6) slower.
+SHIFTED_ROWS_MIN_WIDTH = 16
 
 
 def default_conv_impl(platform: str | None = None) -> str:
@@ -360,8 +366,15 @@ def im2col_conv_general_dilated(
         Y = P @ K.reshape(kh*kw*C_in, C_out),
 
     the same sum S[b, i, j, o] = sum_{m,n,c} X_pad[b, i*s + m*d, j*s + n*d, c] K[m, n, c, o]
-    as the library convolution, in one GEMM. Its gradient is again slices, pads and matmuls,
-    which XLA:CPU runs at matmul speed inside a compiled loop. Same signature as
+    as the library convolution, in one GEMM. When the patches of the other axes are at least
+    ``SHIFTED_ROWS_MIN_WIDTH`` wide (kw*C_in in 2-D, one group), the first spatial axis is
+    moved in front and summed as kh matmuls of shifted row blocks instead,
+
+        Y[i] = sum_m P_w[i*s_h + m*d_h] @ K[m].reshape(kw*C_in, C_out),
+
+    with P_w the patches of the width alone: each block is a contiguous slice, so neither
+    the kh-fold patch matrix nor its gradient is built. The gradients are again slices, pads
+    and matmuls, which XLA:CPU runs at matmul speed inside a compiled loop. Same signature as
     ``lax.conv_general_dilated`` (so ``flax.linen.Conv(conv_general_dilated=...)`` takes it),
     for any number of spatial axes; ``feature_group_count`` > 1 contracts each group with its
     own block of the kernel. ``batch_group_count`` > 1 (which only the weight gradient of a
@@ -423,26 +436,32 @@ def _im2col(
     config = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)]
     x = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)])
     out = [(n - w) // s + 1 for n, w, s in zip(x.shape[1:-1], dilated_window, strides)]
-    # Shifted slices one spatial axis at a time, the last first: after axis W the channels are
-    # (n, c), after axis H they are (m, n, c), the row order of K.reshape(kh*kw*C_in, C_out).
-    # kh + kw slices instead of kh * kw keep the program (and its compile time) small.
-    patches = x
-    for axis in reversed(range(1, spatial + 1)):
-        k, d, s, o = window[axis - 1], rhs_dilation[axis - 1], strides[axis - 1], out[axis - 1]
-        taps = [
-            lax.slice_in_dim(patches, t * d, t * d + (o - 1) * s + 1, s, axis) for t in range(k)
-        ]
-        patches = taps[0] if k == 1 else jnp.concatenate(taps, axis=-1)
-    taps = math.prod(window)
     c_in, c_out = kernel.shape[-2:]
+    dot = functools.partial(
+        lax.dot, precision=precision, preferred_element_type=preferred_element_type
+    )
+    if groups == 1 and spatial >= 2 and math.prod(window[1:]) * c_in >= SHIFTED_ROWS_MIN_WIDTH:
+        # The first spatial axis as a sum of shifted matmuls: with that axis moved in front,
+        # its kh taps are contiguous blocks of the patches of the other axes (no copy), and
+        #     Y = sum_m P[m*d : m*d + (out-1)*s + 1 : s] @ K[m].reshape(-1, C_out).
+        # The patch matrix is kh times narrower than the full one (whose interleaved
+        # concatenation, and its gradient's, cost XLA:CPU more than the matmuls).
+        first = _window_taps(jnp.moveaxis(x, 1, 0), window[1:], rhs_dilation[1:],
+                             strides[1:], out[1:], first_axis=2)  # fmt: skip
+        k, d, s, o = window[0], rhs_dilation[0], strides[0], out[0]
+        shifted = [lax.slice_in_dim(first, m * d, m * d + (o - 1) * s + 1, s, 0) for m in range(k)]
+        y = functools.reduce(
+            operator.add,
+            (dot(p.reshape(-1, p.shape[-1]), kernel[m].reshape(-1, c_out))
+             for m, p in enumerate(shifted)),
+        )  # fmt: skip
+        y = jnp.moveaxis(y.reshape(o, x.shape[0], *out[1:], c_out), 0, 1)
+        return _to_layout(y, lhs.ndim, numbers)
+    patches = _window_taps(x, window, rhs_dilation, strides, out, first_axis=1)
+    taps = math.prod(window)
     rows = patches.reshape(-1, taps, groups, c_in)
     if groups == 1:
-        y = lax.dot(
-            rows.reshape(-1, taps * c_in),
-            kernel.reshape(-1, c_out),
-            precision=precision,
-            preferred_element_type=preferred_element_type,
-        )
+        y = dot(rows.reshape(-1, taps * c_in), kernel.reshape(-1, c_out))
     else:
         weights = kernel.reshape(taps, c_in, groups, c_out // groups)
         y = jnp.einsum(
@@ -452,11 +471,31 @@ def _im2col(
             precision=precision,
             preferred_element_type=preferred_element_type,
         )
-    y = y.reshape(x.shape[0], *out, c_out)
-    out_perm = [0] * lhs.ndim  # channels-last -> the requested output layout
+    return _to_layout(y.reshape(x.shape[0], *out, c_out), lhs.ndim, numbers)
+
+
+def _window_taps(x, window, dilation, strides, out, first_axis):
+    """The patches of the spatial axes ``first_axis``, ``first_axis + 1``, ... of a
+    channels-last array: shifted slices one axis at a time, the last first, concatenated on
+    the channel axis; after axis W the channels are (n, c), after axis H (m, n, c), the row
+    order of K.reshape(kh*kw*C_in, C_out). kh + kw slices instead of kh * kw keep the program
+    (and its compile time) small."""
+    patches = x
+    for i in reversed(range(len(window))):
+        k, d, s, o, axis = window[i], dilation[i], strides[i], out[i], first_axis + i
+        taps = [
+            lax.slice_in_dim(patches, t * d, t * d + (o - 1) * s + 1, s, axis) for t in range(k)
+        ]
+        patches = taps[0] if k == 1 else jnp.concatenate(taps, axis=-1)
+    return patches
+
+
+def _to_layout(y, ndim, numbers):
+    """A channels-last (N, *spatial, C) result in the requested output layout."""
+    out_perm = [0] * ndim
     for position, axis in enumerate((numbers.out_spec[0], *numbers.out_spec[2:])):
         out_perm[axis] = position
-    out_perm[numbers.out_spec[1]] = lhs.ndim - 1
+    out_perm[numbers.out_spec[1]] = ndim - 1
     return jnp.transpose(y, out_perm)
 
 

@@ -18,6 +18,7 @@ from lexicon.nn import conv
 
 DIMENSION_NUMBERS_2D = ("NHWC", "HWIO", "NHWC")
 DIMENSION_NUMBERS_1D = ("NWC", "WIO", "NWC")
+DIMENSION_NUMBERS_3D = ("NDHWC", "DHWIO", "NDHWC")
 
 
 def literal_padding(n, k, s, mode):
@@ -374,13 +375,19 @@ IM2COL_CASES = [
     ((1, 10, 9, 2), (2, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (1, 1), 1),
     ((2, 7, 7, 4), (3, 2), 6, (1, 1), "VALID", (1, 2), (1, 1), 2),
     ((1, 6, 5, 2), (3, 3), 2, (1, 1), ((1, 1), (2, 0)), (1, 1), (2, 3), 1),
+    # patches of the width at least SHIFTED_ROWS_MIN_WIDTH wide: the shifted-rows form
+    ((2, 9, 8, 6), (3, 3), 5, (2, 1), "SAME", (1, 1), (1, 1), 1),
+    ((1, 10, 9, 8), (2, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (2, 1), 1),
+    ((1, 6, 7, 5, 4), (2, 3, 2), 3, (2, 1, 2), "SAME", (1, 1, 1), (1, 1, 1), 1),
 ]
 
 
 def conv_of(op, case):
     """The convolution of one IM2COL_CASES entry as a function of (input, kernel)."""
     shape, _, _, strides, padding, rhs_dil, lhs_dil, groups = case
-    numbers = DIMENSION_NUMBERS_1D if len(shape) == 3 else DIMENSION_NUMBERS_2D
+    numbers = {3: DIMENSION_NUMBERS_1D, 4: DIMENSION_NUMBERS_2D, 5: DIMENSION_NUMBERS_3D}[
+        len(shape)
+    ]
     return lambda a, k: op(
         a, k, strides, padding, lhs_dil, rhs_dil, numbers, groups, precision="highest"
     )
@@ -415,6 +422,23 @@ def test_im2col_equals_lax_conv_in_outputs_and_gradients():
             np.testing.assert_allclose(
                 np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5, err_msg=f"{name} {case}"
             )
+
+
+def test_im2col_takes_the_shifted_rows_form_where_the_width_patches_are_wide():
+    """Width patches of kw*C_in >= SHIFTED_ROWS_MIN_WIDTH: kh matmuls of shifted row blocks
+    (one per tap of the first axis); narrower ones (LeNet-5's first convolution): one matmul."""
+
+    def dots(c_in):
+        x = jnp.zeros((2, 12, 12, c_in))
+        kernel = jnp.zeros((5, 5, c_in, 16))
+        op = functools.partial(conv.im2col_conv_general_dilated, window_strides=(1, 1),
+                               padding="VALID", dimension_numbers=DIMENSION_NUMBERS_2D)  # fmt: skip
+        jaxpr = jax.make_jaxpr(op)(x, kernel)
+        return str(jaxpr).count("dot_general")
+
+    width = conv.SHIFTED_ROWS_MIN_WIDTH
+    assert dots(-(-width // 5)) == 5  # 5 * C_in >= width
+    assert dots(width // 5 - (width % 5 == 0)) == 1
 
 
 def test_im2col_follows_any_dimension_numbers_and_flax_conv():
