@@ -43,6 +43,7 @@ define "same"; the two splits only differ for even kernels.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Sequence
@@ -305,11 +306,27 @@ def convolve_2d(
 # --- im2col: convolution layers as one matrix product ------------------------------------------
 
 CONV_IMPLS = ("auto", "xla", "im2col")
-# Patches at least this wide (kw * C_in in 2-D) take im2col's shifted-rows form: on the 2-core
-# development machine it made LeNet-5's 6 -> 16 convolution (width 30) and VGG-small's 3x3
-# convolutions faster inside the compiled epoch (experiments/speed.py), and LeNet-5's first
-# convolution (width 5: matmuls of 5 x 6) slower.
+# Which form of im2col a convolution takes (:func:`im2col_form`). Both thresholds were measured
+# on the 2-core development machine (experiments/speed.py, LeNet-5 and VGG-small inside the
+# compiled epoch): patches of the width alone at least SHIFTED_ROWS_MIN_WIDTH wide (kw * C_in
+# in 2-D: LeNet-5's 6 -> 16 convolution, 30; VGG-small's 3x3 convolutions) are faster as
+# shifted rows; narrower ones (LeNet-5's first convolution, 5) are faster as the full patch
+# matrix, and with at most BLOCKED_MAX_C_OUT output channels (its 6) faster still with 2 x 2
+# outputs per patch row.
 SHIFTED_ROWS_MIN_WIDTH = 16
+BLOCKED_MAX_C_OUT = 8
+IM2COL_FORMS = ("patches", "shifted rows", "blocked")
+
+
+def im2col_form(window, c_in, c_out, strides, rhs_dilation, groups=1) -> str:
+    """The form of im2col that :func:`im2col_conv_general_dilated` takes for a kernel
+    ``window`` (spatial sizes) from ``c_in`` to ``c_out`` channels (see its docstring)."""
+    if groups == 1 and len(window) >= 2:
+        if math.prod(window[1:]) * c_in >= SHIFTED_ROWS_MIN_WIDTH:
+            return "shifted rows"
+    if groups == 1 and c_out <= BLOCKED_MAX_C_OUT and set(strides) | set(rhs_dilation) == {1}:
+        return "blocked"
+    return "patches"
 
 
 def default_conv_impl(platform: str | None = None) -> str:
@@ -366,14 +383,26 @@ def im2col_conv_general_dilated(
         Y = P @ K.reshape(kh*kw*C_in, C_out),
 
     the same sum S[b, i, j, o] = sum_{m,n,c} X_pad[b, i*s + m*d, j*s + n*d, c] K[m, n, c, o]
-    as the library convolution, in one GEMM. When the patches of the other axes are at least
-    ``SHIFTED_ROWS_MIN_WIDTH`` wide (kw*C_in in 2-D, one group), the first spatial axis is
-    moved in front and summed as kh matmuls of shifted row blocks instead,
+    as the library convolution, in one GEMM ("patches"). Two other forms of the same sum are
+    faster on XLA:CPU where they apply (:func:`im2col_form` picks one):
 
-        Y[i] = sum_m P_w[i*s_h + m*d_h] @ K[m].reshape(kw*C_in, C_out),
+    - "shifted rows", when the patches of the axes after the first are at least
+      ``SHIFTED_ROWS_MIN_WIDTH`` wide (kw*C_in in 2-D; one group): the first spatial axis is
+      moved in front and summed as kh matmuls of shifted row blocks,
 
-    with P_w the patches of the width alone: each block is a contiguous slice, so neither
-    the kh-fold patch matrix nor its gradient is built. The gradients are again slices, pads
+          Y[i] = sum_m P_w[i*s_h + m*d_h] @ K[m].reshape(kw*C_in, C_out),
+
+      with P_w the patches of the width alone; each block is a contiguous slice, so neither
+      the kh-fold patch matrix nor its gradient is built;
+    - "blocked", for narrower patches with at most ``BLOCKED_MAX_C_OUT`` output channels,
+      stride 1 and no kernel dilation: each patch row covers 2 outputs per spatial axis,
+      a (kh+1) x (kw+1) window taken at stride 2, and the kernel matrix holds K zero-padded
+      at each of the 4 offsets (dy, dx),
+
+          Y[2I+dy, 2J+dx, o] = sum_{m',n',c} X_pad[2I+m', 2J+n', c] K_(dy,dx)[m', n', c, o],
+          K_(dy,dx)[m', n'] = K[m'-dy, n'-dx] (0 outside the kernel),
+
+      one GEMM 4*C_out wide instead of C_out. The gradients are again slices, pads
     and matmuls, which XLA:CPU runs at matmul speed inside a compiled loop. Same signature as
     ``lax.conv_general_dilated`` (so ``flax.linen.Conv(conv_general_dilated=...)`` takes it),
     for any number of spatial axes; ``feature_group_count`` > 1 contracts each group with its
@@ -440,7 +469,8 @@ def _im2col(
     dot = functools.partial(
         lax.dot, precision=precision, preferred_element_type=preferred_element_type
     )
-    if groups == 1 and spatial >= 2 and math.prod(window[1:]) * c_in >= SHIFTED_ROWS_MIN_WIDTH:
+    form = im2col_form(window, c_in, c_out, strides, rhs_dilation, groups)
+    if form == "shifted rows":
         # The first spatial axis as a sum of shifted matmuls: with that axis moved in front,
         # its kh taps are contiguous blocks of the patches of the other axes (no copy), and
         #     Y = sum_m P[m*d : m*d + (out-1)*s + 1 : s] @ K[m].reshape(-1, C_out).
@@ -456,6 +486,27 @@ def _im2col(
              for m, p in enumerate(shifted)),
         )  # fmt: skip
         y = jnp.moveaxis(y.reshape(o, x.shape[0], *out[1:], c_out), 0, 1)
+        return _to_layout(y, lhs.ndim, numbers)
+    if form == "blocked":
+        # 2 outputs per spatial axis from one patch row: windows of k + 1 taps at stride 2,
+        # against the kernel zero-padded into each of the 2^d offsets. The output matrix is
+        # 2^d C_out wide instead of C_out (6 would fill few lanes of a vector register), and
+        # the patch matrix (k + 1)^d / (2 k)^d of the full one's size.
+        blocks = [-(-o // 2) for o in out]
+        x = jnp.pad(x, [(0, 0)] + [(0, 2 * b - o) for b, o in zip(blocks, out)] + [(0, 0)])
+        patches = _window_taps(x, [k + 1 for k in window], (1,) * spatial, (2,) * spatial,
+                               blocks, first_axis=1)  # fmt: skip
+        offsets = list(itertools.product((0, 1), repeat=spatial))
+        shifted = [
+            jnp.pad(kernel, [(d, 1 - d) for d in offset] + [(0, 0)] * 2) for offset in offsets
+        ]
+        weights = jnp.stack(shifted, axis=-2).reshape(-1, len(offsets) * c_out)
+        y = dot(patches.reshape(-1, patches.shape[-1]), weights)
+        y = y.reshape(x.shape[0], *blocks, *(2,) * spatial, c_out)
+        interleave = [0] + [a for i in range(spatial) for a in (1 + i, 1 + spatial + i)]
+        y = jnp.transpose(y, [*interleave, 1 + 2 * spatial])
+        y = y.reshape(x.shape[0], *(2 * b for b in blocks), c_out)
+        y = y[(slice(None), *(slice(o) for o in out))]
         return _to_layout(y, lhs.ndim, numbers)
     patches = _window_taps(x, window, rhs_dilation, strides, out, first_axis=1)
     taps = math.prod(window)

@@ -375,6 +375,10 @@ IM2COL_CASES = [
     ((1, 10, 9, 2), (2, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (1, 1), 1),
     ((2, 7, 7, 4), (3, 2), 6, (1, 1), "VALID", (1, 2), (1, 1), 2),
     ((1, 6, 5, 2), (3, 3), 2, (1, 1), ((1, 1), (2, 0)), (1, 1), (2, 3), 1),
+    # stride 1, narrow patches, few output channels: the blocked form (odd sizes, dilated input)
+    ((2, 9, 7, 1), (3, 3), 5, (1, 1), "SAME", (1, 1), (1, 1), 1),
+    ((1, 7, 6, 2), (2, 3), 3, (1, 1), ((1, 0), (2, 1)), (1, 1), (2, 1), 1),
+    ((2, 11, 2), (3,), 4, (1,), "VALID", (1,), (1,), 1),
     # patches of the width at least SHIFTED_ROWS_MIN_WIDTH wide: the shifted-rows form
     ((2, 9, 8, 6), (3, 3), 5, (2, 1), "SAME", (1, 1), (1, 1), 1),
     ((1, 10, 9, 8), (2, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (2, 1), 1),
@@ -424,21 +428,33 @@ def test_im2col_equals_lax_conv_in_outputs_and_gradients():
             )
 
 
-def test_im2col_takes_the_shifted_rows_form_where_the_width_patches_are_wide():
-    """Width patches of kw*C_in >= SHIFTED_ROWS_MIN_WIDTH: kh matmuls of shifted row blocks
-    (one per tap of the first axis); narrower ones (LeNet-5's first convolution): one matmul."""
+def test_im2col_takes_each_form_where_it_applies():
+    """The cases above cover the three forms; LeNet-5's first convolution (5x5, 1 -> 6) is
+    blocked (one GEMM 4 x 6 wide for 2 x 2 outputs per row: 2 x 4 x 4 rows on 2 12x12
+    images), its second (6 -> 16) shifted rows (5 GEMMs), and a strided narrow one the plain
+    patch matrix (one GEMM 6 wide)."""
+    forms = {
+        conv.im2col_form(window, shape[-1] // groups, c_out, strides, rhs_dil, groups)
+        for shape, window, c_out, strides, _, rhs_dil, _, groups in IM2COL_CASES
+    }
+    assert forms == set(conv.IM2COL_FORMS)
 
-    def dots(c_in):
-        x = jnp.zeros((2, 12, 12, c_in))
-        kernel = jnp.zeros((5, 5, c_in, 16))
-        op = functools.partial(conv.im2col_conv_general_dilated, window_strides=(1, 1),
+    def dots(c_in, c_out, strides):
+        op = functools.partial(conv.im2col_conv_general_dilated, window_strides=strides,
                                padding="VALID", dimension_numbers=DIMENSION_NUMBERS_2D)  # fmt: skip
-        jaxpr = jax.make_jaxpr(op)(x, kernel)
-        return str(jaxpr).count("dot_general")
+        jaxpr = str(
+            jax.make_jaxpr(op)(jnp.zeros((2, 12, 12, c_in)), jnp.zeros((5, 5, c_in, c_out)))
+        )
+        return [line for line in jaxpr.splitlines() if "dot_general" in line]
 
-    width = conv.SHIFTED_ROWS_MIN_WIDTH
-    assert dots(-(-width // 5)) == 5  # 5 * C_in >= width
-    assert dots(width // 5 - (width % 5 == 0)) == 1
+    assert conv.im2col_form((5, 5), 1, 6, (1, 1), (1, 1)) == "blocked"
+    (blocked,) = dots(1, 6, (1, 1))
+    assert "f32[32,24] = dot_general" in blocked
+    assert conv.im2col_form((5, 5), 6, 16, (1, 1), (1, 1)) == "shifted rows"
+    assert len(dots(6, 16, (1, 1))) == 5
+    assert conv.im2col_form((5, 5), 1, 6, (2, 2), (1, 1)) == "patches"
+    (patches,) = dots(1, 6, (2, 2))
+    assert "f32[32,6] = dot_general" in patches
 
 
 def test_im2col_follows_any_dimension_numbers_and_flax_conv():
