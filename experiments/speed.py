@@ -18,7 +18,8 @@ Rows (each a median over repeats, after compiling):
   and with im2col (lexicon.nn.conv), epoch as lax.scan vs jitted step per call;
 - the MLP 784-256-256-10 and LeNet-5 with Adam at batch 128 in JAX and, when torch is
   installed (pip install -e '.[bench]'), in PyTorch on the CPU with as many threads;
-- the XLA:CPU flags this jaxlib accepts (--xla_cpu_use_xnnpack, --xla_cpu_use_onednn): the
+- the XLA:CPU flags this jaxlib accepts (--xla_cpu_use_xnnpack, --xla_cpu_use_onednn, and
+  --xla_cpu_experimental_ynn_fusion_type= that turns YNNPACK's fusions off): the
   matmul peak and LeNet-5 in a child process with each flag, over a child without;
 - each hand-written lexicon.optim transform next to its optax twin on the same model;
 - the topics measured beside a reference (lexicon.bench.<topic>): the scanned LSTM vs flax's
@@ -38,13 +39,26 @@ import jax.numpy as jnp
 
 from lexicon import bench, cli, data, train
 from lexicon.bench.frameworks import conv_rows, framework_rows, seed_rows, torch_info
-from lexicon.bench.loops import classifier_task, core_rows, device_rows, loop_rows, optimizer_rows
+from lexicon.bench.loops import (
+    classifier_task,
+    core_rows,
+    device_rows,
+    loop_rows,
+    optimizer_rows,
+    seeds_scan_row,
+)
 from lexicon.bench.ratios import achieved, headline_figures, ratio_rows, topic_figures
 from lexicon.report import Report
 from lexicon.rules import Choice, ConfigError, Names, Range, widths
 
 PARTS = ("all", "devices", "flags", "cores")
-XLA_FLAGS = ("--xla_cpu_use_xnnpack=true", "--xla_cpu_use_onednn=true")
+# The XLA:CPU flags whose effect speed.py records: XNNPACK and oneDNN kernels on, and
+# YNNPACK's fusions (this jaxlib's default kernels for dots and reductions) off.
+XLA_FLAGS = (
+    "--xla_cpu_use_xnnpack=true",
+    "--xla_cpu_use_onednn=true",
+    "--xla_cpu_experimental_ynn_fusion_type=",
+)
 # Topics whose speed is measured beside a reference implementation (lexicon.bench.<topic>).
 TOPICS = ("rnn", "dqn", "word2vec", "sweep")
 ROWS = ("loop", "roofline", "seeds", "cores", "convnets", "flags", "devices", "frameworks",
@@ -125,18 +139,23 @@ def flag_rows(config) -> dict:
     return {f"{flag}: {k} / no flag": v / base[k] for flag, r in runs.items() for k, v in r.items()}
 
 
-def flag_measurements(config) -> dict:
-    """What a flags child measures: the XLA matmul peak and LeNet-5's scanned steps."""
+def flag_measurements(config, splits) -> dict:
+    """What a flags child measures: the XLA matmul peak, LeNet-5's scanned steps and the
+    digits MLP's scanned step with 8 vmapped seeds."""
     rows, _ = conv_rows(config.repeats, config.conv_steps, nets=["LeNet-5 32x32"])
     scans = {k.split(": ")[1]: v for k, v in rows.items() if "scan" in k}
-    return {"XLA matmul GFLOP/s": bench.matmul_gflops(repeats=config.repeats), **scans}
+    return {
+        "XLA matmul GFLOP/s": bench.matmul_gflops(repeats=config.repeats),
+        **scans,
+        **seeds_scan_row(config, splits, seeds=8),
+    }
 
 
 def train_and_evaluate(config, workdir):
     splits = data.load("digits", seed=config.data_seed)
     if config.part != "all":
         child = {"devices": device_rows, "cores": core_rows}.get(config.part)
-        print(json.dumps(child(config, splits) if child else flag_measurements(config)))
+        print(json.dumps((child or flag_measurements)(config, splits)))
         return {}
     rows = RULES["rows"].parse(config.rows)
     measured = {name: name in rows for name in ROWS}

@@ -40,14 +40,22 @@ def paired_times(fns, repeats: int) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
-def epoch_runner(task, config, batch_size, parallel="none", mapper="shard_map"):
-    """A function timing one epoch of ``task`` through lexicon.train's compiled program."""
+def epoch_runner(task, config, batch_size, arrays, parallel="none", mapper="shard_map"):
+    """A function that runs one epoch of ``task`` on ``arrays`` (``config.seeds`` seeds)
+    through lexicon.train's compiled program and blocks until it is done."""
+    import jax
+
     config = config.copy_and_resolve_references()
     config.parallel, config.mapper = parallel, mapper
     program = train.Program(task, config, batch_size=batch_size)
     seeds = program.put(np.arange(config.seeds, dtype=np.int32), program.seed_sharding)
     state = program.init(seeds)
-    return program, state, seeds
+    data = program.put(arrays)
+
+    def run():
+        jax.block_until_ready(program.epoch(state, seeds, data, np.int32(1)))
+
+    return run
 
 
 # --- the roofline: the machine's matmul peak and the FLOPs of a compiled step -------------------

@@ -56,12 +56,7 @@ def step_loops(task, x, y, batch_size, num_steps, seeds=1):
     on ``num_steps`` minibatches of (x, y); the scan trains ``seeds`` vmapped replicas."""
     config = train.defaults()
     config.batch_size, config.seeds = batch_size, seeds
-    program, st, sd = epoch_runner(task, config, batch_size)
-    arrays = program.put({"x": x, "y": y})
-
-    def scan():
-        jax.block_until_ready(program.epoch(st, sd, arrays, np.int32(1)))
-
+    scan = epoch_runner(task, config, batch_size, {"x": x, "y": y})
     step = jax.jit(task.make_step(None))
     state = task.init(jax.random.key(0))
     batches = [

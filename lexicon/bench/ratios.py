@@ -81,8 +81,13 @@ def ratio_rows(loop, seeds, convs, flags, devices, frameworks, peak, flops, core
         for label, short, a, b, target in CONV_RATIOS:
             out.append((f"{net}, {label}", f"{slug}_{short}", t[a] / t[b], target))
     for label, value in flags.items():  # "--xla_cpu_use_<flag>=true: <row> / no flag"
-        flag = label.split("=")[0].removeprefix("--xla_cpu_use_")
+        flag = (
+            label.split("=")[0]
+            .removeprefix("--xla_cpu_use_")
+            .removeprefix("--xla_cpu_experimental_")
+        )
         row = "peak" if "GFLOP" in label else label.split(": ")[1].split(",")[0]
+        row = row.lower().replace(" vmapped", "").replace(" ", "_")
         target = "> 1 (faster)" if "GFLOP" in label else "< 1 (faster)"
         out.append((label, f"flag_{flag}_{row}", value, target))
     for label, value in devices.items():  # "<n> devices, <shard_map|pmap>" over "1 device"

@@ -100,7 +100,9 @@ def test_roofline_pieces():
     convs = {"LeNet-5 32x32: im2col, epoch as lax.scan": 1.0,
              "LeNet-5 32x32: im2col, jitted step per call": 2.0,
              "LeNet-5 32x32: xla, epoch as lax.scan": 4.0}  # fmt: skip
-    flags = {"--xla_cpu_use_onednn=true: XLA matmul GFLOP/s / no flag": 1.1}
+    flags = {"--xla_cpu_use_onednn=true: XLA matmul GFLOP/s / no flag": 1.1,
+             "--xla_cpu_experimental_ynn_fusion_type=: digits MLP 8 vmapped seeds, epoch as "
+             "lax.scan / no flag": 0.9}  # fmt: skip
     devices = {"1 device": 2.0, "4 devices, pmap": 1.0}
     args = (loop, seeds, convs, flags, devices, {}, {"xla": 100.0}, {"digits MLP": 1e7})
     rows = ratios.ratio_rows(*args)
@@ -111,6 +113,7 @@ def test_roofline_pieces():
     assert got["batched_over_sequential"] == pytest.approx(2.0)
     assert got["lenet5_scan_over_dispatch"] == 0.5 and got["lenet5_im2col_over_xla_scan"] == 0.25
     assert got["flag_onednn_peak"] == 1.1 and got["pmap_4_devices_over_1"] == 0.5
+    assert got["flag_ynn_fusion_type_digits_mlp_8_seeds"] == 0.9
     assert not ratios.ratio_rows({}, {}, {}, {}, {}, {}, {}, {})  # nothing measured, no ratio
     cores = {"64-32-10 MLP, epoch scan, 1 seed": 1e-4,
              "64-32-10 MLP, epoch scan, 8 seeds over 2 devices": 2.5e-4,
