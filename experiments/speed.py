@@ -20,7 +20,8 @@ Rows (each a median over repeats, after compiling):
   installed (pip install -e '.[bench]'), in PyTorch on the CPU with as many threads;
 - the XLA:CPU flags this jaxlib accepts (--xla_cpu_use_xnnpack, --xla_cpu_use_onednn, and
   --xla_cpu_experimental_ynn_fusion_type= that turns YNNPACK's fusions off): the
-  matmul peak and LeNet-5 in a child process with each flag, over a child without;
+  matmul peak, LeNet-5 and 8 vmapped MLP seeds in a child process with each flag, over a
+  child without, the median of ``flag_rounds`` rounds;
 - each hand-written lexicon.optim transform next to its optax twin on the same model;
 - the topics measured beside a reference (lexicon.bench.<topic>): the scanned LSTM vs flax's
   OptimizedLSTMCell, the compiled DQN (1 vs 16 vmapped seeds) vs CleanRL's published wall
@@ -36,6 +37,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lexicon import bench, cli, data, train
 from lexicon.bench.frameworks import conv_rows, framework_rows, seed_rows, torch_info
@@ -76,6 +78,7 @@ def get_config():
     config.rows = "all"  # all, or comma-separated names of ROWS
     config.part = "all"  # all | devices | flags | cores (the child processes)
     config.conv_steps = 20  # minibatches per timed epoch of each conv net
+    config.flag_rounds = 3  # rounds of the XLA-flag child processes (medians over rounds)
     return config
 
 
@@ -85,6 +88,7 @@ RULES = {
     "rows": Names(ROWS, everything="all"),
     "part": Choice(*PARTS),
     "conv_steps": Range(1, 1000),
+    "flag_rounds": Range(1, 100),
     "hidden": widths(),
 }
 
@@ -126,23 +130,35 @@ def measure_cores_in_child(config) -> dict:
 
 
 def flag_rows(config) -> dict:
-    """The matmul peak and LeNet-5 (both conv_impls, epoch scan) in one child process per
-    XLA flag this jaxlib accepts, and in one child without flags: ratios over the latter."""
+    """The matmul peak, LeNet-5 (im2col, epoch scan) and 8 vmapped digits-MLP seeds in one
+    child process per XLA flag this jaxlib accepts and one without flags, in
+    ``config.flag_rounds`` rounds: each figure over the same round's child without flags,
+    the median over the rounds (the same child minutes later can differ by 30% on a virtual
+    machine; one round is not enough to tell a flag's effect from that drift)."""
     flags = [f for f in XLA_FLAGS if bench.xla_flag_accepted(f)]
-    runs = {
-        flag: bench.json_from_child(
-            "experiments.speed", child_args(config, "flags"), {"XLA_FLAGS": flag}
+    rounds = []
+    for _ in range(config.flag_rounds):
+        runs = {
+            flag: bench.json_from_child(
+                "experiments.speed", child_args(config, "flags"), {"XLA_FLAGS": flag}
+            )
+            for flag in ["", *flags]
+        }
+        base = runs.pop("")
+        rounds.append(
+            {
+                f"{flag}: {k} / no flag": v / base[k]
+                for flag, r in runs.items()
+                for k, v in r.items()
+            }
         )
-        for flag in ["", *flags]
-    }
-    base = runs.pop("")
-    return {f"{flag}: {k} / no flag": v / base[k] for flag, r in runs.items() for k, v in r.items()}
+    return {k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}
 
 
 def flag_measurements(config, splits) -> dict:
     """What a flags child measures: the XLA matmul peak, LeNet-5's scanned steps and the
     digits MLP's scanned step with 8 vmapped seeds."""
-    rows, _ = conv_rows(config.repeats, config.conv_steps, nets=["LeNet-5 32x32"])
+    rows, _ = conv_rows(config.repeats, config.conv_steps, ["LeNet-5 32x32"], ("im2col",))
     scans = {k.split(": ")[1]: v for k, v in rows.items() if "scan" in k}
     return {
         "XLA matmul GFLOP/s": bench.matmul_gflops(repeats=config.repeats),

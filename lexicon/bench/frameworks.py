@@ -145,16 +145,18 @@ CONV_NETS = {  # name -> (model for a conv_impl, one input's shape)
 }
 
 
-def conv_rows(repeats: int, num_steps: int = 20, nets=None) -> tuple[dict, dict]:
+def conv_rows(
+    repeats: int, num_steps: int = 20, nets=None, impls=("xla", "im2col")
+) -> tuple[dict, dict]:
     """Per-step seconds of each conv net (Adam, batch 128): xla vs im2col, scan vs dispatch,
     all four timed in turn; and each net's FLOPs per step (XLA's cost analysis of its step
-    with XLA's convolution)."""
+    with the first of ``impls``)."""
     rows, flops = {}, {}
     for name in nets or CONV_NETS:
         make, shape = CONV_NETS[name]
         x, y = random_data(shape, num_steps)
         fns = {}
-        for impl in ("xla", "im2col"):
+        for impl in impls:
             task = train.classifier(make(impl), optax.adam(1e-3), jnp.zeros((1, *shape)))
             scan, dispatch, step_flops = step_loops(task, x, y, 128, num_steps)
             fns[f"{name}: {impl}, epoch as lax.scan"] = scan

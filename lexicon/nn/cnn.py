@@ -12,8 +12,9 @@ A convolutional layer is convolution, activation, pooling. The models use ``flax
 operations in :mod:`lexicon.nn.conv` and :mod:`lexicon.nn.pooling` are their reference.
 Every model takes ``conv_impl`` (``auto`` | ``xla`` | ``im2col``, see
 :func:`lexicon.nn.conv.Conv`): the same parameters, computed by XLA's convolution or as
-im2col plus one matmul; ``auto`` picks im2col on CPU (the faster there, inside a compiled
-epoch too) and XLA's convolution on GPU/TPU.
+im2col and matmuls (in the form :func:`lexicon.nn.conv.im2col_form` picks); ``auto`` picks
+im2col on CPU (the faster there, inside a compiled epoch too) and XLA's convolution on
+GPU/TPU.
 
 Inputs are channels-last. Image models take ``(N, H, W, C)`` or ``(N, H, W)`` (one channel is
 added); :class:`CNN1D` takes ``(N, L)`` or ``(N, L, C)``.

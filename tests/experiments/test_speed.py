@@ -162,3 +162,22 @@ def test_core_devices_divide_the_seeds(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 3)
     assert [bench.core_devices(s) for s in (8, 16, 9, 7)] == [2, 2, 3, 1]
     assert bench.core_devices_env(16) == {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def test_flag_rows_are_medians_over_rounds_of_ratios_to_the_same_round(monkeypatch):
+    """Each round times a child without flags, then one per flag; a flag's figure is its
+    child's over the same round's child without flags, the median over the rounds."""
+    children = iter([{"a": 2.0}, {"a": 1.0}, {"a": 1.0}, {"a": 1.0}, {"a": 4.0}, {"a": 1.0}])
+    seen = []
+
+    def child(module, args, env):
+        seen.append(env["XLA_FLAGS"])
+        return next(children)
+
+    monkeypatch.setattr(speed, "XLA_FLAGS", ("--xla_cpu_use_onednn=true",))
+    monkeypatch.setattr(speed.bench, "xla_flag_accepted", lambda flag: True)
+    monkeypatch.setattr(speed.bench, "json_from_child", child)
+    config = tiny_config(flag_rounds=3)
+    rows = speed.flag_rows(config)
+    assert rows == {"--xla_cpu_use_onednn=true: a / no flag": 0.5}  # ratios 0.5, 1, 0.25
+    assert seen == ["", "--xla_cpu_use_onednn=true"] * 3
