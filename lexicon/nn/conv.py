@@ -306,13 +306,15 @@ def convolve_2d(
 # --- im2col: convolution layers as one matrix product ------------------------------------------
 
 CONV_IMPLS = ("auto", "xla", "im2col")
-# Which form of im2col a convolution takes (:func:`im2col_form`). Both thresholds were measured
-# on the 2-core development machine (experiments/speed.py, LeNet-5 and VGG-small inside the
-# compiled epoch): patches of the width alone at least SHIFTED_ROWS_MIN_WIDTH wide (kw * C_in
-# in 2-D: LeNet-5's 6 -> 16 convolution, 30; VGG-small's 3x3 convolutions) are faster as
-# shifted rows; narrower ones (LeNet-5's first convolution, 5) are faster as the full patch
-# matrix, and with at most BLOCKED_MAX_C_OUT output channels (its 6) faster still with 2 x 2
-# outputs per patch row.
+# Which form of im2col a convolution takes (:func:`im2col_form`). The thresholds were measured
+# on the 2-core development machine, each form against the plain patch matrix inside the
+# compiled epoch: LeNet-5's 5x5 convolution from 6 to 16 channels (width kw * C_in = 30) is
+# faster as shifted rows; VGG-small's and ResNet-small's 3x3 convolutions (3 shifts) are not
+# (1.0 and 1.05-1.09 of the time), so the shifted-rows form needs a first axis of at least
+# SHIFTED_ROWS_MIN_TAPS taps and patches of the other axes at least SHIFTED_ROWS_MIN_WIDTH
+# wide. LeNet-5's first convolution (width 5, 6 output channels) is faster blocked: the
+# blocked form takes narrower patches with at most BLOCKED_MAX_C_OUT output channels.
+SHIFTED_ROWS_MIN_TAPS = 5
 SHIFTED_ROWS_MIN_WIDTH = 16
 BLOCKED_MAX_C_OUT = 8
 IM2COL_FORMS = ("patches", "shifted rows", "blocked")
@@ -321,7 +323,7 @@ IM2COL_FORMS = ("patches", "shifted rows", "blocked")
 def im2col_form(window, c_in, c_out, strides, rhs_dilation, groups=1) -> str:
     """The form of im2col that :func:`im2col_conv_general_dilated` takes for a kernel
     ``window`` (spatial sizes) from ``c_in`` to ``c_out`` channels (see its docstring)."""
-    if groups == 1 and len(window) >= 2:
+    if groups == 1 and len(window) >= 2 and window[0] >= SHIFTED_ROWS_MIN_TAPS:
         if math.prod(window[1:]) * c_in >= SHIFTED_ROWS_MIN_WIDTH:
             return "shifted rows"
     if groups == 1 and c_out <= BLOCKED_MAX_C_OUT and set(strides) | set(rhs_dilation) == {1}:
@@ -386,9 +388,10 @@ def im2col_conv_general_dilated(
     as the library convolution, in one GEMM ("patches"). Two other forms of the same sum are
     faster on XLA:CPU where they apply (:func:`im2col_form` picks one):
 
-    - "shifted rows", when the patches of the axes after the first are at least
-      ``SHIFTED_ROWS_MIN_WIDTH`` wide (kw*C_in in 2-D; one group): the first spatial axis is
-      moved in front and summed as kh matmuls of shifted row blocks,
+    - "shifted rows", when the first spatial axis has at least ``SHIFTED_ROWS_MIN_TAPS`` taps
+      and the patches of the other axes are at least ``SHIFTED_ROWS_MIN_WIDTH`` wide (kw*C_in
+      in 2-D; one group): the first spatial axis is moved in front and summed as kh matmuls
+      of shifted row blocks,
 
           Y[i] = sum_m P_w[i*s_h + m*d_h] @ K[m].reshape(kw*C_in, C_out),
 

@@ -380,9 +380,9 @@ IM2COL_CASES = [
     ((1, 7, 6, 2), (2, 3), 3, (1, 1), ((1, 0), (2, 1)), (1, 1), (2, 1), 1),
     ((2, 11, 2), (3,), 4, (1,), "VALID", (1,), (1,), 1),
     # patches of the width at least SHIFTED_ROWS_MIN_WIDTH wide: the shifted-rows form
-    ((2, 9, 8, 6), (3, 3), 5, (2, 1), "SAME", (1, 1), (1, 1), 1),
-    ((1, 10, 9, 8), (2, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (2, 1), 1),
-    ((1, 6, 7, 5, 4), (2, 3, 2), 3, (2, 1, 2), "SAME", (1, 1, 1), (1, 1, 1), 1),
+    ((2, 9, 8, 6), (5, 3), 5, (2, 1), "SAME", (1, 1), (1, 1), 1),
+    ((1, 12, 9, 8), (5, 3), 4, (1, 2), ((1, 2), (0, 3)), (2, 1), (2, 1), 1),
+    ((1, 8, 7, 5, 4), (5, 3, 2), 3, (2, 1, 2), "SAME", (1, 1, 1), (1, 1, 1), 1),
 ]
 
 
@@ -452,6 +452,7 @@ def test_im2col_takes_each_form_where_it_applies():
     assert "f32[32,24] = dot_general" in blocked
     assert conv.im2col_form((5, 5), 6, 16, (1, 1), (1, 1)) == "shifted rows"
     assert len(dots(6, 16, (1, 1))) == 5
+    assert conv.im2col_form((3, 3), 16, 16, (1, 1), (1, 1)) == "patches"  # VGG's, ResNet's
     assert conv.im2col_form((5, 5), 1, 6, (2, 2), (1, 1)) == "patches"
     (patches,) = dots(1, 6, (2, 2))
     assert "f32[32,6] = dot_general" in patches
