@@ -313,7 +313,8 @@ CONV_IMPLS = ("auto", "xla", "im2col")
 # (1.0 and 1.05-1.09 of the time), so the shifted-rows form needs a first axis of at least
 # SHIFTED_ROWS_MIN_TAPS taps and patches of the other axes at least SHIFTED_ROWS_MIN_WIDTH
 # wide. LeNet-5's first convolution (width 5, 6 output channels) is faster blocked: the
-# blocked form takes narrower patches with at most BLOCKED_MAX_C_OUT output channels.
+# blocked form takes narrower patches (the only kind measured) with at most BLOCKED_MAX_C_OUT
+# output channels.
 SHIFTED_ROWS_MIN_TAPS = 5
 SHIFTED_ROWS_MIN_WIDTH = 16
 BLOCKED_MAX_C_OUT = 8
@@ -323,10 +324,12 @@ IM2COL_FORMS = ("patches", "shifted rows", "blocked")
 def im2col_form(window, c_in, c_out, strides, rhs_dilation, groups=1) -> str:
     """The form of im2col that :func:`im2col_conv_general_dilated` takes for a kernel
     ``window`` (spatial sizes) from ``c_in`` to ``c_out`` channels (see its docstring)."""
-    if groups == 1 and len(window) >= 2 and window[0] >= SHIFTED_ROWS_MIN_TAPS:
-        if math.prod(window[1:]) * c_in >= SHIFTED_ROWS_MIN_WIDTH:
-            return "shifted rows"
-    if groups == 1 and c_out <= BLOCKED_MAX_C_OUT and set(strides) | set(rhs_dilation) == {1}:
+    if groups != 1:
+        return "patches"
+    wide = math.prod(window[1:]) * c_in >= SHIFTED_ROWS_MIN_WIDTH
+    if wide and len(window) >= 2 and window[0] >= SHIFTED_ROWS_MIN_TAPS:
+        return "shifted rows"
+    if not wide and c_out <= BLOCKED_MAX_C_OUT and set(strides) | set(rhs_dilation) == {1}:
         return "blocked"
     return "patches"
 

@@ -453,6 +453,7 @@ def test_im2col_takes_each_form_where_it_applies():
     assert conv.im2col_form((5, 5), 6, 16, (1, 1), (1, 1)) == "shifted rows"
     assert len(dots(6, 16, (1, 1))) == 5
     assert conv.im2col_form((3, 3), 16, 16, (1, 1), (1, 1)) == "patches"  # VGG's, ResNet's
+    assert conv.im2col_form((3, 3), 32, 1, (1, 1), (1, 1)) == "patches"  # a decoder's output
     assert conv.im2col_form((5, 5), 1, 6, (2, 2), (1, 1)) == "patches"
     (patches,) = dots(1, 6, (2, 2))
     assert "f32[32,6] = dot_general" in patches
