@@ -4,8 +4,8 @@ The documents name deep Q-learning: a network maps a state to the Q-value of eve
 learns the Q-learning target. The rest is Mnih et al.'s [add]: experience replay (a ring buffer
 on the device, lexicon.rl.replay), a target network (copied every ``target_every`` updates, or
 Polyak-averaged with ``tau`` < 1), a Huber or squared loss, a linearly decaying epsilon, and
-optionally van Hasselt et al.'s Double DQN target. The whole training of one replica is a
-chain of lax.scan epochs (lexicon.rl.dqn) that lexicon.train vmaps over seeds: each seed has
+optionally van Hasselt et al.'s Double DQN target. The training is lexicon.train.fit of the
+task lexicon.rl.dqn builds (its epochs compiled, vmapped over seeds): each seed has
 its own network initialization, exploration and environment streams. Time-limit truncations
 bootstrap from the observation the episode was cut at; terminations do not bootstrap.
 

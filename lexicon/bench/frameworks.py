@@ -148,9 +148,9 @@ CONV_NETS = {  # name -> (model for a conv_impl, one input's shape)
 def conv_rows(
     repeats: int, num_steps: int = 20, nets=None, impls=("xla", "im2col")
 ) -> tuple[dict, dict]:
-    """Per-step seconds of each conv net (Adam, batch 128): xla vs im2col, scan vs dispatch,
-    all four timed in turn; and each net's FLOPs per step (XLA's cost analysis of its step
-    with the first of ``impls``)."""
+    """Per-step seconds of each conv net (Adam, batch 128) with each of ``impls``, epoch scan
+    and jitted step per call, all timed in turn; and each net's FLOPs per step (XLA's cost
+    analysis of its step with the first of ``impls``)."""
     rows, flops = {}, {}
     for name in nets or CONV_NETS:
         make, shape = CONV_NETS[name]
